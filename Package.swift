@@ -1,0 +1,43 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "dengine-swift",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "dnode", targets: ["Node"]),
+        .executable(name: "dctl", targets: ["dctl"]),
+        .executable(name: "dtop", targets: ["dtop"]),
+        .executable(name: "raftsim", targets: ["raftsim"]),
+        .library(name: "RaftCore", targets: ["RaftCore"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // Pure consensus: no Foundation I/O, no clocks, no threads, no logging.
+        .target(name: "RaftCore"),
+        // Simulated network, clock and disk; invariant checkers; golden DSL. Not a product.
+        .target(name: "RaftTestKit", dependencies: ["RaftCore"]),
+        // Write-ahead log segments, hard state, snapshot files, recovery.
+        .target(name: "RaftStorage", dependencies: ["RaftCore"]),
+        // Deterministic key-value state machine.
+        .target(name: "KVStore", dependencies: ["RaftCore"]),
+        // Wire types shared by node, dctl and dtop.
+        .target(name: "ClusterAPI"),
+        .executableTarget(name: "Node", dependencies: ["RaftCore", "RaftStorage", "KVStore", "ClusterAPI"]),
+        .executableTarget(
+            name: "dctl",
+            dependencies: ["ClusterAPI", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .executableTarget(name: "dtop", dependencies: ["ClusterAPI"]),
+        .executableTarget(
+            name: "raftsim",
+            dependencies: ["RaftCore", "RaftTestKit", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .testTarget(name: "RaftCoreTests", dependencies: ["RaftCore", "RaftTestKit"]),
+        .testTarget(name: "RaftStorageTests", dependencies: ["RaftCore", "RaftStorage", "RaftTestKit"]),
+        .testTarget(name: "KVStoreTests", dependencies: ["RaftCore", "KVStore"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

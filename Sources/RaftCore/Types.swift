@@ -1,0 +1,195 @@
+/// Identifiers and plain value types shared by the core, the storage and the shell.
+///
+/// Everything here is a value type with a stable one-line `description`, used by logs and golden tests.
+
+public typealias NodeID = UInt64
+public typealias Term = UInt64
+public typealias LogIndex = UInt64
+
+// MARK: - Log entries
+
+/// What an entry carries. The core interprets only `.config`; `.normal` payloads are opaque.
+public enum EntryKind: UInt8, Sendable, Equatable {
+    /// An application command (opaque bytes for the state machine).
+    case normal = 0
+    /// The empty entry a new leader appends to commit entries of earlier terms (Raft §5.4.2, §8).
+    case noop = 1
+    /// A membership change; `data` is an encoded `MembershipChange`. Takes effect when appended (thesis §4.1).
+    case config = 2
+}
+
+/// One log entry. `clientID` and `sequence` are passed through untouched so that the state machine can apply a
+/// retried command exactly once (Raft thesis §6.3); `0` means "no session".
+public struct Entry: Sendable, Equatable, CustomStringConvertible {
+    public var term: Term
+    public var index: LogIndex
+    public var kind: EntryKind
+    public var clientID: UInt64
+    public var sequence: UInt64
+    public var data: [UInt8]
+
+    public init(
+        term: Term, index: LogIndex, kind: EntryKind = .normal, clientID: UInt64 = 0, sequence: UInt64 = 0,
+        data: [UInt8] = []
+    ) {
+        self.term = term
+        self.index = index
+        self.kind = kind
+        self.clientID = clientID
+        self.sequence = sequence
+        self.data = data
+    }
+
+    public var description: String {
+        switch kind {
+        case .noop: return "\(term)/\(index) noop"
+        case .config:
+            let change = MembershipChange(encoded: data).map { "\($0)" } ?? "invalid"
+            return "\(term)/\(index) config \(change)"
+        case .normal:
+            let text = String(decoding: data.prefix(24), as: UTF8.self)
+            let session = clientID == 0 ? "" : " c\(clientID)#\(sequence)"
+            return "\(term)/\(index) \"\(text)\"\(session)"
+        }
+    }
+}
+
+// MARK: - Hard state
+
+/// The state that must be on stable storage before any message that depends on it is sent (Raft §5.1, Figure 2).
+public struct HardState: Sendable, Equatable, CustomStringConvertible {
+    public var term: Term
+    public var vote: NodeID?
+    public var commit: LogIndex
+
+    public init(term: Term = 0, vote: NodeID? = nil, commit: LogIndex = 0) {
+        self.term = term
+        self.vote = vote
+        self.commit = commit
+    }
+
+    public var description: String { "term=\(term) vote=\(vote.map(String.init) ?? "-") commit=\(commit)" }
+}
+
+// MARK: - Membership
+
+/// The voting and non-voting members of a configuration. Learners receive the log but never vote and never count
+/// toward a quorum.
+public struct Membership: Sendable, Equatable, CustomStringConvertible {
+    public var voters: Set<NodeID>
+    public var learners: Set<NodeID>
+
+    public init(voters: Set<NodeID> = [], learners: Set<NodeID> = []) {
+        self.voters = voters
+        self.learners = learners
+    }
+
+    public var members: Set<NodeID> { voters.union(learners) }
+    public func contains(_ id: NodeID) -> Bool { voters.contains(id) || learners.contains(id) }
+
+    public var description: String {
+        let v = voters.sorted().map(String.init).joined(separator: ",")
+        let l = learners.sorted().map(String.init).joined(separator: ",")
+        return l.isEmpty ? "voters=(\(v))" : "voters=(\(v)) learners=(\(l))"
+    }
+
+    /// The configuration after `change`, or why it cannot be applied.
+    public func applying(_ change: MembershipChange) -> Result<Membership, MembershipError> {
+        var next = self
+        switch change {
+        case .addLearner(let id):
+            if contains(id) { return .failure(.alreadyMember(id)) }
+            next.learners.insert(id)
+        case .promote(let id):
+            guard learners.contains(id) else { return .failure(.notALearner(id)) }
+            next.learners.remove(id)
+            next.voters.insert(id)
+        case .remove(let id):
+            guard contains(id) else { return .failure(.notAMember(id)) }
+            if voters == [id] { return .failure(.lastVoter(id)) }
+            next.voters.remove(id)
+            next.learners.remove(id)
+        }
+        return .success(next)
+    }
+}
+
+/// A single-server membership change (Raft thesis §4.1). Only one may be uncommitted at a time.
+public enum MembershipChange: Sendable, Equatable, CustomStringConvertible {
+    case addLearner(NodeID)
+    case promote(NodeID)
+    case remove(NodeID)
+
+    public var node: NodeID {
+        switch self {
+        case .addLearner(let id), .promote(let id), .remove(let id): return id
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .addLearner(let id): return "add-learner \(id)"
+        case .promote(let id): return "promote \(id)"
+        case .remove(let id): return "remove \(id)"
+        }
+    }
+
+    /// Nine bytes: a tag and the node id, big-endian.
+    public var encoded: [UInt8] {
+        let tag: UInt8
+        switch self {
+        case .addLearner: tag = 1
+        case .promote: tag = 2
+        case .remove: tag = 3
+        }
+        var bytes: [UInt8] = [tag]
+        for shift in stride(from: 56, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: node >> UInt64(shift))) }
+        return bytes
+    }
+
+    public init?(encoded bytes: [UInt8]) {
+        guard bytes.count == 9 else { return nil }
+        var id: UInt64 = 0
+        for b in bytes[1...] { id = id << 8 | UInt64(b) }
+        switch bytes[0] {
+        case 1: self = .addLearner(id)
+        case 2: self = .promote(id)
+        case 3: self = .remove(id)
+        default: return nil
+        }
+    }
+}
+
+public enum MembershipError: Error, Sendable, Equatable, CustomStringConvertible {
+    case alreadyMember(NodeID)
+    case notALearner(NodeID)
+    case notAMember(NodeID)
+    case lastVoter(NodeID)
+
+    public var description: String {
+        switch self {
+        case .alreadyMember(let id): return "node \(id) is already a member"
+        case .notALearner(let id): return "node \(id) is not a learner"
+        case .notAMember(let id): return "node \(id) is not a member"
+        case .lastVoter(let id): return "node \(id) is the last voter"
+        }
+    }
+}
+
+// MARK: - Snapshots
+
+/// Describes a snapshot of the state machine: everything up to and including `index` is in it. The bulk data is
+/// the shell's business; the core only reasons about the metadata.
+public struct SnapshotMetadata: Sendable, Equatable, CustomStringConvertible {
+    public var index: LogIndex
+    public var term: Term
+    public var membership: Membership
+
+    public init(index: LogIndex, term: Term, membership: Membership) {
+        self.index = index
+        self.term = term
+        self.membership = membership
+    }
+
+    public var description: String { "snapshot@\(term)/\(index) \(membership)" }
+}

@@ -1,0 +1,1 @@
+print("dctl: not yet implemented")

@@ -1,0 +1,1 @@
+print("dtop: not yet implemented")

@@ -1,0 +1,3 @@
+import Testing
+
+@Test func placeholderRaftCoreTests() { #expect(Bool(true)) }

@@ -1,0 +1,3 @@
+import Testing
+
+@Test func placeholderRaftStorageTests() { #expect(Bool(true)) }
