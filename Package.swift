@@ -13,6 +13,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
     ],
     targets: [
         // Pure consensus: no Foundation I/O, no clocks, no threads, no logging.
@@ -25,12 +26,16 @@ let package = Package(
         .target(name: "KVStore", dependencies: ["RaftCore"]),
         // Wire types shared by node, dctl and dtop.
         .target(name: "ClusterAPI"),
+        // Node configuration: TOML file, env overrides, validation (exit 78 on a bad file).
+        .target(name: "NodeConfig", dependencies: ["ClusterAPI", .product(name: "TOMLKit", package: "TOMLKit")]),
         .executableTarget(name: "Node", dependencies: ["RaftCore", "RaftStorage", "KVStore", "ClusterAPI"]),
         .executableTarget(
             name: "dctl",
             dependencies: ["ClusterAPI", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(name: "dtop", dependencies: ["ClusterAPI"]),
+        // Storage benchmark (make bench-storage) and the crash tests' child process.
+        .executableTarget(name: "storagebench", dependencies: ["RaftCore", "RaftStorage"]),
         .executableTarget(
             name: "raftsim",
             dependencies: ["RaftCore", "RaftTestKit", .product(name: "ArgumentParser", package: "swift-argument-parser")]
@@ -38,6 +43,8 @@ let package = Package(
         .testTarget(name: "RaftCoreTests", dependencies: ["RaftCore", "RaftTestKit"]),
         .testTarget(name: "RaftStorageTests", dependencies: ["RaftCore", "RaftStorage", "RaftTestKit"]),
         .testTarget(name: "KVStoreTests", dependencies: ["RaftCore", "KVStore"]),
+        .testTarget(name: "ClusterAPITests", dependencies: ["ClusterAPI"]),
+        .testTarget(name: "NodeConfigTests", dependencies: ["NodeConfig", "ClusterAPI"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -44,7 +44,7 @@ public struct Entry: Sendable, Equatable, CustomStringConvertible {
         switch kind {
         case .noop: return "\(term)/\(index) noop"
         case .config:
-            let change = MembershipChange(encoded: data).map { "\($0)" } ?? "invalid"
+            let change = ConfigChangeRecord(encoded: data).map { "\($0.change) -> \($0.result)" } ?? "invalid"
             return "\(term)/\(index) config \(change)"
         case .normal:
             let text = String(decoding: data.prefix(24), as: UTF8.self)
@@ -192,4 +192,62 @@ public struct SnapshotMetadata: Sendable, Equatable, CustomStringConvertible {
     }
 
     public var description: String { "snapshot@\(term)/\(index) \(membership)" }
+}
+
+/// The payload of a configuration entry: the change and the whole configuration it produces. Carrying the result
+/// makes a node's view independent of the configuration it booted with: a learner that joins long after bootstrap
+/// replays the log and lands on the same membership as everyone else.
+public struct ConfigChangeRecord: Sendable, Equatable, CustomStringConvertible {
+    public var change: MembershipChange
+    public var result: Membership
+
+    public init(change: MembershipChange, result: Membership) {
+        self.change = change
+        self.result = result
+    }
+
+    public var description: String { "\(change) -> \(result)" }
+
+    /// `change` (9 bytes), then voters and learners as u32 counts of big-endian u64 ids, sorted.
+    public var encoded: [UInt8] {
+        var bytes = change.encoded
+        for set in [result.voters, result.learners] {
+            let ids = set.sorted()
+            appendBigEndian(UInt64(ids.count), width: 4, to: &bytes)
+            for id in ids { appendBigEndian(id, width: 8, to: &bytes) }
+        }
+        return bytes
+    }
+
+    public init?(encoded bytes: [UInt8]) {
+        guard bytes.count >= 17, let change = MembershipChange(encoded: Array(bytes[0..<9])) else { return nil }
+        var offset = 9
+        var sets: [Set<NodeID>] = []
+        for _ in 0..<2 {
+            guard let count = readBigEndian(bytes, at: &offset, width: 4), count <= 10_000 else { return nil }
+            var ids = Set<NodeID>()
+            for _ in 0..<count {
+                guard let id = readBigEndian(bytes, at: &offset, width: 8) else { return nil }
+                ids.insert(id)
+            }
+            sets.append(ids)
+        }
+        guard offset == bytes.count, sets[0].isDisjoint(with: sets[1]) else { return nil }
+        self.change = change
+        self.result = Membership(voters: sets[0], learners: sets[1])
+    }
+}
+
+@inline(__always)
+func appendBigEndian(_ value: UInt64, width: Int, to bytes: inout [UInt8]) {
+    for i in stride(from: width - 1, through: 0, by: -1) { bytes.append(UInt8(truncatingIfNeeded: value >> (8 * UInt64(i)))) }
+}
+
+@inline(__always)
+func readBigEndian(_ bytes: [UInt8], at offset: inout Int, width: Int) -> UInt64? {
+    guard offset + width <= bytes.count else { return nil }
+    var value: UInt64 = 0
+    for i in 0..<width { value = value << 8 | UInt64(bytes[offset + i]) }
+    offset += width
+    return value
 }

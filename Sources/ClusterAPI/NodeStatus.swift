@@ -1,0 +1,199 @@
+/// The Status JSON served by `GET /status` on the metrics port, and printed per node by `dctl status -o json`.
+///
+/// Compatibility rule (SPEC.md): within one `schema_version`, fields may be added but never renamed or removed.
+/// Decoding therefore ignores unknown fields, and nullable fields are always written (as `null`), never omitted.
+
+// MARK: - Peers
+
+/// The leader's replication state for one peer (etcd's `tracker.StateType`).
+public enum PeerReplicationState: String, Sendable, Hashable, Codable, CaseIterable {
+    /// Entries are streamed optimistically.
+    case replicate
+    /// The leader is searching for the last matching index, one message at a time.
+    case probe
+    /// The peer is receiving a snapshot.
+    case snapshot
+}
+
+/// One peer as seen by the leader.
+public struct PeerStatus: Sendable, Hashable, Codable {
+    public var id: UInt64
+    public var address: String
+    /// The highest log index known to be replicated on the peer.
+    public var matchIndex: UInt64
+    /// The leader's last log index minus `matchIndex`.
+    public var lagEntries: UInt64
+    /// Milliseconds since the peer last acknowledged anything; `null` if it never has.
+    public var lastAckMsAgo: UInt64?
+    public var state: PeerReplicationState
+
+    public init(
+        id: UInt64, address: String, matchIndex: UInt64, lagEntries: UInt64, lastAckMsAgo: UInt64?,
+        state: PeerReplicationState
+    ) {
+        self.id = id
+        self.address = address
+        self.matchIndex = matchIndex
+        self.lagEntries = lagEntries
+        self.lastAckMsAgo = lastAckMsAgo
+        self.state = state
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, address, state
+        case matchIndex = "match_index"
+        case lagEntries = "lag_entries"
+        case lastAckMsAgo = "last_ack_ms_ago"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        id = try container.decode(UInt64.self, forKey: .id)
+        address = try container.decode(String.self, forKey: .address)
+        matchIndex = try container.decode(UInt64.self, forKey: .matchIndex)
+        lagEntries = try container.decode(UInt64.self, forKey: .lagEntries)
+        lastAckMsAgo = try container.decodeIfPresent(UInt64.self, forKey: .lastAckMsAgo)
+        state = try container.decode(PeerReplicationState.self, forKey: .state)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(id, forKey: .id)
+        try container.encode(address, forKey: .address)
+        try container.encode(matchIndex, forKey: .matchIndex)
+        try container.encode(lagEntries, forKey: .lagEntries)
+        try container.encode(lastAckMsAgo, forKey: .lastAckMsAgo)
+        try container.encode(state, forKey: .state)
+    }
+}
+
+// MARK: - Stats
+
+/// Counters since the node started.
+public struct NodeStats: Sendable, Hashable, Codable {
+    public var writesTotal: UInt64
+    public var readsTotal: UInt64
+    /// The 99th percentile of client write latency, in milliseconds, over a recent window.
+    public var writeP99Ms: Double
+
+    public init(writesTotal: UInt64 = 0, readsTotal: UInt64 = 0, writeP99Ms: Double = 0) {
+        self.writesTotal = writesTotal
+        self.readsTotal = readsTotal
+        self.writeP99Ms = writeP99Ms
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case writesTotal = "writes_total"
+        case readsTotal = "reads_total"
+        case writeP99Ms = "write_p99_ms"
+    }
+}
+
+// MARK: - Status
+
+/// `GET /status`: one node's view of itself and, when it leads, of its peers.
+public struct NodeStatus: Sendable, Hashable, Codable {
+    /// The schema this type writes. Readers accept any document with this version and extra fields.
+    public static let currentSchemaVersion = 1
+
+    public var schemaVersion: Int
+    public var nodeID: UInt64
+    /// The node's `listen_address` (client API and peer protocol).
+    public var address: String
+    public var role: NodeRole
+    public var term: UInt64
+    /// The leader this node knows of; `null` when none.
+    public var leaderID: UInt64?
+    public var commitIndex: UInt64
+    public var appliedIndex: UInt64
+    public var lastLogIndex: UInt64
+    /// The index of the latest snapshot; 0 when there is none.
+    public var snapshotIndex: UInt64
+    public var voters: [UInt64]
+    public var learners: [UInt64]
+    /// Milliseconds the leader lease still holds; 0 when not leader or expired.
+    public var leaseRemainingMs: UInt64
+    public var uptimeMs: UInt64
+    /// The leader's view of its peers; empty on any other node.
+    public var peers: [PeerStatus]
+    public var stats: NodeStats
+
+    public init(
+        schemaVersion: Int = NodeStatus.currentSchemaVersion, nodeID: UInt64, address: String, role: NodeRole,
+        term: UInt64, leaderID: UInt64?, commitIndex: UInt64, appliedIndex: UInt64, lastLogIndex: UInt64,
+        snapshotIndex: UInt64, voters: [UInt64], learners: [UInt64], leaseRemainingMs: UInt64, uptimeMs: UInt64,
+        peers: [PeerStatus], stats: NodeStats
+    ) {
+        self.schemaVersion = schemaVersion
+        self.nodeID = nodeID
+        self.address = address
+        self.role = role
+        self.term = term
+        self.leaderID = leaderID
+        self.commitIndex = commitIndex
+        self.appliedIndex = appliedIndex
+        self.lastLogIndex = lastLogIndex
+        self.snapshotIndex = snapshotIndex
+        self.voters = voters
+        self.learners = learners
+        self.leaseRemainingMs = leaseRemainingMs
+        self.uptimeMs = uptimeMs
+        self.peers = peers
+        self.stats = stats
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case schemaVersion = "schema_version"
+        case nodeID = "node_id"
+        case address, role, term
+        case leaderID = "leader_id"
+        case commitIndex = "commit_index"
+        case appliedIndex = "applied_index"
+        case lastLogIndex = "last_log_index"
+        case snapshotIndex = "snapshot_index"
+        case voters, learners
+        case leaseRemainingMs = "lease_remaining_ms"
+        case uptimeMs = "uptime_ms"
+        case peers, stats
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        schemaVersion = try container.decode(Int.self, forKey: .schemaVersion)
+        nodeID = try container.decode(UInt64.self, forKey: .nodeID)
+        address = try container.decode(String.self, forKey: .address)
+        role = try container.decode(NodeRole.self, forKey: .role)
+        term = try container.decode(UInt64.self, forKey: .term)
+        leaderID = try container.decodeIfPresent(UInt64.self, forKey: .leaderID)
+        commitIndex = try container.decode(UInt64.self, forKey: .commitIndex)
+        appliedIndex = try container.decode(UInt64.self, forKey: .appliedIndex)
+        lastLogIndex = try container.decode(UInt64.self, forKey: .lastLogIndex)
+        snapshotIndex = try container.decode(UInt64.self, forKey: .snapshotIndex)
+        voters = try container.decode([UInt64].self, forKey: .voters)
+        learners = try container.decode([UInt64].self, forKey: .learners)
+        leaseRemainingMs = try container.decode(UInt64.self, forKey: .leaseRemainingMs)
+        uptimeMs = try container.decode(UInt64.self, forKey: .uptimeMs)
+        peers = try container.decode([PeerStatus].self, forKey: .peers)
+        stats = try container.decode(NodeStats.self, forKey: .stats)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(schemaVersion, forKey: .schemaVersion)
+        try container.encode(nodeID, forKey: .nodeID)
+        try container.encode(address, forKey: .address)
+        try container.encode(role, forKey: .role)
+        try container.encode(term, forKey: .term)
+        try container.encode(leaderID, forKey: .leaderID)
+        try container.encode(commitIndex, forKey: .commitIndex)
+        try container.encode(appliedIndex, forKey: .appliedIndex)
+        try container.encode(lastLogIndex, forKey: .lastLogIndex)
+        try container.encode(snapshotIndex, forKey: .snapshotIndex)
+        try container.encode(voters, forKey: .voters)
+        try container.encode(learners, forKey: .learners)
+        try container.encode(leaseRemainingMs, forKey: .leaseRemainingMs)
+        try container.encode(uptimeMs, forKey: .uptimeMs)
+        try container.encode(peers, forKey: .peers)
+        try container.encode(stats, forKey: .stats)
+    }
+}

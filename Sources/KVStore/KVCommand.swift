@@ -1,0 +1,150 @@
+/// The commands of the key-value state machine and their results, with their compact binary encodings.
+
+public typealias Bytes = [UInt8]
+
+// MARK: - Commands
+
+/// A write the state machine applies.
+public enum KVCommand: Sendable, Equatable, CustomStringConvertible {
+    /// Sets `key` to `value`. `expiresAtMs` (wall clock, ms) makes the key vanish once the state machine's clock
+    /// reaches it; the leader computes it from the TTL when it proposes the command.
+    case put(key: Bytes, value: Bytes, expiresAtMs: UInt64?)
+    case delete(key: Bytes)
+    /// Sets `key` to `value` only if its current value is `expected` (`nil`: only if absent).
+    case cas(key: Bytes, expected: Bytes?, value: Bytes)
+
+    public var key: Bytes {
+        switch self {
+        case .put(let key, _, _), .delete(let key), .cas(let key, _, _): return key
+        }
+    }
+
+    public var description: String {
+        let k = String(decoding: key.prefix(32), as: UTF8.self)
+        switch self {
+        case .put(_, let value, let expiry):
+            return "put \(k) (\(value.count) bytes)" + (expiry.map { " expires=\($0)" } ?? "")
+        case .delete: return "delete \(k)"
+        case .cas(_, let expected, let value):
+            return "cas \(k) expected=\(expected.map { "\($0.count) bytes" } ?? "absent") (\(value.count) bytes)"
+        }
+    }
+}
+
+/// What a `.normal` entry carries: a command and the leader's wall-clock time when it was proposed. The time drives
+/// the state machine's clock, so TTL expiry is the same on every replica.
+public struct KVOperation: Sendable, Equatable {
+    public static let version: UInt8 = 1
+
+    public var timestampMs: UInt64
+    public var command: KVCommand
+
+    public init(timestampMs: UInt64, command: KVCommand) {
+        self.timestampMs = timestampMs
+        self.command = command
+    }
+
+    /// `[version][timestamp u64][tag][fields]`; keys and values are varint-length-prefixed.
+    public var encoded: Bytes {
+        var w = KVWriter()
+        w.u8(Self.version)
+        w.u64(timestampMs)
+        switch command {
+        case .put(let key, let value, let expiry):
+            w.u8(expiry == nil ? 1 : 2)
+            w.blob(key)
+            w.blob(value)
+            if let expiry { w.u64(expiry) }
+        case .delete(let key):
+            w.u8(3)
+            w.blob(key)
+        case .cas(let key, let expected, let value):
+            w.u8(4)
+            w.blob(key)
+            w.optionalBlob(expected)
+            w.blob(value)
+        }
+        return w.bytes
+    }
+
+    /// Decodes `bytes`; throws on an unknown version or tag, truncation or trailing bytes.
+    public init(decoding bytes: Bytes) throws {
+        var r = KVReader(bytes)
+        let version = try r.u8("version")
+        guard version == Self.version else { throw KVDecodeError("unsupported command version \(version)") }
+        timestampMs = try r.u64("timestamp")
+        switch try r.u8("tag") {
+        case 1: command = .put(key: try r.blob("key"), value: try r.blob("value"), expiresAtMs: nil)
+        case 2:
+            let key = try r.blob("key")
+            let value = try r.blob("value")
+            command = .put(key: key, value: value, expiresAtMs: try r.u64("expiry"))
+        case 3: command = .delete(key: try r.blob("key"))
+        case 4:
+            let key = try r.blob("key")
+            let expected = try r.optionalBlob("expected")
+            command = .cas(key: key, expected: expected, value: try r.blob("value"))
+        case let tag: throw KVDecodeError("unknown command tag \(tag)")
+        }
+        try r.expectEnd("command")
+    }
+}
+
+// MARK: - Results
+
+/// The outcome of applying one entry. Deterministic: every replica computes the same result.
+public enum KVResult: Sendable, Equatable, CustomStringConvertible {
+    /// A put was applied.
+    case stored
+    /// A delete was applied; `existed` tells whether the key was present (and unexpired).
+    case deleted(existed: Bool)
+    /// A compare-and-swap was evaluated.
+    case cas(succeeded: Bool)
+    /// A `.noop` or `.config` entry: nothing for the key-value state.
+    case none
+    /// The payload did not decode; nothing was applied (the same on every replica).
+    case invalid(String)
+    /// The entry's index was not `appliedIndex + 1`; nothing was applied.
+    case outOfOrder(expected: UInt64, got: UInt64)
+
+    public var description: String {
+        switch self {
+        case .stored: return "stored"
+        case .deleted(let existed): return "deleted(existed=\(existed))"
+        case .cas(let ok): return "cas(succeeded=\(ok))"
+        case .none: return "none"
+        case .invalid(let why): return "invalid(\(why))"
+        case .outOfOrder(let e, let g): return "out-of-order(expected=\(e), got=\(g))"
+        }
+    }
+
+    func encode(into w: inout KVWriter) {
+        switch self {
+        case .stored: w.u8(1)
+        case .deleted(let existed): w.u8(existed ? 3 : 2)
+        case .cas(let ok): w.u8(ok ? 5 : 4)
+        case .none: w.u8(6)
+        case .invalid(let why):
+            w.u8(7)
+            w.blob(Array(why.utf8))
+        case .outOfOrder(let e, let g):
+            w.u8(8)
+            w.u64(e)
+            w.u64(g)
+        }
+    }
+
+    static func decode(_ r: inout KVReader) throws -> KVResult {
+        switch try r.u8("result tag") {
+        case 1: return .stored
+        case 2: return .deleted(existed: false)
+        case 3: return .deleted(existed: true)
+        case 4: return .cas(succeeded: false)
+        case 5: return .cas(succeeded: true)
+        case 6: return .none
+        case 7: return .invalid(String(decoding: try r.blob("reason"), as: UTF8.self))
+        case 8: return .outOfOrder(expected: try r.u64("expected"), got: try r.u64("got"))
+        case let tag: throw KVDecodeError("unknown result tag \(tag)")
+        }
+    }
+}

@@ -1,0 +1,178 @@
+import Glibc
+import RaftCore
+
+/// A node's data directory (`db_root_dir`): its identity file, the WAL and the snapshots.
+///
+/// ```
+/// <db_root_dir>/DENGINE         identity: format version and node id, checksummed
+/// <db_root_dir>/wal/*.seg       log segments (see `WAL`)
+/// <db_root_dir>/snapshots/*.snap
+/// ```
+///
+/// A new directory is built under a hidden temporary name next to it and renamed into place, so a directory with
+/// a `DENGINE` file is always complete. A directory that exists, is not empty and has no `DENGINE` file is foreign
+/// and refused; nothing in it is touched.
+public enum DataDirectory {
+    public static let markerName = "DENGINE"
+    public static let formatVersion = 1
+
+    public enum Mode: Sendable, Equatable {
+        /// Create the directory (and its parents) when it is missing or empty. A node's normal start.
+        case createIfMissing
+        /// Refuse a missing directory.
+        case openExisting
+    }
+
+    /// Everything a node needs from its data directory at boot.
+    public struct Opened: @unchecked Sendable {
+        public var path: String
+        public var wal: WAL
+        public var snapshots: SnapshotStore
+        /// The newest snapshot, to restore the state machine from; `nil` on a fresh node.
+        public var latestSnapshot: StoredSnapshot?
+        /// True when this call created the directory.
+        public var created: Bool
+        /// Repairs made while opening (torn tails truncated, temporary files removed), for the node to log.
+        public var warnings: [String]
+    }
+
+    /// Opens (or creates) the data directory of node `nodeID` at `path`.
+    ///
+    /// Throws `StorageOpenError` with a message fit for an operator: missing, not a directory, foreign, belonging
+    /// to another node, unsupported format, permission denied, disk full, corruption (file and offset).
+    public static func open(
+        path: String, nodeID: NodeID, mode: Mode = .createIfMissing, walOptions: WAL.Options = WAL.Options(),
+        retainSnapshots: Int = 3
+    ) throws -> Opened {
+        var created = false
+        do {
+            switch try FileSystem.kind(of: path) {
+            case .missing:
+                guard mode == .createIfMissing else {
+                    throw StorageOpenError(
+                        .missingDirectory, "data directory \(path) does not exist (db_root_dir); nothing was created",
+                        path: path)
+                }
+                try create(path: path, nodeID: nodeID)
+                created = true
+            case .file, .other:
+                throw StorageOpenError(
+                    .notADirectory, "data directory \(path) exists but is not a directory; nothing was changed",
+                    path: path)
+            case .directory:
+                let names = try FileSystem.list(path)
+                if !names.contains(markerName) {
+                    guard names.isEmpty else {
+                        throw StorageOpenError(
+                            .foreignDirectory,
+                            "data directory \(path) is not empty and has no \(markerName) file: it is not a dengine "
+                                + "data directory (or belongs to another program); refusing to use it, nothing was "
+                                + "changed. Point db_root_dir at an empty or new directory",
+                            path: path)
+                    }
+                    guard mode == .createIfMissing else {
+                        throw StorageOpenError(
+                            .missingDirectory, "data directory \(path) is empty (no \(markerName) file)", path: path)
+                    }
+                    try create(path: path, nodeID: nodeID)
+                    created = true
+                }
+            }
+            try checkIdentity(path: path, nodeID: nodeID)
+            for sub in ["wal", "snapshots"] where try FileSystem.kind(of: path + "/" + sub) != .directory {
+                throw StorageOpenError(
+                    .missingFiles, "\(path)/\(sub) is missing: the data directory is incomplete; refusing to start",
+                    path: path + "/" + sub)
+            }
+        } catch let io as StorageIOError {
+            throw StorageOpenError(io)
+        }
+        let wal = try WAL.open(directory: path + "/wal", options: walOptions)
+        let snapshots = try SnapshotStore.open(directory: path + "/snapshots", retain: retainSnapshots)
+        let latest = try snapshots.loadLatest()
+        var warnings = wal.recoveryWarnings + snapshots.recoveryWarnings
+        // Reconcile: the WAL must never refer to a snapshot that is not on disk.
+        if let logged = wal.snapshot, (latest?.metadata.index ?? 0) < logged.index {
+            throw StorageOpenError(
+                .missingFiles,
+                "the log was compacted to snapshot \(logged.index) but no snapshot file at or after that index is in "
+                    + "\(path)/snapshots; refusing to start", path: path + "/snapshots")
+        }
+        if let latest, latest.metadata.index > (wal.snapshot?.index ?? 0) {
+            // Saved, then the node stopped before the WAL recorded it: record it now.
+            do {
+                try wal.applySnapshot(latest.metadata)
+                try wal.sync()
+            } catch let fatal as StorageFatalError {
+                throw StorageOpenError(.ioError, fatal.message, path: path + "/wal")
+            }
+            warnings.append("recorded snapshot \(latest.metadata.index) in the log (saved just before a stop)")
+        }
+        return Opened(
+            path: path, wal: wal, snapshots: snapshots, latestSnapshot: latest, created: created, warnings: warnings)
+    }
+
+    // MARK: - Identity
+
+    static func identityBytes(nodeID: NodeID) -> [UInt8] {
+        let body = "dengine data directory\nformat_version = \(formatVersion)\nnode_id = \(nodeID)\n"
+        let crc = String(CRC32C.checksum(Array(body.utf8)), radix: 16)
+        return Array((body + "checksum = \(crc)\n").utf8)
+    }
+
+    private static func checkIdentity(path: String, nodeID: NodeID) throws {
+        let markerPath = path + "/" + markerName
+        let bytes = try POSIXFile.open(markerPath, writable: false).readAll()
+        let text = String(decoding: bytes, as: UTF8.self)
+        var fields: [String: String] = [:]
+        var body = ""
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            let parts = line.split(separator: "=", maxSplits: 1).map { $0.trimmingSpaces() }
+            if parts.count == 2 { fields[parts[0]] = parts[1] }
+            if !line.hasPrefix("checksum") && !line.isEmpty { body += line + "\n" }
+        }
+        guard text.hasPrefix("dengine data directory\n"), let crc = fields["checksum"],
+            crc == String(CRC32C.checksum(Array(body.utf8)), radix: 16),
+            let version = fields["format_version"].flatMap(Int.init), let owner = fields["node_id"].flatMap(UInt64.init)
+        else {
+            throw StorageOpenError(
+                .corruption, "identity file \(markerPath) is damaged or not a dengine identity file; refusing to start",
+                path: markerPath, offset: 0)
+        }
+        guard version == formatVersion else {
+            throw StorageOpenError(
+                .unsupportedFormat,
+                "\(path) has data format version \(version); this build reads version \(formatVersion)", path: path)
+        }
+        guard owner == nodeID else {
+            throw StorageOpenError(
+                .nodeMismatch,
+                "data directory \(path) belongs to node \(owner), but this is node \(nodeID); check node_id and "
+                    + "db_root_dir in the config", path: path)
+        }
+    }
+
+    /// Builds a complete directory under a temporary sibling name and renames it into place (replacing an empty
+    /// directory, which rename(2) allows), then fsyncs the parent.
+    private static func create(path: String, nodeID: NodeID) throws {
+        let parent = FileSystem.parentDirectory(of: path)
+        try FileSystem.makeDirectories(parent)
+        let temp = parent + "/." + FileSystem.lastComponent(of: path) + ".init-\(getpid())"
+        try FileSystem.removeTree(temp)
+        try FileSystem.makeDirectory(temp)
+        try FileSystem.makeDirectory(temp + "/wal")
+        try FileSystem.makeDirectory(temp + "/snapshots")
+        try WAL.initialize(directory: temp + "/wal")
+        try FileSystem.syncDirectory(temp + "/snapshots")
+        try FileSystem.writeAtomically(identityBytes(nodeID: nodeID), to: temp + "/" + markerName)
+        try FileSystem.syncDirectory(temp)
+        try FileSystem.rename(temp, path)
+        try FileSystem.syncDirectory(parent)
+    }
+}
+
+extension Substring {
+    fileprivate func trimmingSpaces() -> String {
+        String(drop(while: { $0 == " " }).reversed().drop(while: { $0 == " " }).reversed())
+    }
+}

@@ -1,0 +1,131 @@
+import Glibc
+
+// MARK: - I/O errors
+
+/// A failed system call on a storage file, classified so that a full disk and a permission problem read differently.
+public struct StorageIOError: Error, Sendable, Equatable, CustomStringConvertible {
+    public enum Kind: String, Sendable, Equatable {
+        /// ENOSPC or EDQUOT: the disk (or quota) is full.
+        case noSpace = "no_space"
+        /// EACCES, EPERM or EROFS.
+        case permissionDenied = "permission_denied"
+        /// ENOENT.
+        case notFound = "not_found"
+        /// Anything else (EIO, ...).
+        case other = "io_error"
+    }
+
+    public var kind: Kind
+    public var errno: Int32
+    /// The operation, e.g. `write`, `fsync`, `open`.
+    public var operation: String
+    public var path: String
+
+    public init(errno code: Int32, operation: String, path: String) {
+        self.errno = code
+        self.operation = operation
+        self.path = path
+        switch code {
+        case ENOSPC, EDQUOT: kind = .noSpace
+        case EACCES, EPERM, EROFS: kind = .permissionDenied
+        case ENOENT: kind = .notFound
+        default: kind = .other
+        }
+    }
+
+    public var description: String {
+        let reason = String(cString: strerror(errno))
+        switch kind {
+        case .noSpace:
+            return "disk full: \(operation) \(path) failed: \(reason) (errno \(errno)); free space on the volume and restart"
+        case .permissionDenied:
+            return "permission denied: \(operation) \(path) failed: \(reason) (errno \(errno)); the node's user needs "
+                + "read and write access to the data directory"
+        case .notFound, .other:
+            return "\(operation) \(path) failed: \(reason) (errno \(errno))"
+        }
+    }
+}
+
+// MARK: - Fatal runtime errors
+
+/// An error after which the node must stop: a failed write or fsync of the log or a snapshot.
+///
+/// A failed fsync is never retried: Linux may have dropped the dirty pages and marked them clean, so a later
+/// successful fsync would not mean the data is on disk. Every later call on the same `WAL` throws this error again.
+public struct StorageFatalError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var code: StorageIOError.Kind
+    public var message: String
+
+    public init(code: StorageIOError.Kind, message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    init(_ io: StorageIOError, context: String) {
+        code = io.kind
+        if io.operation == "fsync" {
+            message = "fatal: \(context): \(io); fsync is never retried (the kernel may have dropped the dirty pages); "
+                + "the node must stop and recover from its log on restart"
+        } else {
+            message = "fatal: \(context): \(io)"
+        }
+    }
+
+    public var description: String { message }
+}
+
+// MARK: - Open errors
+
+/// Why a data directory could not be opened. The message names the file and, for corruption, the byte offset, and
+/// says what an operator can do. Nothing is created or modified when this is thrown, except where `code` says so.
+public struct StorageOpenError: Error, Sendable, Equatable, CustomStringConvertible {
+    public enum Code: String, Sendable, Equatable {
+        case missingDirectory = "missing_directory"
+        case notADirectory = "not_a_directory"
+        case foreignDirectory = "foreign_directory"
+        case nodeMismatch = "node_mismatch"
+        case unsupportedFormat = "unsupported_format"
+        case missingFiles = "missing_files"
+        case corruption = "corruption"
+        case permissionDenied = "permission_denied"
+        case noSpace = "no_space"
+        case ioError = "io_error"
+    }
+
+    public var code: Code
+    public var message: String
+    /// The file at fault, when there is one.
+    public var path: String?
+    /// The byte offset of a corrupt record or header.
+    public var offset: Int?
+
+    public init(_ code: Code, _ message: String, path: String? = nil, offset: Int? = nil) {
+        self.code = code
+        self.message = message
+        self.path = path
+        self.offset = offset
+    }
+
+    init(_ io: StorageIOError) {
+        let code: Code
+        switch io.kind {
+        case .noSpace: code = .noSpace
+        case .permissionDenied: code = .permissionDenied
+        case .notFound: code = .missingFiles
+        case .other: code = .ioError
+        }
+        self.init(code, io.description, path: io.path)
+    }
+
+    static func corruption(path: String, offset: Int, _ detail: String) -> StorageOpenError {
+        StorageOpenError(
+            .corruption,
+            "checksum mismatch in \(path) at offset \(offset): \(detail); refusing to start. To recover: stop the "
+                + "node, move its data directory aside (keep it for analysis), start the node with an empty data "
+                + "directory and let it catch up from the leader by snapshot (see docs/storage.md)",
+            path: path, offset: offset)
+    }
+
+    public var description: String { message }
+}

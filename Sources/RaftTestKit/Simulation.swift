@@ -1,0 +1,622 @@
+import RaftCore
+
+/// What the simulator may do, all driven from one seed.
+public struct SimOptions: Sendable, Equatable {
+    public var seed: UInt64
+    public var voters = 3
+    /// Extra node ids that membership changes may add as learners (and later promote).
+    public var spareNodes = 2
+    public var steps = 3000
+    /// Per-message fault probabilities (percent).
+    public var dropPercent = 5
+    public var duplicatePercent = 3
+    /// Messages take 1...maxDelay ms; random delivery order among due messages gives reordering.
+    public var maxDelay: UInt64 = 8
+    /// Per-step event probabilities (per mille).
+    public var crashPerMille = 4
+    public var partitionPerMille = 4
+    public var membershipPerMille = 3
+    public var transferPerMille = 2
+    /// Pause a node (a GC pause, SIGSTOP): no ticks, no messages; on resume clients reach it before its clock does.
+    public var pausePerMille = 3
+    /// Take a snapshot every this many applied entries, keeping `retainEntries` before it.
+    public var snapshotEvery: UInt64 = 40
+    public var retainEntries: UInt64 = 5
+    public var lease = true
+    /// Test only: a bug planted in the core, to prove that the checkers catch it.
+    public var plantedBug: PlantedBug?
+
+    public init(seed: UInt64) { self.seed = seed }
+}
+
+/// A safety property violated during a simulation run.
+public struct SimFailure: Error, Sendable, CustomStringConvertible {
+    public var seed: UInt64
+    public var step: Int
+    public var property: String
+    public var detail: String
+    public var trace: [String]
+
+    public var description: String {
+        "seed \(seed) step \(step): \(property) violated: \(detail)\nlast events:\n  "
+            + trace.joined(separator: "\n  ")
+    }
+}
+
+/// Counters of what a run did (for the closing report and to check that faults really happened).
+public struct SimStats: Sendable, Equatable {
+    public var steps = 0
+    public var delivered = 0
+    public var dropped = 0
+    public var duplicated = 0
+    public var crashes = 0
+    public var partitions = 0
+    public var membershipChanges = 0
+    public var transfers = 0
+    public var snapshotsTaken = 0
+    public var snapshotsInstalled = 0
+    public var writesProposed = 0
+    public var writesApplied = 0
+    public var readsServed = 0
+    public var leaseReadsServed = 0
+    public var elections = 0
+    public var pauses = 0
+    /// Steps during which a deposed leader still believed it led while a newer leader had committed in its term.
+    public var staleLeaderSteps = 0
+
+    public init() {}
+
+    public mutating func add(_ o: SimStats) {
+        steps += o.steps
+        delivered += o.delivered
+        dropped += o.dropped
+        duplicated += o.duplicated
+        crashes += o.crashes
+        partitions += o.partitions
+        membershipChanges += o.membershipChanges
+        transfers += o.transfers
+        snapshotsTaken += o.snapshotsTaken
+        snapshotsInstalled += o.snapshotsInstalled
+        writesProposed += o.writesProposed
+        writesApplied += o.writesApplied
+        readsServed += o.readsServed
+        leaseReadsServed += o.leaseReadsServed
+        elections += o.elections
+        pauses += o.pauses
+        staleLeaderSteps += o.staleLeaderSteps
+    }
+}
+
+/// N Raft nodes in one process over a simulated network, clock and disk. Everything is derived from one seed, so a
+/// failing seed replays exactly. After every step the `InvariantCheckers` run.
+public struct Simulation {
+    public let options: SimOptions
+    public private(set) var rng: SplitMix64
+    public private(set) var now: UInt64 = 0
+    public private(set) var step = 0
+    public private(set) var stats = SimStats()
+    public private(set) var nodes: [NodeID: SimNode] = [:]
+    public private(set) var checkers = InvariantCheckers()
+    private var network: [InFlight] = []
+    private var sendSequence: UInt64 = 0
+    /// Partition: node -> side. Nodes on different sides cannot talk.
+    private var side: [NodeID: Int] = [:]
+    private var trace: [String] = []
+    private var nextValue = 0
+    private var nextReadID: UInt64 = 0
+    private var lastWrittenKey = "k0"
+    private var clientSequence: [UInt64: UInt64] = [:]
+    private var lastWrite: (clientID: UInt64, sequence: UInt64, data: [UInt8])?
+    public let bootstrap: Membership
+
+    struct InFlight {
+        var deliverAt: UInt64
+        var sequence: UInt64
+        var message: Message
+        var snapshot: SimStateMachine?
+    }
+
+    public init(options: SimOptions) {
+        self.options = options
+        self.rng = SplitMix64(seed: options.seed)
+        let voters = Set((1...NodeID(options.voters)))
+        self.bootstrap = Membership(voters: voters)
+        for id in voters.sorted() { startNode(id, fresh: true) }
+    }
+
+    // MARK: - Run
+
+    /// Runs `options.steps` steps; throws the first violated property.
+    public mutating func run() throws(SimFailure) {
+        for _ in 0..<options.steps {
+            try stepOnce()
+        }
+        try heal()
+    }
+
+    /// Heals every fault and lets the cluster settle: everyone live, connected, with a leader that has committed.
+    public mutating func heal() throws(SimFailure) {
+        side.removeAll()
+        for id in nodes.keys.sorted() where !nodes[id]!.isUp { restart(id) }
+        for id in nodes.keys.sorted() where nodes[id]!.paused { nodes[id]!.paused = false }
+        for _ in 0..<2000 {
+            advanceClock(by: 10)
+            try deliverAllDue()
+            if let leader = currentLeader(), nodes[leader]!.core.hasCommittedInTerm { break }
+        }
+        try check()
+    }
+
+    public mutating func stepOnce() throws(SimFailure) {
+        step += 1
+        stats.steps += 1
+        let roll = Int(rng.next() % 1000)
+        var threshold = 0
+        func hit(_ perMille: Int) -> Bool {
+            threshold += perMille
+            return roll < threshold
+        }
+        if hit(options.crashPerMille) {
+            crashOrRestart()
+        } else if hit(options.partitionPerMille) {
+            partitionOrHeal()
+        } else if hit(options.membershipPerMille) {
+            changeMembership()
+        } else if hit(options.transferPerMille) {
+            transferLeadership()
+        } else if hit(options.pausePerMille) {
+            pauseOrResume()
+        } else if hit(120) {
+            clientWrite()
+        } else if hit(100) {
+            clientRead()
+        } else if hit(500) {
+            deliverOne()
+        } else if hit(30) {
+            processOneDeferredReady()
+        } else {
+            // Usually the network keeps up with time (random order among due messages); sometimes it lags.
+            if rng.next() % 8 != 0 { try drainNetwork() }
+            advanceClock(by: 1 + rng.next() % 6)
+        }
+        let leaders = nodes.values.filter { $0.isUp && $0.core.role == .leader }
+        if leaders.count > 1 {
+            stats.staleLeaderSteps += 1
+        }
+        try check()
+    }
+
+    // MARK: - Nodes
+
+    private mutating func startNode(_ id: NodeID, fresh: Bool) {
+        var config = RaftConfig(id: id, initialMembership: bootstrap)
+        config.electionTimeoutMin = 50
+        config.electionTimeoutMax = 100
+        config.heartbeatInterval = 10
+        config.leaseDuration = options.lease ? 35 : 0
+        config.clockDriftMargin = 5
+        config.maxEntriesPerMessage = 8
+        config.maxInflightMessages = 4
+        config.randomSeed = options.seed &+ id &* 7919
+        config.plantedBug = options.plantedBug
+        var node = nodes[id] ?? SimNode(id: id)
+        if fresh { node = SimNode(id: id) }
+        node.boot(config: config, now: now)
+        nodes[id] = node
+        log("boot \(id)\(fresh ? " fresh" : "") \(node.core.hardState)")
+    }
+
+    /// Crashes a random live node, or (more often, when one is down) restarts a crashed one.
+    private mutating func crashOrRestart() {
+        let down = nodes.keys.sorted().filter { !nodes[$0]!.isUp }
+        if !down.isEmpty && rng.next() % 3 != 0 {
+            restart(down[Int(rng.next() % UInt64(down.count))])
+            return
+        }
+        // Keep a majority of the bootstrap voters able to come back: at most a minority down at once.
+        guard down.count < (options.voters - 1) / 2, let id = randomLiveNode() else { return }
+        nodes[id]!.crash()
+        stats.crashes += 1
+        log("crash \(id)")
+    }
+
+    private mutating func pauseOrResume() {
+        if let paused = nodes.keys.sorted().first(where: { nodes[$0]!.paused }) {
+            nodes[paused]!.paused = false
+            log("resume \(paused)")
+            // The classic stale-read window: requests reach the process before its timers run.
+            if nodes[paused]!.core.role == .leader { clientRead(at: paused) }
+            nodes[paused]!.core.tick(now: now)
+            pump(paused)
+            return
+        }
+        let target = rng.next() % 3 != 0 ? currentLeader() : randomLiveNode()
+        guard let id = target else { return }
+        nodes[id]!.paused = true
+        stats.pauses += 1
+        log("pause \(id)")
+    }
+
+    private mutating func restart(_ id: NodeID) {
+        startNode(id, fresh: false)
+    }
+
+    private mutating func partitionOrHeal() {
+        if !side.isEmpty {
+            side.removeAll()
+            log("heal")
+            return
+        }
+        let ids = nodes.keys.sorted()
+        if rng.next() % 2 == 0, let leader = currentLeader() {
+            // Jepsen's favourite: cut the leader off from everyone else.
+            for id in ids { side[id] = id == leader ? 1 : 0 }
+        } else {
+            for id in ids { side[id] = Int(rng.next() % 2) }
+        }
+        stats.partitions += 1
+        log("partition " + ids.map { "\($0):\(side[$0]!)" }.joined(separator: " "))
+    }
+
+    private func currentLeader() -> NodeID? {
+        var best: (NodeID, Term)?
+        for id in nodes.keys.sorted() {
+            guard let n = nodes[id], n.isUp, n.core.role == .leader else { continue }
+            if best == nil || n.core.term > best!.1 { best = (id, n.core.term) }
+        }
+        return best?.0
+    }
+
+    private mutating func randomLiveNode() -> NodeID? {
+        let live = nodes.keys.sorted().filter { nodes[$0]!.isUp }
+        guard !live.isEmpty else { return nil }
+        return live[Int(rng.next() % UInt64(live.count))]
+    }
+
+    // MARK: - Clients
+
+    /// Clients mostly find the newest leader; some keep talking to a node that still believes it leads (a stale
+    /// leader cut off by a partition), some ask a random node (which refuses unless it leads).
+    private mutating func clientTarget() -> NodeID? {
+        switch rng.next() % 5 {
+        case 0:
+            return randomLiveNode()
+        case 1, 2:
+            let leaders = nodes.keys.sorted().filter { nodes[$0]!.isUp && nodes[$0]!.core.role == .leader }
+            if !leaders.isEmpty { return leaders[Int(rng.next() % UInt64(leaders.count))] }
+            return randomLiveNode()
+        default:
+            return currentLeader() ?? randomLiveNode()
+        }
+    }
+
+    private mutating func clientWrite() {
+        guard let id = clientTarget(), nodes[id]!.core.role == .leader, !nodes[id]!.paused else { return }
+        let proposal: RaftNode.Proposal
+        if let retry = lastWrite, rng.next() % 10 == 0 {
+            // A client retry of the same command (thesis §6.3): must apply once.
+            proposal = RaftNode.Proposal(data: retry.data, clientID: retry.clientID, sequence: retry.sequence)
+        } else {
+            nextValue += 1
+            let key = "k\(rng.next() % 3)"
+            lastWrittenKey = key
+            let clientID = 1 + rng.next() % 3
+            let sequence = (clientSequence[clientID] ?? 0) + 1
+            clientSequence[clientID] = sequence
+            let data = SimStateMachine.command(key: key, value: "v\(nextValue)")
+            proposal = RaftNode.Proposal(data: data, clientID: clientID, sequence: sequence)
+            lastWrite = (clientID, sequence, data)
+        }
+        if case .success(let result) = nodes[id]!.core.propose([proposal]) {
+            stats.writesProposed += 1
+            log("propose \(id) \(String(decoding: proposal.data, as: UTF8.self)) at \(result.indexes.lowerBound)")
+        }
+        pump(id)
+    }
+
+    private mutating func clientRead() {
+        guard let id = clientTarget() else { return }
+        clientRead(at: id)
+    }
+
+    private mutating func clientRead(at id: NodeID) {
+        guard nodes[id]!.core.role == .leader, !nodes[id]!.paused else { return }
+        // Half the reads ask for the key written last: the read most likely to expose a stale value.
+        let key = rng.next() % 2 == 0 ? lastWrittenKey : "k\(rng.next() % 3)"
+        let required = checkers.requiredWriteIndex(key: key, nodes: nodes)
+        if options.lease && rng.next() % 2 == 0 {
+            let r = nodes[id]!.core.leaseRead(now: now)
+            if case .success(let index) = r {
+                nodes[id]!.pendingReads.append(
+                    SimNode.PendingRead(id: 0, key: key, index: index, required: required, lease: true))
+                log("lease-read \(id) \(key) at \(index) needs \(required.map(String.init) ?? "-")")
+            }
+        } else {
+            nextReadID += 1
+            if case .success = nodes[id]!.core.readIndex(id: nextReadID) {
+                nodes[id]!.unconfirmedReads[nextReadID] = (key, required)
+                log("read-index \(id) #\(nextReadID) \(key) needs \(required.map(String.init) ?? "-")")
+            }
+        }
+        pump(id)
+    }
+
+    private mutating func changeMembership() {
+        guard let id = currentLeader() else { return }
+        let m = nodes[id]!.core.membership
+        let all = (1...NodeID(options.voters + options.spareNodes))
+        var choices: [MembershipChange] = []
+        for n in all where !m.contains(n) { choices.append(.addLearner(n)) }
+        for n in m.learners.sorted() { choices.append(.promote(n)) }
+        if m.voters.count > 2 { for n in m.voters.sorted() { choices.append(.remove(n)) } }
+        for n in m.learners.sorted() { choices.append(.remove(n)) }
+        guard !choices.isEmpty else { return }
+        let change = choices[Int(rng.next() % UInt64(choices.count))]
+        if case .addLearner(let n) = change, nodes[n] == nil || !nodes[n]!.isUp {
+            startNode(n, fresh: nodes[n] == nil)
+        }
+        if case .success(let index) = nodes[id]!.core.proposeMembershipChange(change) {
+            stats.membershipChanges += 1
+            log("membership \(id) \(change) at \(index)")
+        }
+        pump(id)
+    }
+
+    private mutating func transferLeadership() {
+        guard let id = currentLeader() else { return }
+        let voters = nodes[id]!.core.membership.voters.sorted().filter { $0 != id }
+        guard !voters.isEmpty else { return }
+        let target = voters[Int(rng.next() % UInt64(voters.count))]
+        if case .success = nodes[id]!.core.transferLeadership(to: target) {
+            stats.transfers += 1
+            log("transfer \(id) -> \(target)")
+        }
+        pump(id)
+    }
+
+    // MARK: - Network and clock
+
+    private mutating func advanceClock(by ms: UInt64) {
+        now += ms
+        for id in nodes.keys.sorted() where nodes[id]!.isUp && !nodes[id]!.paused {
+            nodes[id]!.core.tick(now: now)
+            pump(id)
+        }
+    }
+
+    private func canTalk(_ a: NodeID, _ b: NodeID) -> Bool {
+        side.isEmpty || side[a, default: 0] == side[b, default: 0]
+    }
+
+    private mutating func send(_ message: Message, snapshot: SimStateMachine?) {
+        if rng.next() % 100 < UInt64(options.dropPercent) {
+            stats.dropped += 1
+            return
+        }
+        let copies = rng.next() % 100 < UInt64(options.duplicatePercent) ? 2 : 1
+        if copies == 2 { stats.duplicated += 1 }
+        for _ in 0..<copies {
+            sendSequence += 1
+            network.append(
+                InFlight(
+                    deliverAt: now + 1 + rng.next() % options.maxDelay, sequence: sendSequence, message: message,
+                    snapshot: snapshot))
+        }
+    }
+
+    private mutating func deliverOne() {
+        let due = network.indices.filter { isDeliverable(network[$0]) }
+        guard !due.isEmpty else {
+            advanceClock(by: 1 + rng.next() % 5)
+            return
+        }
+        let pick = due[Int(rng.next() % UInt64(due.count))]
+        let item = network.remove(at: pick)
+        deliver(item)
+    }
+
+    /// Delivers every message that is due, in random order, checking after each.
+    private mutating func drainNetwork() throws(SimFailure) {
+        var due = network.indices.filter { isDeliverable(network[$0]) }.count
+        while due > 0 {
+            let candidates = network.indices.filter { isDeliverable(network[$0]) }
+            guard !candidates.isEmpty else { break }
+            deliver(network.remove(at: candidates[Int(rng.next() % UInt64(candidates.count))]))
+            try check()
+            due -= 1
+        }
+    }
+
+    private mutating func deliverAllDue() throws(SimFailure) {
+        while let pick = network.indices.first(where: { isDeliverable(network[$0]) }) {
+            deliver(network.remove(at: pick))
+            try check()
+        }
+        for id in nodes.keys.sorted() where nodes[id]!.isUp {
+            while !nodes[id]!.deferred.isEmpty { processDeferred(id) }
+        }
+    }
+
+    /// Due, and not addressed to a paused node (whose messages wait in its socket buffer).
+    private func isDeliverable(_ item: InFlight) -> Bool {
+        item.deliverAt <= now && !(nodes[item.message.to]?.paused ?? false)
+    }
+
+    private mutating func deliver(_ item: InFlight) {
+        let m = item.message
+        guard let node = nodes[m.to], node.isUp, canTalk(m.from, m.to) else {
+            stats.dropped += 1
+            return
+        }
+        stats.delivered += 1
+        if traceSink != nil { log("deliver \(m)") }
+        if case .installSnapshot(let meta) = m.body, let image = item.snapshot {
+            nodes[m.to]!.staged[meta.index] = image
+        }
+        let before = nodes[m.to]!.core.role
+        nodes[m.to]!.core.step(m)
+        if nodes[m.to]!.core.role == .leader && before != .leader { stats.elections += 1 }
+        pump(m.to)
+    }
+
+    // MARK: - Ready loop
+
+    /// Takes the node's `Ready` and processes it now, or defers it (a slow disk) so that crashes can lose it and
+    /// several Readies are outstanding at once.
+    private mutating func pump(_ id: NodeID) {
+        guard nodes[id]!.isUp, !nodes[id]!.paused else { return }
+        for _ in 0..<64 {
+            let rd = nodes[id]!.core.ready()
+            if rd.isEmpty { break }
+            nodes[id]!.deferred.append(rd)
+            if rng.next() % 5 == 0 { break }  // leave it on the "disk queue" for a while
+            while !nodes[id]!.deferred.isEmpty { processDeferred(id) }
+        }
+    }
+
+    private mutating func processOneDeferredReady() {
+        let ids = nodes.keys.sorted().filter { nodes[$0]!.isUp && !nodes[$0]!.paused && !nodes[$0]!.deferred.isEmpty }
+        guard !ids.isEmpty else { return }
+        let id = ids[Int(rng.next() % UInt64(ids.count))]
+        processDeferred(id)
+        pump(id)
+    }
+
+    private mutating func processDeferred(_ id: NodeID) {
+        var node = nodes[id]!
+        let rd = node.deferred.removeFirst()
+        if let soft = rd.softState { log("node \(id) \(soft)") }
+        // 1. persist
+        if let snap = rd.snapshot {
+            guard let image = node.staged[snap.index] else { fatalError("snapshot \(snap.index) not staged on \(id)") }
+            try! node.storage.applySnapshot(snap)
+            node.snapshotImage = image
+            node.stateMachine.restore(image)
+            stats.snapshotsInstalled += 1
+            log("node \(id) installed \(snap)")
+        }
+        try! node.storage.append(rd.entries)
+        if let hard = rd.hardState { try! node.storage.setHardState(hard) }
+        nodes[id] = node
+        // 2. send
+        for m in rd.messages {
+            var image: SimStateMachine?
+            if case .installSnapshot = m.body { image = node.snapshotImage }
+            send(m, snapshot: image)
+        }
+        // 3. apply, serve reads
+        for entry in rd.committedEntries {
+            nodes[id]!.stateMachine.apply(entry)
+            checkers.recordApply(node: id, entry: entry, failure: &pendingFailure)
+            if entry.kind == .normal { stats.writesApplied += 1 }
+        }
+        for read in rd.readStates {
+            if let (key, required) = nodes[id]!.unconfirmedReads.removeValue(forKey: read.id) {
+                nodes[id]!.pendingReads.append(
+                    SimNode.PendingRead(id: read.id, key: key, index: read.index, required: required, lease: false))
+            }
+        }
+        for dropped in rd.droppedReads { nodes[id]!.unconfirmedReads[dropped.id] = nil }
+        serveReads(id)
+        // 4. advance
+        nodes[id]!.core.advance(rd)
+        maybeSnapshot(id)
+    }
+
+    private mutating func serveReads(_ id: NodeID) {
+        var remaining: [SimNode.PendingRead] = []
+        for read in nodes[id]!.pendingReads {
+            let sm = nodes[id]!.stateMachine
+            guard sm.appliedIndex >= read.index else {
+                remaining.append(read)
+                continue
+            }
+            let observed = sm.writeIndex[read.key]
+            checkers.recordRead(node: id, read: read, observed: observed, failure: &pendingFailure)
+            if read.lease { stats.leaseReadsServed += 1 } else { stats.readsServed += 1 }
+            log("served read \(read.key) on \(id) at \(read.index): write@\(observed.map(String.init) ?? "-")")
+        }
+        nodes[id]!.pendingReads = remaining
+    }
+
+    private mutating func maybeSnapshot(_ id: NodeID) {
+        let node = nodes[id]!
+        let applied = node.stateMachine.appliedIndex
+        let last = node.storage.snapshot?.index ?? 0
+        guard applied >= last + options.snapshotEvery, let meta = node.core.snapshotMetadata(at: applied) else {
+            return
+        }
+        nodes[id]!.snapshotImage = node.stateMachine
+        try! nodes[id]!.storage.applySnapshot(meta)
+        let keepFrom = meta.index + 1 > options.retainEntries ? meta.index + 1 - options.retainEntries : 1
+        try! nodes[id]!.storage.compact(before: keepFrom)
+        nodes[id]!.core.compact(snapshot: meta, retain: options.retainEntries)
+        stats.snapshotsTaken += 1
+        log("node \(id) snapshot at \(meta.index)")
+    }
+
+    // MARK: - Checks
+
+    private var pendingFailure: (property: String, detail: String)?
+
+    private mutating func check() throws(SimFailure) {
+        if pendingFailure == nil {
+            checkers.checkStep(nodes: nodes, failure: &pendingFailure)
+        }
+        if let (property, detail) = pendingFailure {
+            throw SimFailure(seed: options.seed, step: step, property: property, detail: detail, trace: trace)
+        }
+    }
+
+    /// Receives every trace line as it happens (`raftsim --trace`).
+    public var traceSink: ((String) -> Void)?
+
+    private mutating func log(_ line: String) {
+        traceSink?("[\(step) t=\(now)] \(line)")
+        trace.append("[\(step) t=\(now)] \(line)")
+        if trace.count > 60 { trace.removeFirst(trace.count - 60) }
+    }
+}
+
+/// One simulated node: the core, its "disk" (what survives a crash) and its state machine.
+public struct SimNode {
+    public let id: NodeID
+    public private(set) var isUp = false
+    public var paused = false
+    public var core: RaftNode!
+    /// Survives crashes: the log storage and the latest snapshot image.
+    public var storage = MemoryStorage()
+    public var snapshotImage = SimStateMachine()
+    /// Lost on crash.
+    public var stateMachine = SimStateMachine()
+    var deferred: [Ready] = []
+    var staged: [LogIndex: SimStateMachine] = [:]
+    var unconfirmedReads: [UInt64: (key: String, required: LogIndex?)] = [:]
+    var pendingReads: [PendingRead] = []
+
+    struct PendingRead {
+        var id: UInt64
+        var key: String
+        var index: LogIndex
+        var required: LogIndex?
+        var lease: Bool
+    }
+
+    init(id: NodeID) { self.id = id }
+
+    mutating func boot(config: RaftConfig, now: UInt64) {
+        core = try! RaftNode(config: config, storage: storage, now: now)
+        stateMachine = snapshotImage
+        isUp = true
+    }
+
+    mutating func crash() {
+        isUp = false
+        paused = false
+        core = nil
+        deferred.removeAll()
+        staged.removeAll()
+        unconfirmedReads.removeAll()
+        pendingReads.removeAll()
+    }
+}

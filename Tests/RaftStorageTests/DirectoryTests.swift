@@ -1,0 +1,111 @@
+import Foundation
+import RaftCore
+import Testing
+
+@testable import RaftStorage
+
+@Suite("Data directory: missing, foreign, unreadable, full")
+struct DirectoryTests {
+    @Test func missingDirectoryIsRefusedWhenItMustExist() throws {
+        let dir = TempDir("dirs")
+        defer { dir.cleanup() }
+        let error = try #require(throws: StorageOpenError.self) {
+            try DataDirectory.open(path: dir.dataDir, nodeID: 1, mode: .openExisting)
+        }
+        #expect(error.code == .missingDirectory && error.message.contains(dir.dataDir))
+        #expect(!FileManager.default.fileExists(atPath: dir.dataDir))
+        // The normal start creates it, parents included, and a restart finds it.
+        let nested = dir.path + "/a/b/db"
+        #expect(try DataDirectory.open(path: nested, nodeID: 7).created)
+        #expect(try !DataDirectory.open(path: nested, nodeID: 7, mode: .openExisting).created)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path + "/a/b") == ["db"])
+    }
+
+    @Test func foreignDirectoryIsRefusedAndUntouched() throws {
+        let dir = TempDir("dirs")
+        defer { dir.cleanup() }
+        try FileManager.default.createDirectory(atPath: dir.dataDir, withIntermediateDirectories: true)
+        writeFile(dir.dataDir + "/important.txt", Array("keep me".utf8))
+        let error = try #require(throws: StorageOpenError.self) { try DataDirectory.open(path: dir.dataDir, nodeID: 1) }
+        #expect(error.code == .foreignDirectory && error.message.contains("nothing was changed"))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.dataDir) == ["important.txt"])
+        #expect(readFile(dir.dataDir + "/important.txt") == Array("keep me".utf8))
+        // A file where the directory should be.
+        let file = dir.path + "/file"
+        writeFile(file, [1])
+        let notDir = try #require(throws: StorageOpenError.self) { try DataDirectory.open(path: file, nodeID: 1) }
+        #expect(notDir.code == .notADirectory)
+    }
+
+    @Test func anotherNodesDirectoryAndDamagedIdentityAreRefused() throws {
+        let dir = TempDir("dirs")
+        defer { dir.cleanup() }
+        _ = try DataDirectory.open(path: dir.dataDir, nodeID: 2)
+        let error = try #require(throws: StorageOpenError.self) { try DataDirectory.open(path: dir.dataDir, nodeID: 1) }
+        #expect(error.code == .nodeMismatch && error.message.contains("belongs to node 2"))
+        let marker = dir.dataDir + "/DENGINE"
+        writeFile(marker, Array(String(decoding: readFile(marker), as: UTF8.self).replacingOccurrences(
+            of: "node_id = 2", with: "node_id = 3").utf8))
+        let damaged = try #require(throws: StorageOpenError.self) { try DataDirectory.open(path: dir.dataDir, nodeID: 3) }
+        #expect(damaged.code == .corruption && damaged.path == marker)
+    }
+
+    @Test func fullDiskIsAClearError() throws {
+        // /dev/full fails every write with ENOSPC: the error the WAL raises on a full volume.
+        let file = try POSIXFile.open("/dev/full", writable: true)
+        let error = try #require(throws: StorageIOError.self) { try file.write([1, 2, 3], at: 0) }
+        #expect(error.kind == .noSpace)
+        #expect(error.description.hasPrefix("disk full:"))
+        let fatal = StorageFatalError(error, context: "writing to the log")
+        #expect(fatal.code == .noSpace && fatal.message.contains("disk full"))
+        let open = StorageOpenError(error)
+        #expect(open.code == .noSpace)
+    }
+
+    @Test func fatalWriteErrorPoisonsTheWAL() throws {
+        let dir = TempDir("poison")
+        defer { dir.cleanup() }
+        let opened = try DataDirectory.open(path: dir.dataDir, nodeID: 1)
+        try opened.wal.append(makeEntries(1...3, term: 1))
+        opened.wal.close()
+        // Every later call fails the same way instead of writing.
+        #expect(throws: StorageFatalError.self) { try opened.wal.append([makeEntry(4, term: 1)]) }
+        #expect(throws: StorageFatalError.self) { try opened.wal.sync() }
+    }
+
+    /// A permission error gives a clear message and a non-zero exit, through the real executable: as root (where
+    /// permission bits do not apply) the check runs `storagebench open` as user `nobody` via setpriv.
+    @Test func permissionDeniedExitsNonZeroWithAClearMessage() throws {
+        let dir = TempDir("perm")
+        defer { dir.cleanup() }
+        _ = try DataDirectory.open(path: dir.dataDir, nodeID: 1)
+        try FileManager.default.setAttributes([.posixPermissions: 0o700], ofItemAtPath: dir.dataDir)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: dir.path)
+        let binary = productsDirectory().appendingPathComponent("storagebench").path
+        let process = Process()
+        if geteuid() == 0 {
+            let setpriv = "/usr/bin/setpriv"
+            try #require(FileManager.default.isExecutableFile(atPath: setpriv), "needs util-linux setpriv")
+            // The binary must be reachable by nobody: copy it next to the data.
+            let copy = dir.path + "/storagebench"
+            try FileManager.default.copyItem(atPath: binary, toPath: copy)
+            try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: copy)
+            process.executableURL = URL(fileURLWithPath: setpriv)
+            process.arguments = ["--reuid=65534", "--regid=65534", "--clear-groups", copy, "open", dir.dataDir, "1"]
+        } else {
+            try FileManager.default.setAttributes([.posixPermissions: 0o000], ofItemAtPath: dir.dataDir)
+            process.executableURL = URL(fileURLWithPath: binary)
+            process.arguments = ["open", dir.dataDir, "1"]
+        }
+        let err = Pipe()
+        process.standardError = err
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        let message = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        try? FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: dir.dataDir)
+        #expect(process.terminationStatus != 0)
+        #expect(message.contains("permission denied"), "\(message)")
+        #expect(message.contains(dir.dataDir))
+    }
+}
