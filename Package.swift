@@ -1,6 +1,9 @@
 // swift-tools-version:6.0
 import PackageDescription
 
+/// The core and the simulator are optimised even in debug builds: `swift test` runs hundreds of simulated seeds.
+let optimizedInTests: [SwiftSetting] = [.unsafeFlags(["-O"], .when(configuration: .debug))]
+
 let package = Package(
     name: "dengine-swift",
     platforms: [.macOS(.v14)],
@@ -17,9 +20,9 @@ let package = Package(
     ],
     targets: [
         // Pure consensus: no Foundation I/O, no clocks, no threads, no logging.
-        .target(name: "RaftCore"),
+        .target(name: "RaftCore", swiftSettings: optimizedInTests),
         // Simulated network, clock and disk; invariant checkers; golden DSL. Not a product.
-        .target(name: "RaftTestKit", dependencies: ["RaftCore"]),
+        .target(name: "RaftTestKit", dependencies: ["RaftCore"], swiftSettings: optimizedInTests),
         // Write-ahead log segments, hard state, snapshot files, recovery.
         .target(name: "RaftStorage", dependencies: ["RaftCore"]),
         // Deterministic key-value state machine.

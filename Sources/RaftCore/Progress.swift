@@ -24,12 +24,18 @@ public struct Progress: Sendable, Equatable, CustomStringConvertible {
     public var lastAckAt: UInt64
     /// The highest read/lease round this follower has acknowledged.
     public var ackedRound: UInt64 = 0
+    /// When `match` last moved or the state last changed: a replicate stream that stops moving for an election
+    /// timeout (messages lost without the transport noticing) falls back to probing.
+    public private(set) var lastProgressAt: UInt64
 
     public init(next: LogIndex, now: UInt64) {
         self.match = 0
         self.next = next
         self.lastAckAt = now
+        self.lastProgressAt = now
     }
+
+    public mutating func noteProgress(at now: UInt64) { lastProgressAt = now }
 
     public var inflightCount: Int { inflight.count }
 

@@ -134,6 +134,15 @@ public struct RaftNode: Sendable {
             timeoutNowSent = false
         }
         if now >= heartbeatDue {
+            for peer in progress.keys.sorted() {
+                guard var pr = progress[peer], pr.match < log.lastIndex,
+                    now - min(now, pr.lastProgressAt) >= config.electionTimeoutMin
+                else { continue }
+                // No progress for an election timeout although entries are outstanding: probe again.
+                pr.becomeProbe()
+                pr.noteProgress(at: now)
+                progress[peer] = pr
+            }
             broadcastHeartbeat()
         }
     }
@@ -199,7 +208,11 @@ public struct RaftNode: Sendable {
             pr.ackedRound = max(pr.ackedRound, round)
             pr.resumeProbe()
             progress[m.from] = pr
-            if pr.match < log.lastIndex { sendAppends(to: m.from) }
+            if pr.match < log.lastIndex {
+                // Behind: resume a paused probe, or (replicating) send an AppendEntries even without new entries
+                // so that a follower which lost messages rejects it and the leader falls back to probing.
+                if sendAppend(to: m.from, allowEmpty: true) { sendAppends(to: m.from) }
+            }
             advanceQuorumRound()
         case .timeoutNow:
             // Thesis §3.10: the transferee starts an election at once, bypassing pre-vote and stickiness.
@@ -337,7 +350,7 @@ public struct RaftNode: Sendable {
         leaseExpiry = 0
         if progress[target]!.match == log.lastIndex {
             sendTimeoutNow()
-        } else {
+        } else if sendAppend(to: target, allowEmpty: true) {
             sendAppends(to: target)
         }
         return .success(())
@@ -524,7 +537,8 @@ public struct RaftNode: Sendable {
         }
         // Raft §5.4.2 / §8: commit something of our own term so that earlier entries commit with it.
         appendAsLeader([Entry(term: term, index: log.lastIndex + 1, kind: .noop)])
-        broadcastHeartbeat()
+        // The no-op's AppendEntries asserts leadership; the first heartbeat follows one interval later.
+        heartbeatDue = now + config.heartbeatInterval
     }
 
     private mutating func acceptLeader(_ from: NodeID) {
@@ -643,8 +657,10 @@ public struct RaftNode: Sendable {
         while sendAppend(to: peer) {}
     }
 
-    /// Sends one AppendEntries to `peer`; returns whether more may follow right away.
-    private mutating func sendAppend(to peer: NodeID) -> Bool {
+    /// Sends one AppendEntries to `peer`; returns whether more may follow right away. With `allowEmpty`, an
+    /// AppendEntries without entries is sent in the replicate state too (a consistency check of `next - 1`).
+    @discardableResult
+    private mutating func sendAppend(to peer: NodeID, allowEmpty: Bool = false) -> Bool {
         guard var pr = progress[peer], !pr.isPaused(maxInflight: config.maxInflightMessages) else { return false }
         let prevIndex = pr.next - 1
         guard prevIndex >= log.firstIndex - 1, let prevTerm = log.term(at: prevIndex) else {
@@ -657,7 +673,7 @@ public struct RaftNode: Sendable {
         }
         let entries = log.slice(
             from: pr.next, to: log.lastIndex, maxCount: config.maxEntriesPerMessage, maxBytes: config.maxBytesPerMessage)
-        if entries.isEmpty && pr.state == .replicate { return false }
+        if entries.isEmpty && pr.state == .replicate && !allowEmpty { return false }
         pr.sentEntries(lastIndex: entries.last?.index ?? prevIndex, count: entries.count)
         progress[peer] = pr
         send(
@@ -679,6 +695,7 @@ public struct RaftNode: Sendable {
             case .snapshot where pr.match >= pr.pendingSnapshot: pr.becomeReplicate()
             default: break
             }
+            if moved || pr.match >= log.lastIndex { pr.noteProgress(at: now) }
             progress[peer] = pr
             if moved {
                 maybeCommit()

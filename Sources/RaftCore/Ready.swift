@@ -16,6 +16,10 @@ public struct SoftState: Sendable, Equatable, CustomStringConvertible {
 public struct ReadState: Sendable, Equatable, CustomStringConvertible {
     public var id: UInt64
     public var index: LogIndex
+    public init(id: UInt64, index: LogIndex) {
+        self.id = id
+        self.index = index
+    }
     public var description: String { "read #\(id) at \(index)" }
 }
 

@@ -30,6 +30,7 @@ public struct InvariantCheckers {
         }
         for id in nodes.keys.sorted() {
             guard let node = nodes[id], node.isUp, node.core.role == .leader else { continue }
+            // A leader's log must hold every entry committed in an earlier term (checked incrementally).
             if let problem = leaderCompleteness.checkLeader(node.core) {
                 failure = ("leader completeness (Raft §5.4)", problem)
                 return
@@ -82,10 +83,25 @@ public struct LogMatching {
         var entry: Entry
     }
     private var seen: [UInt64: [Term: Fingerprint]] = [:]
+    /// Per node: the last entry verified and how many observations since the last full pass. An unchanged entry at
+    /// the watermark means the prefix was verified already; every 32nd observation re-verifies the whole log anyway.
+    private var verified: [NodeID: (index: LogIndex, term: Term, sinceFull: Int)] = [:]
 
     mutating func observe(_ core: RaftNode) -> String? {
         guard core.lastIndex >= core.firstIndex else { return nil }
-        for index in core.firstIndex...core.lastIndex {
+        var start = core.firstIndex
+        if let mark = verified[core.id], mark.sinceFull < 32, mark.index >= core.firstIndex,
+            core.term(at: mark.index) == mark.term
+        {
+            start = mark.index + 1
+            verified[core.id]!.sinceFull += 1
+        } else {
+            verified[core.id] = (core.lastIndex, core.lastTerm, 0)
+        }
+        verified[core.id]!.index = core.lastIndex
+        verified[core.id]!.term = core.lastTerm
+        guard start <= core.lastIndex else { return nil }
+        for index in start...core.lastIndex {
             let entry = core.entry(at: index)!
             let print = Fingerprint(previousTerm: core.term(at: index - 1), entry: entry)
             if let known = seen[index]?[entry.term] {
@@ -133,9 +149,15 @@ public struct LeaderCompleteness {
         return nil
     }
 
-    func checkLeader(_ core: RaftNode) -> String? {
-        guard maxCommitted >= core.firstIndex else { return nil }
-        for index in core.firstIndex...maxCommitted {
+    /// Per leader and term: committed indexes already checked (a leader's log only grows while it leads).
+    private var leaderChecked: [NodeID: (term: Term, upTo: LogIndex)] = [:]
+
+    mutating func checkLeader(_ core: RaftNode) -> String? {
+        var start = core.firstIndex
+        if let mark = leaderChecked[core.id], mark.term == core.term { start = max(start, mark.upTo + 1) }
+        leaderChecked[core.id] = (core.term, maxCommitted)
+        guard maxCommitted >= start else { return nil }
+        for index in start...maxCommitted {
             guard let known = committed[index], known.inTerm < core.term else { continue }
             if core.term(at: index) != known.term {
                 let has = core.term(at: index).map { "term \($0)" } ?? "nothing"

@@ -214,7 +214,9 @@ public struct Simulation {
             return
         }
         // Keep a majority of the bootstrap voters able to come back: at most a minority down at once.
-        guard down.count < (options.voters - 1) / 2, let id = randomLiveNode() else { return }
+        // Leaders crash more often than followers: that is where Raft's hard cases are (Figure 8).
+        let target = rng.next() % 2 == 0 ? currentLeader() : randomLiveNode()
+        guard down.count < (options.voters - 1) / 2, let id = target else { return }
         nodes[id]!.crash()
         stats.crashes += 1
         log("crash \(id)")
@@ -415,15 +417,20 @@ public struct Simulation {
         deliver(item)
     }
 
-    /// Delivers every message that is due, in random order, checking after each.
+    /// Delivers every message that is due, in random order, checking after each. Messages sent meanwhile are due
+    /// no earlier than the next millisecond, so they wait for the next round.
     private mutating func drainNetwork() throws(SimFailure) {
-        var due = network.indices.filter { isDeliverable(network[$0]) }.count
-        while due > 0 {
-            let candidates = network.indices.filter { isDeliverable(network[$0]) }
-            guard !candidates.isEmpty else { break }
-            deliver(network.remove(at: candidates[Int(rng.next() % UInt64(candidates.count))]))
+        var due: [InFlight] = []
+        var rest: [InFlight] = []
+        for item in network {
+            if isDeliverable(item) { due.append(item) } else { rest.append(item) }
+        }
+        guard !due.isEmpty else { return }
+        network = rest
+        while !due.isEmpty {
+            let item = due.remove(at: Int(rng.next() % UInt64(due.count)))
+            deliver(item)
             try check()
-            due -= 1
         }
     }
 
@@ -578,8 +585,9 @@ public struct Simulation {
     }
 }
 
-/// One simulated node: the core, its "disk" (what survives a crash) and its state machine.
-public struct SimNode {
+/// One simulated node: the core, its "disk" (what survives a crash) and its state machine. A class, so that the
+/// simulator mutates it in place instead of copying the whole node on every access.
+public final class SimNode {
     public let id: NodeID
     public private(set) var isUp = false
     public var paused = false
@@ -604,13 +612,13 @@ public struct SimNode {
 
     init(id: NodeID) { self.id = id }
 
-    mutating func boot(config: RaftConfig, now: UInt64) {
+    func boot(config: RaftConfig, now: UInt64) {
         core = try! RaftNode(config: config, storage: storage, now: now)
         stateMachine = snapshotImage
         isUp = true
     }
 
-    mutating func crash() {
+    func crash() {
         isUp = false
         paused = false
         core = nil

@@ -1,0 +1,90 @@
+# dengine-swift: build, run a local 3-node cluster, test, simulate, profile.
+# `make` (or `make help`) lists the targets. `LOG_LEVEL=debug make start-cluster` passes LOG_LEVEL to the nodes.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+SWIFT ?= swift
+SWIFT_BUILD_FLAGS ?=
+SWIFT_TEST_FLAGS ?=
+RELEASE_DIR := .build/release
+DNODE := $(RELEASE_DIR)/dnode
+SEEDS ?= 2000
+START ?= 1
+PLANT ?=
+PERF_SECONDS ?= 20
+
+# LOG_LEVEL reaches the nodes whether it is set in the environment or on the make command line.
+ifdef LOG_LEVEL
+export LOG_LEVEL
+endif
+
+include mk/storage.mk
+
+.PHONY: help build start-cluster stop-cluster status-cluster start-node1 start-node2 start-node3 join-node4 \
+	join-node5 clean clean-log-db test sim perf-cluster dtop bench
+
+help: ## List the targets
+	@echo "make TARGET, where TARGET is one of:"
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sort -u \
+		| awk 'BEGIN { FS = ":.*## " } { printf "  %-16s %s\n", $$1, $$2 }'
+	@echo "  bench-storage    WAL appends/s and fsyncs/s under DiskFirst and MemFirst (mk/storage.mk)"
+	@echo
+	@echo "Variables: LOG_LEVEL (node log level), SWIFT_TEST_FLAGS (make test), SEEDS (make sim, default $(SEEDS)),"
+	@echo "PERF_SECONDS (make perf-cluster, default $(PERF_SECONDS)), SWIFT_BUILD_FLAGS (make build)."
+
+build: ## Release build of dnode, dctl and dtop (.build/release)
+	$(SWIFT) build -c release $(SWIFT_BUILD_FLAGS) --product dnode
+	$(SWIFT) build -c release $(SWIFT_BUILD_FLAGS) --product dctl
+	$(SWIFT) build -c release $(SWIFT_BUILD_FLAGS) --product dtop
+
+start-cluster: build ## Build, start nodes 1-3 in the background (run/, logs/N/), wait for a leader
+	scripts/cluster.sh start 1 2 3
+
+stop-cluster: ## Stop every node started in the background (SIGTERM, then SIGKILL after 10 s)
+	scripts/cluster.sh stop
+
+status-cluster: ## One line per node from its /status, or "down"
+	scripts/cluster.sh status
+
+start-node1: build ## Run node 1 in the foreground (config/n1.toml)
+	CONFIG_PATH=config/n1 $(DNODE)
+
+start-node2: build ## Run node 2 in the foreground (config/n2.toml)
+	CONFIG_PATH=config/n2 $(DNODE)
+
+start-node3: build ## Run node 3 in the foreground (config/n3.toml)
+	CONFIG_PATH=config/n3 $(DNODE)
+
+join-node4: build ## Start node 4 (learner, config/n4.toml) in the background
+	scripts/cluster.sh start 4
+
+join-node5: build ## Start node 5 (learner, config/n5.toml) in the background
+	scripts/cluster.sh start 5
+
+clean: ## swift package clean, and remove db/, logs/, run/
+	$(SWIFT) package clean
+	rm -rf db logs run
+
+clean-log-db: ## Remove db/ and logs/ (the cluster's data and logs)
+	rm -rf db logs
+
+test: ## swift test (SWIFT_TEST_FLAGS, e.g. "--skip ClusterTests" or "--filter ClusterTests")
+	$(SWIFT) test $(SWIFT_TEST_FLAGS)
+
+sim: ## Deterministic Raft simulation over SEEDS seeds from START (release build); PLANT=bug plants a bug
+	$(SWIFT) build -c release $(SWIFT_BUILD_FLAGS) --product raftsim
+	$(RELEASE_DIR)/raftsim --seeds $(SEEDS) --start $(START) $(if $(PLANT),--plant $(PLANT),)
+
+perf-cluster: ## perf record every running node for PERF_SECONDS under load; reports in perf/DATE/nN.txt
+	PERF_SECONDS=$(PERF_SECONDS) scripts/perf-cluster.sh
+
+dtop: ## Live dashboard of the local cluster
+	$(RELEASE_DIR)/dtop
+
+# Runs the shared side-by-side benchmark (../shared/bench, see its README.md) against the local cluster on
+# 127.0.0.1:9081-9083: start it first with `make start-cluster`. Knobs such as DURATION, ROUNDS, WORKLOADS and
+# PRELOAD_KEYS are read by compare.sh from the environment; to compare with etcd, start it with
+# `../shared/bench/peer-etcd.sh start DIR` and run `./compare.sh --a etcd --b dengine` there.
+bench: ## Benchmark the running local cluster with ../shared/bench/compare.sh (start-cluster first)
+	cd ../shared/bench && ./compare.sh --a dengine

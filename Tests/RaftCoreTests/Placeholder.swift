@@ -1,3 +1,0 @@
-import Testing
-
-@Test func placeholderRaftCoreTests() { #expect(Bool(true)) }
