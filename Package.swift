@@ -17,6 +17,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         // Pure consensus: no Foundation I/O, no clocks, no threads, no logging.
@@ -31,7 +32,37 @@ let package = Package(
         .target(name: "ClusterAPI"),
         // Node configuration: TOML file, env overrides, validation (exit 78 on a bad file).
         .target(name: "NodeConfig", dependencies: ["ClusterAPI", .product(name: "TOMLKit", package: "TOMLKit")]),
-        .executableTarget(name: "Node", dependencies: ["RaftCore", "RaftStorage", "KVStore", "ClusterAPI"]),
+        // Peer protocol: binary codec, shared-port detection, outbound/inbound peer connections (NIO).
+        .target(
+            name: "PeerTransport",
+            dependencies: [
+                "RaftCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        // Client HTTP API and metrics port (NIOHTTP1): decoding, validation, error envelope, hand-written JSON.
+        .target(
+            name: "HTTPAPI",
+            dependencies: [
+                "ClusterAPI",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
+        // The shell: drives RaftCore (ticks, ready loop, proposals, reads), storage, transport, HTTP, metrics.
+        .target(
+            name: "NodeRuntime",
+            dependencies: [
+                "RaftCore", "RaftStorage", "KVStore", "ClusterAPI", "NodeConfig", "PeerTransport", "HTTPAPI",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]
+        ),
+        .executableTarget(name: "Node", dependencies: ["NodeRuntime"]),
         .executableTarget(
             name: "dctl",
             dependencies: ["ClusterAPI", .product(name: "ArgumentParser", package: "swift-argument-parser")]
@@ -48,6 +79,25 @@ let package = Package(
         .testTarget(name: "KVStoreTests", dependencies: ["RaftCore", "KVStore"]),
         .testTarget(name: "ClusterAPITests", dependencies: ["ClusterAPI"]),
         .testTarget(name: "NodeConfigTests", dependencies: ["NodeConfig", "ClusterAPI"]),
+        .testTarget(
+            name: "HTTPAPITests",
+            dependencies: [
+                "HTTPAPI", "ClusterAPI",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
+            name: "PeerTransportTests",
+            dependencies: [
+                "PeerTransport",
+                "RaftCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

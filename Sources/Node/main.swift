@@ -1,2 +1,4 @@
-// dnode: arrives with the node issue.
-print("dnode: not yet implemented")
+import Foundation
+import NodeRuntime
+
+exit(NodeMain.run(arguments: CommandLine.arguments, environment: ProcessInfo.processInfo.environment))

@@ -135,9 +135,10 @@ public struct RaftNode: Sendable {
         }
         if now >= heartbeatDue {
             for peer in progress.keys.sorted() {
-                guard var pr = progress[peer], pr.match < log.lastIndex,
-                    now - min(now, pr.lastProgressAt) >= config.electionTimeoutMin
-                else { continue }
+                // A snapshot gets ten election timeouts to arrive before the leader gives up on it.
+                guard var pr = progress[peer], pr.match < log.lastIndex else { continue }
+                let patience = config.electionTimeoutMin * (pr.state == .snapshot ? 10 : 1)
+                guard now - min(now, pr.lastProgressAt) >= patience else { continue }
                 // No progress for an election timeout although entries are outstanding: probe again.
                 pr.becomeProbe()
                 pr.noteProgress(at: now)
@@ -667,6 +668,7 @@ public struct RaftNode: Sendable {
             // The entries it needs are compacted: send the snapshot (Raft §7).
             guard let snap = log.snapshot else { return false }
             pr.becomeSnapshot(index: snap.index)
+            pr.noteProgress(at: now)
             progress[peer] = pr
             send(to: peer, .installSnapshot(snap))
             return false

@@ -1,0 +1,227 @@
+import ClusterAPI
+import NIOCore
+import NIOHTTP1
+
+// MARK: - Request context
+
+/// The leader a node knows of: sent as `X-Leader-Id` on every response and in error envelopes.
+public struct LeaderHint: Sendable, Hashable {
+    public var id: UInt64
+    /// The leader's client address (`host:port`).
+    public var address: String
+
+    public init(id: UInt64, address: String) {
+        self.id = id
+        self.address = address
+    }
+}
+
+/// What the HTTP layer hands the backend with every call.
+public struct ClientRequestContext: Sendable {
+    /// The connection's event loop. A future returned on it is consumed without a thread hop.
+    public var eventLoop: any EventLoop
+    /// When the HTTP layer gives up and answers `504 timeout` (from `ClientHTTPLimits.requestTimeout`).
+    public var deadline: NIODeadline
+
+    public init(eventLoop: any EventLoop, deadline: NIODeadline) {
+        self.eventLoop = eventLoop
+        self.deadline = deadline
+    }
+}
+
+/// A decoded and validated client request: the `ClusterAPI` value each route carries.
+public enum ClientCommand: Sendable, Hashable {
+    case put(PutRequest)
+    /// `consistency` is `nil` when the query did not name one (the node applies its default policy).
+    case get(key: String, consistency: ReadConsistency?)
+    case delete(DeleteRequest)
+    case cas(CasRequest)
+    /// `prefix` is `""` when absent (every key); `limit` is `nil` when absent.
+    case scan(prefix: String, limit: Int?)
+    case cluster
+    case join(JoinRequest)
+    case promote(PromoteRequest)
+    case remove(RemoveRequest)
+    case transferLeader(TransferLeaderRequest)
+
+    /// `true` for commands that change the replicated state (the node forwards them when it does not lead).
+    public var isWrite: Bool {
+        switch self {
+        case .put, .delete, .cas, .join, .promote, .remove, .transferLeader: return true
+        case .get, .scan, .cluster: return false
+        }
+    }
+}
+
+// MARK: - Forwarding
+
+/// A validated request together with its raw HTTP form, offered to the backend for tunnelling to the leader.
+public struct ForwardableRequest: Sendable {
+    public var command: ClientCommand
+    public var method: HTTPMethod
+    /// The request target exactly as received (`/get?key=k&consistency=lease`).
+    public var uri: String
+    /// The request body exactly as received (empty for `GET`).
+    public var body: ByteBuffer
+
+    public init(command: ClientCommand, method: HTTPMethod, uri: String, body: ByteBuffer) {
+        self.command = command
+        self.method = method
+        self.uri = uri
+        self.body = body
+    }
+}
+
+/// A response produced by another node (the leader), relayed to the client as is.
+///
+/// The HTTP layer sets `Content-Length`, `Connection` and `X-Leader-Id` itself; those names and other hop-by-hop
+/// headers in `headers` are dropped.
+public struct ForwardedResponse: Sendable {
+    public var status: HTTPResponseStatus
+    public var headers: HTTPHeaders
+    public var body: ByteBuffer
+
+    public init(status: HTTPResponseStatus, headers: HTTPHeaders = [:], body: ByteBuffer) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+    }
+}
+
+/// The backend's answer to "should this request be handled here?".
+public enum ForwardDecision: Sendable {
+    /// Call the typed backend method on this node.
+    case handleLocally
+    /// Send this response instead (typically the leader's answer to the tunnelled request). A failed future is
+    /// answered with its `APIError`, or `503 unavailable` for any other error.
+    case respond(EventLoopFuture<ForwardedResponse>)
+}
+
+// MARK: - Backend
+
+/// The node behind the client HTTP API.
+///
+/// Every method returns a future; a failed future carries an `APIError` (any other error is answered as
+/// `503 unavailable`). Futures completed on `context.eventLoop` are consumed without a thread hop: that is the
+/// fast path. A backend written with `async` functions conforms to `AsyncClientAPIBackend` instead, which
+/// implements these methods by starting a `Task` per request.
+///
+/// The HTTP layer has already validated every request (JSON shape, UTF-8, key and value sizes) when it calls
+/// these methods. It also enforces `context.deadline`: a future still pending then is answered `504 timeout`
+/// and its late result is dropped.
+public protocol ClientAPIBackend: Sendable {
+    /// The leader this node knows of. Read once per response, on the connection's event loop: keep it cheap
+    /// (a lock-protected or atomic copy, not an actor hop).
+    var leaderHint: LeaderHint? { get }
+
+    /// Called for every validated request before the typed method. The default handles everything locally.
+    func forwardIfNeeded(_ request: ForwardableRequest, context: ClientRequestContext) -> ForwardDecision
+
+    func put(_ request: PutRequest, context: ClientRequestContext) -> EventLoopFuture<PutResponse>
+    /// An absent key fails with `APIErrorCode.keyNotFound` (answered `404`).
+    func get(key: String, consistency: ReadConsistency?, context: ClientRequestContext) -> EventLoopFuture<GetResponse>
+    func delete(_ request: DeleteRequest, context: ClientRequestContext) -> EventLoopFuture<DeleteResponse>
+    func cas(_ request: CasRequest, context: ClientRequestContext) -> EventLoopFuture<CasResponse>
+    func scan(prefix: String, limit: Int?, context: ClientRequestContext) -> EventLoopFuture<ScanResponse>
+    func cluster(context: ClientRequestContext) -> EventLoopFuture<ClusterResponse>
+    func join(_ request: JoinRequest, context: ClientRequestContext) -> EventLoopFuture<MembershipChangeResponse>
+    func promote(_ request: PromoteRequest, context: ClientRequestContext) -> EventLoopFuture<MembershipChangeResponse>
+    func remove(_ request: RemoveRequest, context: ClientRequestContext) -> EventLoopFuture<MembershipChangeResponse>
+    /// `200` body: `node_id` is the new leader, `index` the log index the transfer was observed at.
+    func transferLeader(
+        _ request: TransferLeaderRequest, context: ClientRequestContext
+    ) -> EventLoopFuture<MembershipChangeResponse>
+}
+
+extension ClientAPIBackend {
+    public func forwardIfNeeded(_ request: ForwardableRequest, context: ClientRequestContext) -> ForwardDecision {
+        .handleLocally
+    }
+}
+
+// MARK: - Async backend
+
+/// A `ClientAPIBackend` written with `async` functions returning `Result`s.
+///
+/// Each request costs one `Task` and two thread hops (event loop to the concurrency pool and back), measured at
+/// a few microseconds; a backend that can answer on the event loop should implement `ClientAPIBackend` directly.
+public protocol AsyncClientAPIBackend: ClientAPIBackend {
+    func put(key: String, value: String, ttlSecs: UInt64?, deadline: NIODeadline) async -> Result<PutResponse, APIError>
+    /// `consistency` is `nil` when the client did not choose one (server default).
+    func get(key: String, consistency: ReadConsistency?, deadline: NIODeadline) async -> Result<GetResponse, APIError>
+    func delete(key: String, deadline: NIODeadline) async -> Result<DeleteResponse, APIError>
+    func cas(key: String, expected: String?, value: String, deadline: NIODeadline) async -> Result<CasResponse, APIError>
+    func scan(prefix: String, limit: Int?, deadline: NIODeadline) async -> Result<ScanResponse, APIError>
+    func cluster() async -> Result<ClusterResponse, APIError>
+    func join(_ request: JoinRequest, deadline: NIODeadline) async -> Result<MembershipChangeResponse, APIError>
+    func promote(_ request: PromoteRequest, deadline: NIODeadline) async -> Result<MembershipChangeResponse, APIError>
+    func remove(_ request: RemoveRequest, deadline: NIODeadline) async -> Result<MembershipChangeResponse, APIError>
+    func transferLeader(
+        _ request: TransferLeaderRequest, deadline: NIODeadline
+    ) async -> Result<MembershipChangeResponse, APIError>
+}
+
+extension AsyncClientAPIBackend {
+    public func put(_ request: PutRequest, context: ClientRequestContext) -> EventLoopFuture<PutResponse> {
+        bridge(context) { await $0.put(key: request.key, value: request.value, ttlSecs: request.ttlSecs, deadline: $1) }
+    }
+
+    public func get(
+        key: String, consistency: ReadConsistency?, context: ClientRequestContext
+    ) -> EventLoopFuture<GetResponse> {
+        bridge(context) { await $0.get(key: key, consistency: consistency, deadline: $1) }
+    }
+
+    public func delete(_ request: DeleteRequest, context: ClientRequestContext) -> EventLoopFuture<DeleteResponse> {
+        bridge(context) { await $0.delete(key: request.key, deadline: $1) }
+    }
+
+    public func cas(_ request: CasRequest, context: ClientRequestContext) -> EventLoopFuture<CasResponse> {
+        bridge(context) {
+            await $0.cas(key: request.key, expected: request.expected, value: request.value, deadline: $1)
+        }
+    }
+
+    public func scan(prefix: String, limit: Int?, context: ClientRequestContext) -> EventLoopFuture<ScanResponse> {
+        bridge(context) { await $0.scan(prefix: prefix, limit: limit, deadline: $1) }
+    }
+
+    public func cluster(context: ClientRequestContext) -> EventLoopFuture<ClusterResponse> {
+        bridge(context) { backend, _ in await backend.cluster() }
+    }
+
+    public func join(_ request: JoinRequest, context: ClientRequestContext) -> EventLoopFuture<MembershipChangeResponse> {
+        bridge(context) { await $0.join(request, deadline: $1) }
+    }
+
+    public func promote(
+        _ request: PromoteRequest, context: ClientRequestContext
+    ) -> EventLoopFuture<MembershipChangeResponse> {
+        bridge(context) { await $0.promote(request, deadline: $1) }
+    }
+
+    public func remove(
+        _ request: RemoveRequest, context: ClientRequestContext
+    ) -> EventLoopFuture<MembershipChangeResponse> {
+        bridge(context) { await $0.remove(request, deadline: $1) }
+    }
+
+    public func transferLeader(
+        _ request: TransferLeaderRequest, context: ClientRequestContext
+    ) -> EventLoopFuture<MembershipChangeResponse> {
+        bridge(context) { await $0.transferLeader(request, deadline: $1) }
+    }
+
+    /// Runs `body` in a `Task` and completes a promise on the connection's event loop with its result.
+    private func bridge<Value: Sendable>(
+        _ context: ClientRequestContext,
+        _ body: @escaping @Sendable (Self, NIODeadline) async -> Result<Value, APIError>
+    ) -> EventLoopFuture<Value> {
+        let promise = context.eventLoop.makePromise(of: Value.self)
+        let deadline = context.deadline
+        Task {
+            promise.completeWith(await body(self, deadline).mapError { $0 as any Error })
+        }
+        return promise.futureResult
+    }
+}

@@ -1,0 +1,364 @@
+import ClusterAPI
+import NIOCore
+import NIOHTTP1
+
+// MARK: - Pipeline
+
+/// Adds the client API's HTTP/1.1 server handlers to `channel`: the NIOHTTP1 codec with pipelining assistance,
+/// an idle timer (when `limits.idleTimeout` is set) and `ClientHTTPHandler`.
+///
+/// Call it on any thread, once the node's port-sharing detector has decided a connection speaks HTTP. For
+/// correct answers to clients that half-close after their request, enable `ChannelOptions.allowRemoteHalfClosure`
+/// on the channel (`HTTPServer.bind` does).
+public func configureClientHTTP(
+    channel: any Channel, backend: any ClientAPIBackend, limits: ClientHTTPLimits = ClientHTTPLimits()
+) -> EventLoopFuture<Void> {
+    channel.eventLoop.makeCompletedFuture {
+        try channel.pipeline.syncOperations.addClientHTTPHandlers(backend: backend, limits: limits)
+    }
+}
+
+extension ChannelPipeline.SynchronousOperations {
+    /// The synchronous form of `configureClientHTTP(channel:backend:limits:)`, for use on the channel's event loop.
+    public func addClientHTTPHandlers(
+        backend: any ClientAPIBackend, limits: ClientHTTPLimits = ClientHTTPLimits()
+    ) throws {
+        try configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: false)
+        if let idle = limits.idleTimeout {
+            try addHandler(IdleStateHandler(readTimeout: idle))
+        }
+        try addHandler(ClientHTTPHandler(backend: backend, limits: limits))
+    }
+}
+
+// MARK: - Handler
+
+/// Decodes each client request into a `ClientCommand`, calls the backend and encodes its answer (SPEC.md,
+/// "Client HTTP API"). Every error is the one envelope; every response carries `X-Leader-Id` when a leader is
+/// known. Protocol state lives in `ClientConnectionStateMachine`; this class only performs its actions.
+public final class ClientHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
+    public typealias InboundIn = HTTPServerRequestPart
+    public typealias OutboundOut = HTTPServerResponsePart
+
+    private let backend: any ClientAPIBackend
+    private let limits: ClientHTTPLimits
+    private var machine: ClientConnectionStateMachine
+    private var context: ChannelHandlerContext?
+    private var timeout: Scheduled<Void>?
+    private var linger: Scheduled<Void>?
+    /// The client half-closed its side: close once the current response is written.
+    private var inputClosed = false
+    /// `close(mode: .output)` succeeded after an early rejection.
+    private var outputClosed = false
+
+    public init(backend: any ClientAPIBackend, limits: ClientHTTPLimits = ClientHTTPLimits()) {
+        self.backend = backend
+        self.limits = limits
+        self.machine = ClientConnectionStateMachine(maxBodyBytes: limits.maxBodyBytes)
+    }
+
+    public func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    public func handlerRemoved(context: ChannelHandlerContext) {
+        cancelTimers()
+        machine.connectionClosed()
+        self.context = nil
+    }
+
+    public func channelInactive(context: ChannelHandlerContext) {
+        cancelTimers()
+        machine.connectionClosed()
+        context.fireChannelInactive()
+    }
+
+    // MARK: Inbound
+
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            switch machine.receivedHead(head) {
+            case .proceed, .ignore:
+                break
+            case .sendContinue:
+                let interim = HTTPResponseHead(version: head.version, status: .continue)
+                context.writeAndFlush(wrapOutboundOut(.head(interim)), promise: nil)
+            case .rejectEarly(let rejection, let head):
+                rejectAndDrain(rejection, head: head, context: context)
+            }
+        case .body(let part):
+            if case .rejectEarly(let rejection, let head) = machine.receivedBody(part) {
+                rejectAndDrain(rejection, head: head, context: context)
+            }
+        case .end:
+            switch machine.receivedEnd() {
+            case .dispatch(let head, let body, let sequence):
+                dispatch(head: head, body: body, sequence: sequence, context: context)
+            case .closeAfterDrain:
+                if outputClosed { context.close(promise: nil) }
+            case .ignore:
+                break
+            }
+        }
+    }
+
+    public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
+            if !isAwaitingAny { context.close(promise: nil) }
+            return
+        }
+        if let channelEvent = event as? ChannelEvent, channelEvent == .inputClosed {
+            inputClosed = true
+            if machine.isBetweenRequests { context.close(promise: nil) }
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    public func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        guard error is HTTPParserError else {
+            // I/O errors (reset by peer and the like): nothing can be answered.
+            machine.connectionClosed()
+            context.close(promise: nil)
+            return
+        }
+        switch machine.protocolError() {
+        case .respondAndClose:
+            let rejection = ClientRequestRejection(.invalidRequest, "malformed HTTP request: \(error)")
+            writeError(rejection, version: .http1_1, keepAlive: false, context: context)
+        case .close:
+            context.close(promise: nil)
+        }
+    }
+
+    private var isAwaitingAny: Bool {
+        if case .awaitingResponse = machine.state { return true }
+        return false
+    }
+
+    // MARK: Dispatch
+
+    private func dispatch(head: HTTPRequestHead, body: ByteBuffer?, sequence: UInt64, context: ChannelHandlerContext) {
+        let command: ClientCommand
+        switch ClientRequestDecoder.decode(method: head.method, uri: head.uri, body: body, limits: limits) {
+        case .success(let decoded):
+            command = decoded
+        case .failure(let rejection):
+            guard let head = machine.completeRequest(sequence: sequence) else { return }
+            writeError(rejection, version: head.version, keepAlive: head.isKeepAlive, context: context)
+            return
+        }
+        let deadline = NIODeadline.now() + limits.requestTimeout
+        let requestContext = ClientRequestContext(eventLoop: context.eventLoop, deadline: deadline)
+        let forwardable = ForwardableRequest(
+            command: command, method: head.method, uri: head.uri, body: body ?? context.channel.allocator.buffer(capacity: 0))
+        if case .respond(let future) = backend.forwardIfNeeded(forwardable, context: requestContext) {
+            awaitForwarded(future, sequence: sequence, deadline: deadline, context: context)
+            return
+        }
+        let backend = self.backend
+        switch command {
+        case .put(let request):
+            answer(backend.put(request, context: requestContext), sequence, deadline, context, ClientResponseEncoder.writePut)
+        case .get(let key, let consistency):
+            answer(
+                backend.get(key: key, consistency: consistency, context: requestContext), sequence, deadline, context,
+                ClientResponseEncoder.writeGet)
+        case .delete(let request):
+            answer(backend.delete(request, context: requestContext), sequence, deadline, context, ClientResponseEncoder.writeDelete)
+        case .cas(let request):
+            answer(backend.cas(request, context: requestContext), sequence, deadline, context, ClientResponseEncoder.writeCas)
+        case .scan(let prefix, let limit):
+            answer(
+                backend.scan(prefix: prefix, limit: limit, context: requestContext), sequence, deadline, context,
+                ClientResponseEncoder.writeScan)
+        case .cluster:
+            answer(backend.cluster(context: requestContext), sequence, deadline, context, Self.writeWire)
+        case .join(let request):
+            answer(backend.join(request, context: requestContext), sequence, deadline, context, Self.writeWire)
+        case .promote(let request):
+            answer(backend.promote(request, context: requestContext), sequence, deadline, context, Self.writeWire)
+        case .remove(let request):
+            answer(backend.remove(request, context: requestContext), sequence, deadline, context, Self.writeWire)
+        case .transferLeader(let request):
+            answer(backend.transferLeader(request, context: requestContext), sequence, deadline, context, Self.writeWire)
+        }
+    }
+
+    private static func writeWire<Value: Encodable>(_ value: Value, into buffer: inout ByteBuffer) {
+        if !ClientResponseEncoder.writeWireJSON(value, into: &buffer) {
+            buffer.writeStaticString("{}")
+        }
+    }
+
+    /// Answers request `sequence` with `future`'s value (encoded by `encode`) or error, or with `504` at `deadline`.
+    private func answer<Value: Sendable>(
+        _ future: EventLoopFuture<Value>, _ sequence: UInt64, _ deadline: NIODeadline, _ context: ChannelHandlerContext,
+        _ encode: @escaping (Value, inout ByteBuffer) -> Void
+    ) {
+        future.hop(to: context.eventLoop).assumeIsolated().whenComplete { result in
+            guard let context = self.context, let head = self.machine.completeRequest(sequence: sequence) else { return }
+            self.cancelTimeout()
+            switch result {
+            case .success(let value):
+                var body = context.channel.allocator.buffer(capacity: 256)
+                encode(value, &body)
+                self.writeResponse(
+                    status: .ok, body: body, version: head.version, keepAlive: head.isKeepAlive, context: context)
+            case .failure(let error):
+                self.writeBackendError(error, head: head, context: context)
+            }
+        }
+        armTimeout(sequence: sequence, deadline: deadline, context: context)
+    }
+
+    private func awaitForwarded(
+        _ future: EventLoopFuture<ForwardedResponse>, sequence: UInt64, deadline: NIODeadline,
+        context: ChannelHandlerContext
+    ) {
+        future.hop(to: context.eventLoop).assumeIsolated().whenComplete { result in
+            guard let context = self.context, let head = self.machine.completeRequest(sequence: sequence) else { return }
+            self.cancelTimeout()
+            switch result {
+            case .success(let forwarded):
+                var extra = HTTPHeaders()
+                for (name, value) in forwarded.headers where !Self.isManagedHeader(name) {
+                    extra.add(name: name, value: value)
+                }
+                self.writeResponse(
+                    status: forwarded.status, body: forwarded.body, version: head.version,
+                    keepAlive: head.isKeepAlive, extraHeaders: extra, context: context)
+            case .failure(let error):
+                self.writeBackendError(error, head: head, context: context)
+            }
+        }
+        armTimeout(sequence: sequence, deadline: deadline, context: context)
+    }
+
+    /// Headers the handler sets itself, or that only mean something on the leader's own connection.
+    private static func isManagedHeader(_ name: String) -> Bool {
+        switch name.lowercased() {
+        case "content-length", "connection", "keep-alive", "transfer-encoding", "x-leader-id", "upgrade", "te",
+            "trailer", "proxy-connection":
+            return true
+        default:
+            return false
+        }
+    }
+
+    private func writeBackendError(_ error: any Error, head: HTTPRequestHead, context: ChannelHandlerContext) {
+        let apiError = error as? APIError ?? APIError(code: .unavailable, message: "the node failed to serve: \(error)")
+        var rejection = ClientRequestRejection(apiError.code, apiError.message)
+        rejection.error = apiError
+        writeError(rejection, version: head.version, keepAlive: head.isKeepAlive, context: context)
+    }
+
+    // MARK: Timers
+
+    /// Schedules the `504` for request `sequence` unless it was answered synchronously.
+    private func armTimeout(sequence: UInt64, deadline: NIODeadline, context: ChannelHandlerContext) {
+        guard machine.isAwaiting(sequence: sequence) else { return }
+        timeout = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) {
+            guard let context = self.context, let head = self.machine.completeRequest(sequence: sequence) else { return }
+            self.timeout = nil
+            let rejection = ClientRequestRejection(
+                .timeout,
+                "no answer within \(self.limits.requestTimeout.nanoseconds / 1_000_000) ms; a write may or may not "
+                    + "have been applied")
+            self.writeError(rejection, version: head.version, keepAlive: head.isKeepAlive, context: context)
+        }
+    }
+
+    private func cancelTimeout() {
+        timeout?.cancel()
+        timeout = nil
+    }
+
+    private func cancelTimers() {
+        cancelTimeout()
+        linger?.cancel()
+        linger = nil
+    }
+
+    // MARK: Writing
+
+    /// Sends `rejection` with `Connection: close`, half-closes the output and drops the rest of the upload for at
+    /// most `limits.rejectLinger`, so the client reads the answer instead of a reset.
+    private func rejectAndDrain(_ rejection: ClientRequestRejection, head: HTTPRequestHead, context: ChannelHandlerContext) {
+        var body = context.channel.allocator.buffer(capacity: 160)
+        ClientResponseEncoder.writeError(rejection.error, hint: backend.leaderHint, into: &body)
+        let written = context.eventLoop.makePromise(of: Void.self)
+        writeResponse(
+            status: rejection.status, body: body, version: head.version, keepAlive: false, closeAfter: false,
+            context: context, promise: written)
+        written.futureResult.assumeIsolated().whenComplete { _ in
+            guard let context = self.context else { return }
+            let outputClosed = context.eventLoop.makePromise(of: Void.self)
+            context.close(mode: .output, promise: outputClosed)
+            outputClosed.futureResult.assumeIsolated().whenComplete { result in
+                guard let context = self.context else { return }
+                switch result {
+                case .success: self.outputClosed = true
+                case .failure: context.close(promise: nil)
+                }
+            }
+        }
+        linger = context.eventLoop.assumeIsolated().scheduleTask(in: limits.rejectLinger) {
+            self.linger = nil
+            self.context?.close(promise: nil)
+        }
+    }
+
+    private func writeError(
+        _ rejection: ClientRequestRejection, version: HTTPVersion, keepAlive: Bool, context: ChannelHandlerContext
+    ) {
+        var body = context.channel.allocator.buffer(capacity: 160)
+        ClientResponseEncoder.writeError(rejection.error, hint: backend.leaderHint, into: &body)
+        var extra = HTTPHeaders()
+        if let allow = rejection.allow { extra.add(name: "allow", value: allow) }
+        writeResponse(
+            status: rejection.status, body: body, version: version, keepAlive: keepAlive, extraHeaders: extra,
+            context: context)
+    }
+
+    /// Writes one complete response. When the connection is not kept alive it is closed once the response is out.
+    private func writeResponse(
+        status: HTTPResponseStatus, body: ByteBuffer, version: HTTPVersion, keepAlive: Bool,
+        extraHeaders: HTTPHeaders = HTTPHeaders(), closeAfter: Bool = true, context: ChannelHandlerContext,
+        promise: EventLoopPromise<Void>? = nil
+    ) {
+        let keepAlive = keepAlive && !inputClosed
+        var headers = HTTPHeaders()
+        headers.reserveCapacity(5 + extraHeaders.count)
+        if !extraHeaders.contains(name: "content-type") {
+            headers.add(name: "content-type", value: "application/json")
+        }
+        headers.add(name: "content-length", value: String(body.readableBytes))
+        if let hint = backend.leaderHint {
+            headers.add(name: "x-leader-id", value: String(hint.id))
+        }
+        if !keepAlive {
+            headers.add(name: "connection", value: "close")
+        } else if version.minor == 0 {
+            headers.add(name: "connection", value: "keep-alive")
+        }
+        headers.add(contentsOf: extraHeaders)
+        let responseVersion: HTTPVersion = version.major == 1 && version.minor == 0 ? .http1_0 : .http1_1
+        let head = HTTPResponseHead(version: responseVersion, status: status, headers: headers)
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+        guard !keepAlive && closeAfter else {
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: promise)
+            return
+        }
+        let written = promise ?? context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: written)
+        written.futureResult.assumeIsolated().whenComplete { _ in
+            self.context?.close(promise: nil)
+        }
+    }
+}
+
+@available(*, unavailable)
+extension ClientHTTPHandler: Sendable {}

@@ -1,0 +1,289 @@
+import ClusterAPI
+import NIOCore
+import NIOHTTP1
+
+/// A request the HTTP layer answers itself, without calling the backend.
+struct ClientRequestRejection: Error, Sendable, Hashable {
+    var error: APIError
+    /// The status to send; differs from `error.httpStatus` only for `405 Method Not Allowed`.
+    var status: HTTPResponseStatus
+    /// The `Allow` header value of a `405`.
+    var allow: String?
+
+    init(_ code: APIErrorCode, _ message: String) {
+        self.error = APIError(code: code, message: message)
+        self.status = HTTPResponseStatus(statusCode: code.httpStatus)
+        self.allow = nil
+    }
+
+    /// `405` with code `invalid_request` (the route exists, the method does not).
+    static func methodNotAllowed(_ method: HTTPMethod, path: String, allow: HTTPMethod) -> Self {
+        var rejection = Self(.invalidRequest, "method \(method.rawValue) is not allowed on \(path); use \(allow.rawValue)")
+        rejection.status = .methodNotAllowed
+        rejection.allow = allow.rawValue
+        return rejection
+    }
+}
+
+/// Routes a complete request and turns it into a validated `ClientCommand` (SPEC.md, "Client HTTP API").
+///
+/// Decisions recorded here:
+/// - Unknown paths are `404 not_found`. A known path with the wrong method is `405` with code `invalid_request`
+///   and an `Allow` header: the one response whose status is not its code's `httpStatus`.
+/// - In query strings `+` is a literal plus (not a space); spaces must be sent as `%20`. Unknown query parameters
+///   and unknown JSON members are ignored; a repeated one takes its last value.
+/// - Keys must be non-empty. `/scan` without `prefix` scans every key; `limit` must be a positive integer.
+/// - `node_id` must be a positive integer; `ttl_secs` a non-negative integer or `null`.
+/// - Sizes are UTF-8 bytes of the decoded key or value, checked against `ClientHTTPLimits`.
+enum ClientRequestDecoder {
+    static func decode(
+        method: HTTPMethod, uri: String, body: ByteBuffer?, limits: ClientHTTPLimits
+    ) -> Result<ClientCommand, ClientRequestRejection> {
+        do {
+            return .success(try decodeThrowing(method: method, uri: uri, body: body, limits: limits))
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    private static func decodeThrowing(
+        method: HTTPMethod, uri: String, body: ByteBuffer?, limits: ClientHTTPLimits
+    ) throws(ClientRequestRejection) -> ClientCommand {
+        let (path, query) = splitTarget(uri)
+        switch path {
+        case "/put":
+            try expect(.POST, method, path)
+            let object = try parseBody(body)
+            let request = PutRequest(
+                key: try key(object, limits), value: try value(object, "value", limits),
+                ttlSecs: try optionalUnsigned(object, "ttl_secs"))
+            return .put(request)
+        case "/get":
+            try expect(.GET, method, path)
+            let parameters = try QueryParameters(query)
+            guard let key = parameters["key"] else { throw ClientRequestRejection(.invalidRequest, "missing query parameter \"key\"") }
+            try checkKey(key, limits)
+            var consistency: ReadConsistency?
+            if let name = parameters["consistency"] {
+                guard let parsed = ReadConsistency(queryName: name) else {
+                    throw ClientRequestRejection(
+                        .invalidRequest, "unknown consistency \"\(name)\"; use linearizable, lease or eventual")
+                }
+                consistency = parsed
+            }
+            return .get(key: key, consistency: consistency)
+        case "/delete":
+            try expect(.POST, method, path)
+            return .delete(DeleteRequest(key: try key(try parseBody(body), limits)))
+        case "/cas":
+            try expect(.POST, method, path)
+            let object = try parseBody(body)
+            let key = try key(object, limits)
+            let expected: String?
+            switch object["expected"] {
+            case nil:
+                throw ClientRequestRejection(.invalidRequest, "missing field \"expected\" (use null for \"absent\")")
+            case .null:
+                expected = nil
+            case .string(let string):
+                guard string.utf8.count <= limits.maxValueBytes else {
+                    throw ClientRequestRejection(.tooLarge, "\"expected\" is over \(limits.maxValueBytes) bytes")
+                }
+                expected = string
+            case let other?:
+                throw ClientRequestRejection(.invalidRequest, "field \"expected\" must be a string or null, not \(other.typeName)")
+            }
+            return .cas(CasRequest(key: key, expected: expected, value: try value(object, "value", limits)))
+        case "/scan":
+            try expect(.GET, method, path)
+            let parameters = try QueryParameters(query)
+            let prefix = parameters["prefix"] ?? ""
+            guard prefix.utf8.count <= limits.maxKeyBytes else {
+                throw ClientRequestRejection(.tooLarge, "prefix is over \(limits.maxKeyBytes) bytes")
+            }
+            var limit: Int?
+            if let text = parameters["limit"] {
+                guard let parsed = Int(text), parsed > 0, text.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else {
+                    throw ClientRequestRejection(.invalidRequest, "limit must be a positive integer, not \"\(text)\"")
+                }
+                limit = parsed
+            }
+            return .scan(prefix: prefix, limit: limit)
+        case "/cluster":
+            try expect(.GET, method, path)
+            return .cluster
+        case "/join":
+            try expect(.POST, method, path)
+            let object = try parseBody(body)
+            let nodeID = try nodeID(object)
+            guard case .string(let address)? = object["address"] else {
+                throw missingOrWrongType(object, "address", "a string")
+            }
+            guard !address.isEmpty else { throw ClientRequestRejection(.invalidRequest, "\"address\" must not be empty") }
+            return .join(JoinRequest(nodeID: nodeID, address: address))
+        case "/promote":
+            try expect(.POST, method, path)
+            return .promote(PromoteRequest(nodeID: try nodeID(try parseBody(body))))
+        case "/remove":
+            try expect(.POST, method, path)
+            return .remove(RemoveRequest(nodeID: try nodeID(try parseBody(body))))
+        case "/transfer-leader":
+            try expect(.POST, method, path)
+            return .transferLeader(TransferLeaderRequest(nodeID: try nodeID(try parseBody(body))))
+        default:
+            throw ClientRequestRejection(.notFound, "no route for \(method.rawValue) \(path)")
+        }
+    }
+
+    // MARK: Target
+
+    /// Splits `/path?query#fragment` into the path and the query (without `?`; fragment dropped).
+    static func splitTarget(_ uri: String) -> (path: Substring, query: Substring) {
+        var target = Substring(uri)
+        if let hash = target.utf8.firstIndex(of: UInt8(ascii: "#")) {
+            target = target[..<hash]
+        }
+        guard let question = target.utf8.firstIndex(of: UInt8(ascii: "?")) else { return (target, "") }
+        return (target[..<question], target[target.utf8.index(after: question)...])
+    }
+
+    private static func expect(_ allowed: HTTPMethod, _ method: HTTPMethod, _ path: Substring) throws(ClientRequestRejection) {
+        guard method == allowed else { throw .methodNotAllowed(method, path: String(path), allow: allowed) }
+    }
+
+    // MARK: Body fields
+
+    private static func parseBody(_ body: ByteBuffer?) throws(ClientRequestRejection) -> JSONRequestObject {
+        guard let body, body.readableBytes > 0 else {
+            throw ClientRequestRejection(.invalidRequest, "malformed JSON: empty body, expected a JSON object")
+        }
+        let result = body.withUnsafeReadableBytes { bytes in
+            Result { () throws(JSONBodyError) in try JSONRequestObject(parsing: bytes) }
+        }
+        switch result {
+        case .success(let object): return object
+        case .failure(let error): throw ClientRequestRejection(.invalidRequest, "malformed JSON: \(error)")
+        }
+    }
+
+    private static func missingOrWrongType(
+        _ object: JSONRequestObject, _ name: String, _ expected: String
+    ) -> ClientRequestRejection {
+        guard let value = object[name] else { return ClientRequestRejection(.invalidRequest, "missing field \"\(name)\"") }
+        return ClientRequestRejection(.invalidRequest, "field \"\(name)\" must be \(expected), not \(value.typeName)")
+    }
+
+    private static func key(_ object: JSONRequestObject, _ limits: ClientHTTPLimits) throws(ClientRequestRejection) -> String {
+        guard case .string(let key)? = object["key"] else { throw missingOrWrongType(object, "key", "a string") }
+        try checkKey(key, limits)
+        return key
+    }
+
+    private static func checkKey(_ key: String, _ limits: ClientHTTPLimits) throws(ClientRequestRejection) {
+        guard !key.isEmpty else { throw ClientRequestRejection(.invalidRequest, "key must not be empty") }
+        let size = key.utf8.count
+        guard size <= limits.maxKeyBytes else {
+            throw ClientRequestRejection(.tooLarge, "key is \(size) bytes, over the \(limits.maxKeyBytes)-byte limit")
+        }
+    }
+
+    private static func value(
+        _ object: JSONRequestObject, _ name: String, _ limits: ClientHTTPLimits
+    ) throws(ClientRequestRejection) -> String {
+        guard case .string(let value)? = object[name] else { throw missingOrWrongType(object, name, "a string") }
+        let size = value.utf8.count
+        guard size <= limits.maxValueBytes else {
+            throw ClientRequestRejection(
+                .tooLarge, "\(name) is \(size) bytes, over the \(limits.maxValueBytes)-byte limit (max_value_bytes)")
+        }
+        return value
+    }
+
+    private static func optionalUnsigned(
+        _ object: JSONRequestObject, _ name: String
+    ) throws(ClientRequestRejection) -> UInt64? {
+        switch object[name] {
+        case nil, .null?: return nil
+        case .unsignedInteger(let value)?: return value
+        case .some: throw missingOrWrongType(object, name, "a non-negative integer")
+        }
+    }
+
+    private static func nodeID(_ object: JSONRequestObject) throws(ClientRequestRejection) -> UInt64 {
+        guard case .unsignedInteger(let id)? = object["node_id"] else {
+            throw missingOrWrongType(object, "node_id", "a positive integer")
+        }
+        guard id > 0 else { throw ClientRequestRejection(.invalidRequest, "node_id must be a positive integer") }
+        return id
+    }
+}
+
+// MARK: - Query string
+
+/// The decoded `name=value` pairs of a query string. Percent escapes are decoded and the result must be UTF-8.
+struct QueryParameters: Sendable {
+    private var pairs: [(name: String, value: String)] = []
+
+    init(_ query: Substring) throws(ClientRequestRejection) {
+        guard !query.isEmpty else { return }
+        for component in query.utf8.split(separator: UInt8(ascii: "&"), omittingEmptySubsequences: true) {
+            let name: Substring.UTF8View.SubSequence
+            let value: Substring.UTF8View.SubSequence
+            if let equals = component.firstIndex(of: UInt8(ascii: "=")) {
+                name = component[..<equals]
+                value = component[component.index(after: equals)...]
+            } else {
+                name = component
+                value = component[component.endIndex...]
+            }
+            pairs.append((try Self.percentDecode(name), try Self.percentDecode(value)))
+        }
+    }
+
+    /// The last value of parameter `name`.
+    subscript(name: String) -> String? {
+        for pair in pairs.reversed() where pair.name == name {
+            return pair.value
+        }
+        return nil
+    }
+
+    /// Decodes `%XX` escapes; `+` stays a plus. Fails on a malformed escape or on bytes that are not UTF-8.
+    static func percentDecode(_ encoded: Substring.UTF8View.SubSequence) throws(ClientRequestRejection) -> String {
+        guard encoded.contains(UInt8(ascii: "%")) else {
+            return String(Substring(encoded))
+        }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(encoded.count)
+        var index = encoded.startIndex
+        while index < encoded.endIndex {
+            let byte = encoded[index]
+            guard byte == UInt8(ascii: "%") else {
+                bytes.append(byte)
+                encoded.formIndex(after: &index)
+                continue
+            }
+            let high = encoded.index(after: index)
+            guard high < encoded.endIndex, encoded.index(after: high) < encoded.endIndex,
+                let hi = hexValue(encoded[high]), let lo = hexValue(encoded[encoded.index(after: high)])
+            else {
+                throw ClientRequestRejection(.invalidRequest, "malformed percent-encoding in the query string")
+            }
+            bytes.append(hi << 4 | lo)
+            index = encoded.index(high, offsetBy: 2)
+        }
+        guard let string = String(validating: bytes, as: UTF8.self) else {
+            throw ClientRequestRejection(.invalidRequest, "query parameter is not valid UTF-8 once percent-decoded")
+        }
+        return string
+    }
+
+    private static func hexValue(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return byte - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): return byte - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): return byte - UInt8(ascii: "A") + 10
+        default: return nil
+        }
+    }
+}

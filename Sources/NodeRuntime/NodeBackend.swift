@@ -1,0 +1,211 @@
+import ClusterAPI
+import Foundation
+import HTTPAPI
+import KVStore
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import PeerTransport
+import RaftCore
+
+/// The node behind the client HTTP API: validated requests become state-machine operations on `RaftServer`;
+/// writes and strong reads that reach a follower are tunnelled to the leader over the peer connection and answered
+/// by the node the client called.
+public final class NodeBackend: ClientAPIBackend, @unchecked Sendable {
+    let raft: RaftServer
+    let defaultConsistency: ReadConsistency
+    let allowClientOverride: Bool
+    let requestTimeout: TimeAmount
+    /// Set on the backend that serves requests tunnelled from followers: it never forwards again, so two nodes that
+    /// disagree about the leader cannot bounce a request between them.
+    let forwarding: Bool
+
+    init(raft: RaftServer, defaultConsistency: ReadConsistency, allowClientOverride: Bool, requestTimeout: TimeAmount,
+        forwarding: Bool = true, leadership: NIOLockedValueBox<(isLeader: Bool, leader: NodeID?)>? = nil)
+    {
+        self.raft = raft
+        self.defaultConsistency = defaultConsistency
+        self.allowClientOverride = allowClientOverride
+        self.requestTimeout = requestTimeout
+        self.forwarding = forwarding
+        self.leadershipBox = leadership ?? NIOLockedValueBox((false, nil))
+    }
+
+    /// The leader as last seen on the Raft loop; read on every response (a lock, not a loop hop).
+    private let leadershipBox: NIOLockedValueBox<(isLeader: Bool, leader: NodeID?)>
+
+    /// A backend sharing this one's view of the leader that never forwards (for tunnelled requests).
+    func localOnly() -> NodeBackend {
+        NodeBackend(
+            raft: raft, defaultConsistency: defaultConsistency, allowClientOverride: allowClientOverride,
+            requestTimeout: requestTimeout, forwarding: false, leadership: leadershipBox)
+    }
+
+    func updateLeadership(isLeader: Bool, leader: NodeID?) {
+        leadershipBox.withLockedValue { $0 = (isLeader, leader) }
+    }
+
+    public var leaderHint: LeaderHint? {
+        let state = leadershipBox.withLockedValue { $0 }
+        guard let id = state.leader else { return nil }
+        return LeaderHint(id: id, address: raft.settings.addresses[id] ?? "")
+    }
+
+    func consistency(_ requested: ReadConsistency?) -> ReadConsistency {
+        guard allowClientOverride, let requested else { return defaultConsistency }
+        return requested
+    }
+
+    // MARK: - Forwarding
+
+    public func forwardIfNeeded(_ request: ForwardableRequest, context: ClientRequestContext) -> ForwardDecision {
+        guard forwarding else { return .handleLocally }
+        let needsLeader: Bool
+        switch request.command {
+        case .put, .delete, .cas, .join, .promote, .remove, .transferLeader: needsLeader = true
+        case .get(_, let requested): needsLeader = consistency(requested) != .eventual
+        case .scan: needsLeader = defaultConsistency != .eventual
+        case .cluster: needsLeader = false
+        }
+        guard needsLeader else { return .handleLocally }
+        let state = leadershipBox.withLockedValue { $0 }
+        guard !state.isLeader, let leader = state.leader, let transport = raft.transport else { return .handleLocally }
+        var body = request.body
+        let bytes = body.readBytes(length: body.readableBytes) ?? []
+        let tunnelled = PeerForwardedRequest(
+            method: request.method.rawValue, uri: request.uri, headers: [], body: bytes)
+        let isWrite = request.command.isWrite
+        let future = transport.forward(tunnelled, to: leader, timeout: requestTimeout)
+            .hop(to: context.eventLoop)
+            .flatMapErrorThrowing { error -> PeerForwardedResponse in
+                if let forwardError = error as? ForwardError, !forwardError.mayHaveBeenSent {
+                    throw APIError(
+                        code: .unavailable, message: "the leader (node \(leader)) is unreachable; the request was not sent",
+                        leaderID: leader, leaderAddress: self.raft.settings.addresses[leader])
+                }
+                throw APIError(
+                    code: .timeout,
+                    message: isWrite
+                        ? "no answer from the leader (node \(leader)); the write may or may not be applied"
+                        : "no answer from the leader (node \(leader))",
+                    leaderID: leader, leaderAddress: self.raft.settings.addresses[leader])
+            }
+            .map { response -> HTTPAPI.ForwardedResponse in
+                var headers = HTTPHeaders()
+                for (name, value) in response.headers { headers.add(name: name, value: value) }
+                var buffer = ByteBuffer()
+                buffer.writeBytes(response.body)
+                return HTTPAPI.ForwardedResponse(
+                    status: HTTPResponseStatus(statusCode: response.status), headers: headers, body: buffer)
+            }
+        return .respond(future)
+    }
+
+    // MARK: - Writes
+
+    private func propose(_ command: KVCommand, context: ClientRequestContext) -> EventLoopFuture<(LogIndex, KVResult)> {
+        let op = KVOperation(timestampMs: NodeBackend.wallClockMillis(), command: command)
+        let remaining = context.deadline.uptimeNanoseconds > NIODeadline.now().uptimeNanoseconds
+            ? Int64((context.deadline.uptimeNanoseconds - NIODeadline.now().uptimeNanoseconds) / 1_000_000) : 1
+        return raft.write(op, timeoutMs: max(1, remaining - 50)).hop(to: context.eventLoop)
+    }
+
+    public func put(_ request: PutRequest, context: ClientRequestContext) -> EventLoopFuture<PutResponse> {
+        var expiry: UInt64?
+        if let ttl = request.ttlSecs {
+            guard ttl > 0, ttl < 100 * 365 * 86_400 else {
+                return context.eventLoop.makeFailedFuture(
+                    APIError(code: .invalidRequest, message: "ttl_secs must be between 1 and 3153600000"))
+            }
+            expiry = NodeBackend.wallClockMillis() + ttl * 1000
+        }
+        let key = request.key
+        return propose(.put(key: Array(key.utf8), value: Array(request.value.utf8), expiresAtMs: expiry), context: context)
+            .map { index, _ in PutResponse(key: key, index: index) }
+    }
+
+    public func delete(_ request: DeleteRequest, context: ClientRequestContext) -> EventLoopFuture<DeleteResponse> {
+        let key = request.key
+        return propose(.delete(key: Array(key.utf8)), context: context).map { index, result in
+            if case .deleted(let existed) = result { return DeleteResponse(key: key, index: index, deleted: existed) }
+            return DeleteResponse(key: key, index: index, deleted: false)
+        }
+    }
+
+    public func cas(_ request: CasRequest, context: ClientRequestContext) -> EventLoopFuture<CasResponse> {
+        let command = KVCommand.cas(
+            key: Array(request.key.utf8), expected: request.expected.map { Array($0.utf8) },
+            value: Array(request.value.utf8))
+        return propose(command, context: context).map { index, result in
+            if case .cas(let succeeded) = result { return CasResponse(succeeded: succeeded, index: index) }
+            return CasResponse(succeeded: false, index: index)
+        }
+    }
+
+    // MARK: - Reads
+
+    public func get(key: String, consistency requested: ReadConsistency?, context: ClientRequestContext)
+        -> EventLoopFuture<GetResponse>
+    {
+        let keyBytes = Array(key.utf8)
+        let now = NodeBackend.wallClockMillis()
+        return raft.read(consistency(requested)) { sm -> (Bytes?, LogIndex) in (sm.get(keyBytes, nowMs: now), sm.appliedIndex) }
+            .hop(to: context.eventLoop)
+            .flatMapThrowing { value, index in
+                guard let value else { throw APIError(code: .keyNotFound, message: "key '\(key)' not found") }
+                return GetResponse(key: key, value: String(decoding: value, as: UTF8.self), index: index)
+            }
+    }
+
+    public func scan(prefix: String, limit: Int?, context: ClientRequestContext) -> EventLoopFuture<ScanResponse> {
+        let prefixBytes = Array(prefix.utf8)
+        let now = NodeBackend.wallClockMillis()
+        let cap = min(limit ?? 1000, 10_000)
+        return raft.read(defaultConsistency) { sm -> ScanResponse in
+            let rows = sm.scan(prefix: prefixBytes, limit: cap, nowMs: now)
+            return ScanResponse(
+                entries: rows.map { KeyValue(key: String(decoding: $0.key, as: UTF8.self), value: String(decoding: $0.value, as: UTF8.self)) },
+                index: sm.appliedIndex)
+        }.hop(to: context.eventLoop)
+    }
+
+    public func cluster(context: ClientRequestContext) -> EventLoopFuture<ClusterResponse> {
+        raft.cluster().hop(to: context.eventLoop)
+    }
+
+    // MARK: - Membership
+
+    public func join(_ request: JoinRequest, context: ClientRequestContext) -> EventLoopFuture<MembershipChangeResponse> {
+        context.eventLoop.makeFailedFuture(Self.membershipNotYet)
+    }
+
+    public func promote(_ request: PromoteRequest, context: ClientRequestContext)
+        -> EventLoopFuture<MembershipChangeResponse>
+    {
+        context.eventLoop.makeFailedFuture(Self.membershipNotYet)
+    }
+
+    public func remove(_ request: RemoveRequest, context: ClientRequestContext)
+        -> EventLoopFuture<MembershipChangeResponse>
+    {
+        context.eventLoop.makeFailedFuture(Self.membershipNotYet)
+    }
+
+    public func transferLeader(_ request: TransferLeaderRequest, context: ClientRequestContext)
+        -> EventLoopFuture<MembershipChangeResponse>
+    {
+        raft.transferLeadership(to: request.nodeID, timeoutMs: requestTimeout.nanoseconds / 1_000_000)
+            .hop(to: context.eventLoop)
+    }
+
+    static let membershipNotYet = APIError(
+        code: .conflict,
+        message: "join, promote and remove are not available in this version (membership arrives with its own issue); "
+            + "the cluster is the static one of the config files")
+
+    static func wallClockMillis() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return UInt64(ts.tv_sec) * 1000 + UInt64(ts.tv_nsec) / 1_000_000
+    }
+}

@@ -1,0 +1,244 @@
+import ClusterAPI
+import Foundation
+import HTTPAPI
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NodeConfig
+import PeerTransport
+import RaftCore
+import RaftStorage
+
+/// Receives from the peer transport and hands over to the Raft loop; serves requests tunnelled by followers.
+final class TransportAdapter: PeerTransportHandler, @unchecked Sendable {
+    let raft: RaftServer
+    let tunnelled: TunnelledRequestProcessor
+
+    init(raft: RaftServer, tunnelled: TunnelledRequestProcessor) {
+        self.raft = raft
+        self.tunnelled = tunnelled
+    }
+
+    func received(_ message: Message, snapshotData: [UInt8]?) { raft.receive(message, snapshotData: snapshotData) }
+    func peerUnreachable(_ id: NodeID) { raft.peerUnreachable(id) }
+
+    func handleForwarded(_ request: PeerForwardedRequest, on eventLoop: EventLoop)
+        -> EventLoopFuture<PeerForwardedResponse>
+    {
+        tunnelled.process(method: request.method, uri: request.uri, body: request.body, on: eventLoop)
+            .map { status, headers, body in
+                PeerForwardedResponse(status: status, headers: headers, body: body)
+            }
+    }
+}
+
+/// Runs one cluster member until SIGTERM or SIGINT.
+public enum NodeMain {
+    public static func run(arguments: [String], environment: [String: String]) -> Int32 {
+        // Signals are handled by a dispatch source below; children of test harnesses may inherit a blocked mask.
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGTERM)
+        sigaddset(&set, SIGINT)
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
+        signal(SIGPIPE, SIG_IGN)
+
+        var configPath: String? = environment["CONFIG_PATH"]
+        var i = 1
+        while i < arguments.count {
+            switch arguments[i] {
+            case "--config", "-c":
+                guard i + 1 < arguments.count else {
+                    FileHandle.standardError.write(Data("dnode: --config needs a file\n".utf8))
+                    return 64
+                }
+                configPath = arguments[i + 1]
+                i += 2
+            case "--help", "-h":
+                print(
+                    """
+                    usage: dnode [--config FILE]    (or CONFIG_PATH=config/n1 dnode)
+                    Runs one member of the replicated key-value store. See README.md and docs/config.md.
+                    Environment: CONFIG_PATH, RAFT__SECTION__KEY=value overrides, METRICS_PORT, LOG_LEVEL.
+                    """)
+                return 0
+            case "--version":
+                print("dnode 0.1.0")
+                return 0
+            default:
+                FileHandle.standardError.write(Data("dnode: unknown argument \(arguments[i]) (try --help)\n".utf8))
+                return 64
+            }
+        }
+        let config: NodeConfig
+        do {
+            config = try NodeConfig.load(path: configPath, environment: environment)
+        } catch {
+            FileHandle.standardError.write(Data("dnode: \(error)\n".utf8))
+            return Int32(ConfigError.exitCode)
+        }
+        let levelName = environment["LOG_LEVEL"] ?? "warn"
+        guard let level = NodeLog.Level(name: levelName) else {
+            FileHandle.standardError.write(Data("dnode: LOG_LEVEL=\(levelName): use trace, debug, info, warn or error\n".utf8))
+            return Int32(ConfigError.exitCode)
+        }
+        do {
+            return try start(config: config, level: level)
+        } catch let error as NodeStartupError {
+            FileHandle.standardError.write(Data("dnode: \(error.message)\n".utf8))
+            return error.exitCode
+        } catch {
+            FileHandle.standardError.write(Data("dnode: \(error)\n".utf8))
+            return 1
+        }
+    }
+
+    static func start(config: NodeConfig, level: NodeLog.Level) throws -> Int32 {
+        let log = try NodeLog(directory: config.cluster.logDir, level: level)
+        let id = config.cluster.nodeID
+        let storage: DataDirectory.Opened
+        do {
+            storage = try DataDirectory.open(
+                path: config.cluster.dbRootDir, nodeID: id, retainSnapshots: 3)
+        } catch {
+            throw NodeStartupError("cannot open the data directory \(config.cluster.dbRootDir): \(error)", exitCode: 73)
+        }
+
+        var raftConfig = RaftCore.RaftConfig(
+            id: id,
+            initialMembership: Membership(
+                voters: Set(config.cluster.bootstrapVoters.map(\.id)),
+                learners: Set(config.cluster.initialCluster.filter { !$0.isVoter }.map(\.id))))
+        raftConfig.electionTimeoutMin = UInt64(config.raft.election.electionTimeoutMin)
+        raftConfig.electionTimeoutMax = UInt64(config.raft.election.electionTimeoutMax)
+        raftConfig.heartbeatInterval = UInt64(config.raft.replication.rpcAppendEntriesClockInMs)
+        raftConfig.maxEntriesPerMessage = config.raft.replication.appendEntriesMaxEntriesPerReplication
+        raftConfig.maxInflightMessages = config.raft.replication.maxInflightMessages
+        let leaseUsed = config.raft.readConsistency.defaultPolicy == .lease
+            || config.raft.readConsistency.allowClientOverride
+        raftConfig.leaseDuration = leaseUsed ? UInt64(config.raft.readConsistency.leaseDurationMs) : 0
+        raftConfig.clockDriftMargin = UInt64(NodeConfig.leaseDriftMargin(electionTimeoutMin: config.raft.election.electionTimeoutMin))
+        raftConfig.randomSeed = UInt64(truncatingIfNeeded: Int64(Date().timeIntervalSince1970 * 1000)) ^ id
+        do {
+            try raftConfig.validate()
+        } catch {
+            throw NodeStartupError("invalid Raft settings: \(error)", exitCode: 78)
+        }
+
+        var settings = RaftServer.Settings(raft: raftConfig)
+        settings.requestTimeoutMs = Int64(config.cluster.requestTimeoutMs)
+        settings.snapshotEnabled = config.raft.snapshot.enable
+        settings.snapshotEvery = UInt64(config.raft.snapshot.maxLogEntriesBeforeSnapshot)
+        settings.retainedEntries = UInt64(config.raft.snapshot.retainedLogEntries)
+        settings.maxPendingWrites = max(1, config.raft.persistence.maxBufferedEntries)
+        for member in config.cluster.initialCluster { settings.addresses[member.id] = member.address.description }
+        settings.selfAddress = config.cluster.listenAddress.description
+
+        let strategy: RaftStorage.PersistenceStrategy
+        switch (config.raft.persistence.strategy, config.raft.persistence.flushPolicy) {
+        case (.diskFirst, _): strategy = .diskFirst
+        case (.memFirst, .batch(let threshold, let interval)):
+            strategy = .memFirst(threshold: threshold, intervalMs: UInt64(interval))
+        case (.memFirst, .immediate): strategy = .memFirst(threshold: 1, intervalMs: 0)
+        }
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: max(2, System.coreCount))
+        let raftLoop = group.next()
+        let raft = try RaftServer(
+            settings: settings, storage: storage, strategy: strategy,
+            maxBufferedEntries: config.raft.persistence.maxBufferedEntries, loop: raftLoop, log: log)
+
+        let backend = NodeBackend(
+            raft: raft, defaultConsistency: config.raft.readConsistency.defaultPolicy,
+            allowClientOverride: config.raft.readConsistency.allowClientOverride,
+            requestTimeout: .milliseconds(Int64(config.cluster.requestTimeoutMs)))
+        raft.onLeadershipChange = { isLeader, leader in backend.updateLeadership(isLeader: isLeader, leader: leader) }
+        var limitsBuilder = ClientHTTPLimits()
+        limitsBuilder.maxValueBytes = config.raft.maxValueBytes
+        limitsBuilder.maxKeyBytes = config.raft.maxKeyBytes
+        limitsBuilder.maxBodyBytes = config.raft.maxValueBytes + config.raft.maxKeyBytes + (64 << 10)
+        limitsBuilder.requestTimeout = .milliseconds(Int64(config.cluster.requestTimeoutMs))
+        let limits = limitsBuilder
+        let tunnelled = TunnelledRequestProcessor(backend: backend.localOnly(), limits: limits)
+
+        var peers: [NodeID: (host: String, port: Int)] = [:]
+        for member in config.cluster.initialCluster where member.id != id {
+            peers[member.id] = (member.dialAddress.host, member.dialAddress.port)
+        }
+        let transport = PeerTransport(
+            selfID: id, group: group, peers: peers, handler: TransportAdapter(raft: raft, tunnelled: tunnelled))
+
+        let listen = config.cluster.listenAddress
+        let metricsAddress = config.monitoring.metricsAddress
+        let clientChannel: Channel
+        let metricsChannel: Channel
+        do {
+            clientChannel = try ServerBootstrap(group: group)
+                .serverChannelOption(.backlog, value: 512)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                .childChannelOption(.allowRemoteHalfClosure, value: true)
+                .childChannelOption(.maxMessagesPerRead, value: 16)
+                .childChannelInitializer { channel in
+                    let detector = transport.makeSharedPortDetector(configureHTTP: { channel in
+                        configureClientHTTP(channel: channel, backend: backend, limits: limits)
+                    })
+                    return channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(detector)
+                    }
+                }
+                .bind(host: listen.host, port: listen.port).wait()
+        } catch {
+            throw NodeStartupError("cannot listen on \(listen): \(error)", exitCode: 69)
+        }
+        let startedAt = Date()
+        let endpoints = MetricsEndpoints(
+            metrics: { (try? await raft.metricsText().get()) ?? "" },
+            status: { try! await raft.status().get() },
+            health: {
+                let status = try! await raft.status().get()
+                let healthy = status.leaderID != nil
+                return HealthReport(
+                    healthy: healthy, nodeID: status.nodeID, role: status.role, leaderID: status.leaderID,
+                    reason: healthy ? nil : "no leader known (up \(Int(Date().timeIntervalSince(startedAt))) s)")
+            })
+        do {
+            metricsChannel = try ServerBootstrap(group: group)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                .childChannelInitializer { channel in MetricsHTTPServer.configure(channel: channel, endpoints: endpoints) }
+                .bind(host: metricsAddress.host, port: metricsAddress.port).wait()
+        } catch {
+            throw NodeStartupError("cannot listen on the metrics address \(metricsAddress): \(error)", exitCode: 69)
+        }
+
+        raft.start(transport: transport)
+        log.always("dnode \(id) listening on \(listen) (client API and peers), metrics on \(metricsAddress)")
+
+        // Graceful shutdown: stop accepting, finish or fail what is in flight, flush the log, exit 0.
+        let done = DispatchSemaphore(value: 0)
+        let shuttingDown = NIOLockedValueBox(false)
+        var sources: [DispatchSourceSignal] = []
+        for sig in [SIGTERM, SIGINT] {
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler {
+                guard !shuttingDown.withLockedValue({ let was = $0; $0 = true; return was }) else { return }
+                log.always("dnode \(id) shutting down (signal \(sig))")
+                _ = try? clientChannel.close().wait()
+                _ = try? metricsChannel.close().wait()
+                _ = try? raft.shutdown().wait()
+                _ = try? transport.shutdown().wait()
+                done.signal()
+            }
+            source.resume()
+            sources.append(source)
+        }
+        done.wait()
+        try? group.syncShutdownGracefully()
+        log.always("dnode \(id) stopped")
+        _ = sources
+        return 0
+    }
+
+}

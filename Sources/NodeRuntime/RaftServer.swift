@@ -1,0 +1,610 @@
+import ClusterAPI
+import Foundation
+import KVStore
+import NIOCore
+import NIOPosix
+import PeerTransport
+import RaftCore
+import RaftStorage
+
+/// The shell around the pure Raft core: it owns the core, the state machine and the WAL writer, and carries out
+/// every `Ready` in the order the core states (persist, then send, then apply, then advance).
+///
+/// Threading: every mutable property is confined to `loop` (one NIO event loop). Disk I/O runs on `io`, a
+/// one-thread pool, so the loop never blocks on a write or an fsync; while one Ready is being persisted the core keeps
+/// taking messages and proposals, which then form the next batch (group commit). The state machine is applied on the
+/// loop right after the messages went out: a put costs about a microsecond, and snapshot serialisation runs on
+/// `io` from a copy-on-write image.
+public final class RaftServer: @unchecked Sendable {
+    public struct Settings: Sendable {
+        public var raft: RaftCore.RaftConfig
+        public var tickMs: Int64 = 10
+        public var requestTimeoutMs: Int64 = 5000
+        public var maxPendingWrites = 10_000
+        public var maxPendingReads = 10_000
+        public var snapshotEnabled = true
+        public var snapshotEvery: UInt64 = 10_000
+        public var retainedEntries: UInt64 = 1000
+        /// MemFirst: how often the interval flush is checked.
+        public var flushCheckMs: Int64 = 10
+        public var addresses: [NodeID: String] = [:]
+        public var selfAddress: String = ""
+
+        public init(raft: RaftCore.RaftConfig) { self.raft = raft }
+    }
+
+    public let settings: Settings
+    public let loop: EventLoop
+    let io: NIOThreadPool
+    let log: NodeLog
+    private let writer: LogWriter
+    private let snapshots: SnapshotStore
+    var transport: PeerTransport?
+    private let startedAt = RaftServer.monotonicMillis()
+
+    // MARK: loop-confined state
+    private var core: RaftNode
+    private var stateMachine: KVStateMachine
+    private var persisting = false
+    private var readyScheduled = false
+    private var pendingWrites: [LogIndex: PendingWrite] = [:]
+    private var writeDeadlines: [(deadline: UInt64, index: LogIndex)] = []
+    private var writeDeadlineHead = 0
+    private var readIndexWaiters: [UInt64: (deadline: UInt64, done: (Result<LogIndex, APIError>) -> Void)] = [:]
+    private var applyWaiters: [(index: LogIndex, done: () -> Void)] = []
+    private var nextReadID: UInt64 = 0
+    private var stagedSnapshots: [LogIndex: [UInt8]] = [:]
+    private var latestSnapshot: (meta: SnapshotMetadata, data: [UInt8])?
+    private var snapshotInProgress = false
+    private var lastSnapshotIndex: LogIndex = 0
+    private var stopped = false
+    private var tickTask: RepeatedTask?
+    private var flushTask: RepeatedTask?
+    private var lastRole: Role = .follower
+    var metrics = NodeMetrics()
+    /// Called on the loop whenever the role or the known leader changes.
+    var onLeadershipChange: (@Sendable (_ isLeader: Bool, _ leader: NodeID?) -> Void)?
+    private var transferWaiters: [(target: NodeID, deadline: UInt64, done: (Result<MembershipChangeResponse, APIError>) -> Void)] = []
+
+    struct PendingWrite {
+        var term: Term
+        var deadline: UInt64
+        var done: (Result<(LogIndex, KVResult), APIError>) -> Void
+    }
+
+    // MARK: - Boot
+
+    /// Opens the data directory, restores the newest snapshot and boots the core from the WAL.
+    public init(settings: Settings, storage: DataDirectory.Opened, strategy: RaftStorage.PersistenceStrategy,
+        maxBufferedEntries: Int, loop: EventLoop, log: NodeLog) throws
+    {
+        self.settings = settings
+        self.loop = loop
+        self.log = log
+        self.io = NIOThreadPool(numberOfThreads: 1)
+        self.snapshots = storage.snapshots
+        let wal = storage.wal
+        var sm = KVStateMachine()
+        if let stored = storage.latestSnapshot {
+            let (restored, meta) = try KVStateMachine.restore(from: stored.data)
+            sm = restored
+            latestSnapshot = (meta, stored.data)
+            lastSnapshotIndex = meta.index
+        }
+        if let walSnapshot = wal.snapshot, walSnapshot.index > sm.appliedIndex {
+            throw NodeStartupError(
+                "the log was compacted to index \(walSnapshot.index) but the newest snapshot file in "
+                    + "\(storage.path)/snapshots covers only \(sm.appliedIndex): the snapshot is missing. Move the data "
+                    + "directory aside and let the node catch up from the leader.")
+        }
+        self.stateMachine = sm
+        self.writer = LogWriter(wal: wal, strategy: strategy, maxBufferedEntries: maxBufferedEntries)
+        self.core = try RaftNode(config: settings.raft, storage: wal, now: RaftServer.monotonicMillis())
+        for warning in storage.warnings { log.warn(warning) }
+    }
+
+    public func start(transport: PeerTransport) {
+        io.start()
+        loop.execute {
+            self.transport = transport
+            let tick = TimeAmount.milliseconds(self.settings.tickMs)
+            self.tickTask = self.loop.scheduleRepeatedTask(initialDelay: tick, delay: tick) { _ in self.onTick() }
+            if case .memFirst = self.writer.strategy {
+                let every = TimeAmount.milliseconds(self.settings.flushCheckMs)
+                self.flushTask = self.loop.scheduleRepeatedTask(initialDelay: every, delay: every) { _ in
+                    self.scheduleFlush()
+                }
+            }
+            self.log.info("node \(self.settings.raft.id) started: \(self.core.hardState), last index \(self.core.lastIndex)")
+        }
+    }
+
+    /// Stops ticking, fails what is pending, flushes the WAL. The returned future completes when everything is on
+    /// disk.
+    public func shutdown() -> EventLoopFuture<Void> {
+        loop.flatSubmit {
+            self.stopped = true
+            self.tickTask?.cancel()
+            self.flushTask?.cancel()
+            for (_, write) in self.pendingWrites {
+                write.done(.failure(APIError(code: .timeout, message: "the node is shutting down; the write may or may not be applied")))
+            }
+            self.pendingWrites.removeAll()
+            for (_, waiter) in self.readIndexWaiters {
+                waiter.done(.failure(APIError(code: .unavailable, message: "the node is shutting down")))
+            }
+            self.readIndexWaiters.removeAll()
+            let writer = self.writer
+            return self.io.runIfActive(eventLoop: self.loop) {
+                try writer.flush()
+                writer.wal.close()
+            }.always { _ in
+                try? self.io.syncShutdownGracefully()
+            }
+        }
+    }
+
+    // MARK: - Ticks
+
+    private func onTick() {
+        guard !stopped else { return }
+        let now = RaftServer.monotonicMillis()
+        core.tick(now: now)
+        expireDeadlines(now: now)
+        completeTransfers(now: now)
+        scheduleReady()
+    }
+
+    private func expireDeadlines(now: UInt64) {
+        while writeDeadlineHead < writeDeadlines.count, writeDeadlines[writeDeadlineHead].deadline <= now {
+            let index = writeDeadlines[writeDeadlineHead].index
+            writeDeadlineHead += 1
+            if let write = pendingWrites.removeValue(forKey: index) {
+                write.done(.failure(APIError(code: .timeout, message: "no answer within the request timeout; the write at index \(index) may or may not be applied")))
+            }
+        }
+        if writeDeadlineHead > 1024 && writeDeadlineHead * 2 > writeDeadlines.count {
+            writeDeadlines.removeFirst(writeDeadlineHead)
+            writeDeadlineHead = 0
+        }
+        if !readIndexWaiters.isEmpty {
+            for (id, waiter) in readIndexWaiters where waiter.deadline <= now {
+                readIndexWaiters[id] = nil
+                waiter.done(.failure(APIError(code: .timeout, message: "leadership could not be confirmed in time")))
+            }
+        }
+    }
+
+    private func scheduleFlush() {
+        let writer = self.writer
+        io.runIfActive(eventLoop: loop) { _ = try writer.flushIfDue(now: RaftServer.monotonicMillis()) }
+            .whenFailure { self.fatal($0) }
+    }
+
+    // MARK: - Peer input
+
+    func receive(_ message: Message, snapshotData: [UInt8]?) {
+        loop.execute {
+            guard !self.stopped, message.to == self.settings.raft.id else { return }
+            if case .installSnapshot(let meta) = message.body {
+                guard let data = snapshotData else { return }
+                self.stagedSnapshots = [meta.index: data]
+            }
+            self.core.step(message)
+            self.scheduleReady()
+        }
+    }
+
+    func peerUnreachable(_ peer: NodeID) {
+        loop.execute {
+            self.core.reportUnreachable(peer)
+        }
+    }
+
+    // MARK: - Client operations
+
+    /// Proposes a write; completes when it is applied (with its result), or with the error to answer.
+    public func write(_ operation: KVOperation, timeoutMs: Int64? = nil) -> EventLoopFuture<(LogIndex, KVResult)> {
+        let promise = loop.makePromise(of: (LogIndex, KVResult).self)
+        let data = operation.encoded
+        loop.execute {
+            guard !self.stopped else {
+                return promise.fail(APIError(code: .unavailable, message: "the node is shutting down"))
+            }
+            guard self.pendingWrites.count < self.settings.maxPendingWrites else {
+                self.metrics.overloaded += 1
+                return promise.fail(APIError(code: .overloaded, message: "too many writes in flight; retry later"))
+            }
+            switch self.core.propose([RaftNode.Proposal(data: data)]) {
+            case .success(let assigned):
+                let now = RaftServer.monotonicMillis()
+                let deadline = now + UInt64(timeoutMs ?? self.settings.requestTimeoutMs)
+                let index = assigned.indexes.lowerBound
+                self.pendingWrites[index] = PendingWrite(term: assigned.term, deadline: deadline) { result in
+                    switch result {
+                    case .success(let value): promise.succeed(value)
+                    case .failure(let error): promise.fail(error)
+                    }
+                }
+                self.writeDeadlines.append((deadline, index))
+                self.metrics.proposed(at: now, index: index)
+                self.scheduleReady()
+            case .failure(.notLeader(let leader)):
+                promise.fail(self.notLeaderError(leader))
+            case .failure(.transferInProgress):
+                promise.fail(APIError(code: .unavailable, message: "leadership transfer in progress; retry shortly"))
+            }
+        }
+        return promise.futureResult
+    }
+
+    /// A read at the requested consistency, answered from this node's state machine once that is safe.
+    public func read<T: Sendable>(
+        _ consistency: ReadConsistency, _ body: @escaping @Sendable (KVStateMachine) -> T
+    ) -> EventLoopFuture<T> {
+        let promise = loop.makePromise(of: T.self)
+        loop.execute {
+            guard !self.stopped else {
+                return promise.fail(APIError(code: .unavailable, message: "the node is shutting down"))
+            }
+            self.metrics.reads += 1
+            switch consistency {
+            case .eventual:
+                promise.succeed(body(self.stateMachine))
+            case .lease:
+                switch self.core.leaseRead(now: RaftServer.monotonicMillis()) {
+                case .success(let index):
+                    self.metrics.leaseReads += 1
+                    self.whenApplied(index) { promise.succeed(body(self.stateMachine)) }
+                case .failure(.notLeader(let leader)):
+                    promise.fail(self.notLeaderError(leader))
+                case .failure(.transferInProgress):
+                    promise.fail(APIError(code: .unavailable, message: "leadership transfer in progress; retry shortly"))
+                case .failure(.noLease), .failure(.notReady):
+                    self.readIndex(promise: promise, body)
+                }
+            case .linearizable:
+                self.readIndex(promise: promise, body)
+            }
+        }
+        return promise.futureResult
+    }
+
+    private func readIndex<T>(promise: EventLoopPromise<T>, _ body: @escaping (KVStateMachine) -> T) {
+        guard readIndexWaiters.count < settings.maxPendingReads else {
+            return promise.fail(APIError(code: .overloaded, message: "too many reads in flight; retry later"))
+        }
+        nextReadID += 1
+        let id = nextReadID
+        switch core.readIndex(id: id) {
+        case .success:
+            let deadline = RaftServer.monotonicMillis() + UInt64(settings.requestTimeoutMs)
+            readIndexWaiters[id] = (deadline, { result in
+                switch result {
+                case .success(let index): self.whenApplied(index) { promise.succeed(body(self.stateMachine)) }
+                case .failure(let error): promise.fail(error)
+                }
+            })
+            scheduleReady()
+        case .failure(.notLeader(let leader)):
+            promise.fail(notLeaderError(leader))
+        case .failure:
+            promise.fail(APIError(code: .unavailable, message: "leadership transfer in progress; retry shortly"))
+        }
+    }
+
+    private func whenApplied(_ index: LogIndex, _ action: @escaping () -> Void) {
+        if stateMachine.appliedIndex >= index {
+            action()
+        } else {
+            applyWaiters.append((index, action))
+        }
+    }
+
+    func notLeaderError(_ leader: NodeID?) -> APIError {
+        if let leader {
+            return APIError(
+                code: .unavailable, message: "node \(settings.raft.id) is not the leader; node \(leader) is",
+                leaderID: leader, leaderAddress: settings.addresses[leader])
+        }
+        return APIError(code: .noLeader, message: "no leader is known right now (election in progress?); retry shortly")
+    }
+
+    /// The leader as this node knows it (for forwarding), read on the loop.
+    public func leaderInfo() -> EventLoopFuture<(isLeader: Bool, leader: NodeID?)> {
+        loop.submit { (self.core.role == .leader, self.core.leader) }
+    }
+
+    /// Leadership transfer (thesis §3.10): completes once `target` leads, or fails after the timeout.
+    public func transferLeadership(to target: NodeID, timeoutMs: Int64) -> EventLoopFuture<MembershipChangeResponse> {
+        let promise = loop.makePromise(of: MembershipChangeResponse.self)
+        loop.execute {
+            switch self.core.transferLeadership(to: target) {
+            case .success:
+                if self.core.leader == target && target == self.settings.raft.id {
+                    return promise.succeed(MembershipChangeResponse(nodeID: target, index: self.core.commitIndex))
+                }
+                let deadline = RaftServer.monotonicMillis() + UInt64(max(1, timeoutMs))
+                self.transferWaiters.append((target, deadline, { result in promise.completeWith(result.mapError { $0 as any Error }) }))
+                self.scheduleReady()
+            case .failure(.notLeader(let leader)):
+                promise.fail(self.notLeaderError(leader))
+            case .failure(.targetIsLearner(let id)):
+                promise.fail(APIError(code: .invalidRequest, message: "node \(id) is a learner; promote it first"))
+            case .failure(.unknownTarget(let id)):
+                promise.fail(APIError(code: .notFound, message: "node \(id) is not a voting member"))
+            }
+        }
+        return promise.futureResult
+    }
+
+    private func completeTransfers(now: UInt64 = RaftServer.monotonicMillis()) {
+        guard !transferWaiters.isEmpty else { return }
+        transferWaiters.removeAll { waiter in
+            if core.leader == waiter.target {
+                waiter.done(.success(MembershipChangeResponse(nodeID: waiter.target, index: core.commitIndex)))
+                return true
+            }
+            if now >= waiter.deadline {
+                waiter.done(.failure(APIError(code: .timeout, message: "node \(waiter.target) did not take over in time")))
+                return true
+            }
+            return false
+        }
+    }
+
+    // MARK: - Ready loop
+
+    func scheduleReady() {
+        guard !readyScheduled else { return }
+        readyScheduled = true
+        loop.execute {
+            self.readyScheduled = false
+            self.processReady()
+        }
+    }
+
+    private func processReady() {
+        guard !persisting, !stopped else { return }
+        let rd = core.ready()
+        if rd.isEmpty { return }
+        if let soft = rd.softState {
+            logRoleChange(soft)
+            onLeadershipChange?(soft.role == .leader, soft.leader)
+            completeTransfers()
+        }
+        guard rd.needsPersistence else {
+            afterPersist(rd)
+            return
+        }
+        persisting = true
+        var snapshotData: [UInt8]?
+        if let snap = rd.snapshot {
+            snapshotData = stagedSnapshots.removeValue(forKey: snap.index)
+            if snapshotData == nil { fatal(NodeStartupError("snapshot \(snap.index) to install was not staged")) }
+        }
+        let writer = self.writer
+        let snapshots = self.snapshots
+        let started = RaftServer.monotonicMillis()
+        io.runIfActive(eventLoop: loop) {
+            if let snap = rd.snapshot, let data = snapshotData {
+                try snapshots.save(metadata: snap, data: data)
+            }
+            try writer.persist(entries: rd.entries, hardState: rd.hardState, snapshot: rd.snapshot)
+        }.whenComplete { result in
+            switch result {
+            case .failure(let error):
+                self.fatal(error)
+            case .success:
+                self.persisting = false
+                self.metrics.persistBatches += 1
+                self.metrics.persistedEntries += UInt64(rd.entries.count)
+                self.metrics.persistMs.record(RaftServer.monotonicMillis() - started)
+                if let snap = rd.snapshot, let data = snapshotData { self.installSnapshot(snap, data: data) }
+                self.afterPersist(rd)
+            }
+        }
+    }
+
+    private func afterPersist(_ rd: Ready) {
+        // 2. send
+        if let transport {
+            for message in rd.messages {
+                if case .installSnapshot(let meta) = message.body {
+                    if let latest = latestSnapshot, latest.meta.index == meta.index {
+                        transport.send(message, snapshotData: latest.data)
+                    } else {
+                        core.reportSnapshot(message.to, success: false)
+                    }
+                } else {
+                    transport.send(message)
+                }
+            }
+        }
+        // 4. advance (before applying: the commit index may move with it)
+        core.advance(rd)
+        // 3. apply and serve
+        let now = RaftServer.monotonicMillis()
+        for entry in rd.committedEntries { apply(entry, now: now) }
+        for read in rd.readStates {
+            if let waiter = readIndexWaiters.removeValue(forKey: read.id) { waiter.done(.success(read.index)) }
+        }
+        for dropped in rd.droppedReads {
+            if let waiter = readIndexWaiters.removeValue(forKey: dropped.id) {
+                waiter.done(.failure(notLeaderError(core.leader)))
+            }
+        }
+        serveApplyWaiters()
+        maybeSnapshot()
+        scheduleReady()
+    }
+
+    private func apply(_ entry: Entry, now: UInt64) {
+        let result = stateMachine.apply(entry)
+        metrics.applied += 1
+        guard let write = pendingWrites.removeValue(forKey: entry.index) else { return }
+        if entry.term == write.term {
+            metrics.writes += 1
+            metrics.writeLatency(now: now, index: entry.index)
+            write.done(.success((entry.index, result)))
+        } else {
+            // Another leader's entry took this index: ours was never committed and never will be.
+            write.done(.failure(APIError(code: .unavailable, message: "leadership changed before the write committed; it was not applied")))
+        }
+    }
+
+    private func serveApplyWaiters() {
+        guard !applyWaiters.isEmpty else { return }
+        let applied = stateMachine.appliedIndex
+        var remaining: [(index: LogIndex, done: () -> Void)] = []
+        for waiter in applyWaiters {
+            if waiter.index <= applied { waiter.done() } else { remaining.append(waiter) }
+        }
+        applyWaiters = remaining
+    }
+
+    private func installSnapshot(_ meta: SnapshotMetadata, data: [UInt8]) {
+        do {
+            let (restored, _) = try KVStateMachine.restore(from: data)
+            stateMachine = restored
+            latestSnapshot = (meta, data)
+            lastSnapshotIndex = meta.index
+            log.info("installed snapshot \(meta)")
+        } catch {
+            fatal(NodeStartupError("installed snapshot \(meta) does not decode: \(error)"))
+        }
+    }
+
+    private func maybeSnapshot() {
+        guard settings.snapshotEnabled, !snapshotInProgress,
+            stateMachine.appliedIndex >= lastSnapshotIndex + settings.snapshotEvery,
+            let meta = core.snapshotMetadata(at: stateMachine.appliedIndex)
+        else { return }
+        snapshotInProgress = true
+        let image = stateMachine
+        let writer = self.writer
+        let snapshots = self.snapshots
+        let retained = settings.retainedEntries
+        io.runIfActive(eventLoop: loop) { () -> [UInt8] in
+            let data = image.snapshot(membership: meta.membership)
+            try snapshots.save(metadata: meta, data: data)
+            try writer.persist(entries: [], snapshot: meta)
+            try writer.compact(before: meta.index + 1 > retained ? meta.index + 1 - retained : 1)
+            return data
+        }.whenComplete { result in
+            self.snapshotInProgress = false
+            switch result {
+            case .success(let data):
+                self.latestSnapshot = (meta, data)
+                self.lastSnapshotIndex = meta.index
+                self.core.compact(snapshot: meta, retain: retained)
+                self.metrics.snapshots += 1
+                self.log.info("snapshot at \(meta.index) (\(data.count) bytes); log compacted")
+            case .failure(let error):
+                self.fatal(error)
+            }
+        }
+    }
+
+    private func logRoleChange(_ soft: SoftState) {
+        let id = settings.raft.id
+        switch soft.role {
+        case .leader:
+            log.always("Became leader node=\(id) term=\(soft.term)")
+        case .follower:
+            let leader = soft.leader.map { " leader=\($0)" } ?? ""
+            log.always("Became follower node=\(id) term=\(soft.term)\(leader)")
+        case .candidate:
+            log.always("Became candidate node=\(id) term=\(soft.term)")
+        case .preCandidate:
+            log.always("Became pre-candidate node=\(id) term=\(soft.term)")
+        }
+        if soft.role != lastRole {
+            if soft.role == .leader { metrics.leaderChanges += 1 }
+            lastRole = soft.role
+        }
+        if soft.role != .leader {
+            // Writes proposed while leader may still commit under the next leader: keep waiting for them (they
+            // complete when the index is applied, or time out as unknown).
+        }
+    }
+
+    /// A storage failure is fatal: the WAL is unusable and an fsync is never retried.
+    func fatal(_ error: Error) {
+        log.error("fatal storage error, stopping: \(error)")
+        exit(74)
+    }
+
+    // MARK: - Status
+
+    /// The status document of SPEC (`/status`).
+    public func status() -> EventLoopFuture<NodeStatus> {
+        loop.submit {
+            let core = self.core
+            let now = RaftServer.monotonicMillis()
+            let role: NodeRole
+            switch core.role {
+            case .leader: role = .leader
+            case .candidate, .preCandidate: role = .candidate
+            case .follower: role = core.isLearner ? .learner : .follower
+            }
+            var peers: [PeerStatus] = []
+            if core.role == .leader {
+                for (id, pr) in core.progress.sorted(by: { $0.key < $1.key }) {
+                    let state: PeerReplicationState
+                    switch pr.state {
+                    case .probe: state = .probe
+                    case .replicate: state = .replicate
+                    case .snapshot: state = .snapshot
+                    }
+                    peers.append(
+                        PeerStatus(
+                            id: id, address: self.settings.addresses[id] ?? "", matchIndex: pr.match,
+                            lagEntries: core.lastIndex > pr.match ? core.lastIndex - pr.match : 0,
+                            lastAckMsAgo: now > pr.lastAckAt ? now - pr.lastAckAt : 0, state: state))
+                }
+            }
+            return NodeStatus(
+                nodeID: self.settings.raft.id, address: self.settings.selfAddress, role: role, term: core.term,
+                leaderID: core.leader, commitIndex: core.commitIndex, appliedIndex: self.stateMachine.appliedIndex,
+                lastLogIndex: core.lastIndex, snapshotIndex: core.snapshotMetadata?.index ?? 0,
+                voters: core.membership.voters.sorted(), learners: core.membership.learners.sorted(),
+                leaseRemainingMs: core.leaseRemaining, uptimeMs: now - self.startedAt, peers: peers,
+                stats: NodeStats(
+                    writesTotal: self.metrics.writes, readsTotal: self.metrics.reads,
+                    writeP99Ms: self.metrics.writeLatencyMs.quantile(0.99)))
+        }
+    }
+
+    /// Members and leader for `/cluster`.
+    public func cluster() -> EventLoopFuture<ClusterResponse> {
+        loop.submit {
+            let m = self.core.membership
+            var members: [ClusterMember] = []
+            for id in m.members.sorted() {
+                members.append(
+                    ClusterMember(
+                        id: id, address: self.settings.addresses[id] ?? "",
+                        role: id == self.core.leader ? .leader : (m.learners.contains(id) ? .learner : .follower),
+                        status: m.learners.contains(id) ? .promotable : .active))
+            }
+            return ClusterResponse(leaderID: self.core.leader, term: self.core.term, members: members)
+        }
+    }
+
+    /// Prometheus text for `/metrics`.
+    public func metricsText() -> EventLoopFuture<String> {
+        loop.submit {
+            self.metrics.render(
+                node: self.settings.raft.id, core: self.core, applied: self.stateMachine.appliedIndex,
+                keys: self.stateMachine.count, pendingWrites: self.pendingWrites.count,
+                pendingReads: self.readIndexWaiters.count, fsyncs: 0)
+        }
+    }
+
+    static func monotonicMillis() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) * 1000 + UInt64(ts.tv_nsec) / 1_000_000
+    }
+}

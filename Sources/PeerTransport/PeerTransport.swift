@@ -1,0 +1,509 @@
+import NIOCore
+import NIOPosix
+import RaftCore
+
+// MARK: - Handler protocol
+
+/// What the node supplies to the transport: where inbound traffic goes.
+///
+/// Methods are called on NIO event-loop threads (possibly several at once, one per connection's loop); they must
+/// not block and must be thread-safe. No transport lock is held while they run, so they may call back into the
+/// transport.
+public protocol PeerTransportHandler: Sendable {
+    /// A Raft message from a peer (with its snapshot data for an `installSnapshot`).
+    func received(_ message: Message, snapshotData: [UInt8]?)
+
+    /// Messages to `id` may have been lost: a connection attempt failed, an open connection closed, or its queue
+    /// overflowed. The Raft core should stop pipelining to it (`RaftNode.reportUnreachable`).
+    func peerUnreachable(_ id: NodeID)
+
+    /// Serves a client request that a follower forwarded to this node. The future should always succeed (a failed
+    /// future is answered with status 500). `eventLoop` is the connection's loop; an async implementation can use
+    /// `eventLoop.makeFutureWithTask { ... }`.
+    func handleForwarded(_ request: ForwardedRequest, on eventLoop: EventLoop) -> EventLoopFuture<ForwardedResponse>
+}
+
+// MARK: - Transport
+
+/// Connections to the other members of the cluster: Raft messages out, Raft messages in, and client requests
+/// tunnelled from followers to the leader.
+///
+/// **Connections.** One outbound connection per peer, opened lazily when the first frame is queued, re-opened after
+/// a loss with exponential backoff and jitter (``Configuration/minimumBackoff`` to ``Configuration/maximumBackoff``).
+/// Raft messages to a peer travel on our outbound connection; its messages to us arrive on its outbound connection,
+/// which our server accepts and hands to ``inboundPipeline(channel:)`` (via ``SharedPortDetector``). A forwarded
+/// request and its response both use the requester's outbound connection.
+///
+/// **Threading.** All mutable state (the links, their queues, pending forwards, accepted connections) is confined to
+/// one event loop of `group`, chosen at init, through a `NIOLoopBoundBox`; outbound connections live on that loop
+/// too. Public methods may be called from any thread: ``send(_:snapshotData:)`` encodes the frame on the caller's
+/// thread and hops to the loop; nothing waits for the network. A drain runs once per loop tick per peer, writing
+/// every queued frame (up to ``Configuration/maxBatchBytes``) and flushing once. Inbound connections live on whatever
+/// loop the server gave them and call the handler from there. The class is `Sendable` because every stored
+/// property is immutable or loop-bound.
+///
+/// **Backpressure.** Each peer's queue is bounded (``Configuration/maxQueuedFrames``,
+/// ``Configuration/maxQueuedBytes``). While a peer is slow (its channel not writable) or down, frames accumulate up
+/// to that bound; beyond it they are dropped and ``PeerTransportHandler/peerUnreachable(_:)`` is reported once until
+/// frames flow again. Peers never wait on each other.
+public final class PeerTransport: Sendable {
+    /// Bounds and timings.
+    public struct Configuration: Sendable, Equatable {
+        /// Frames queued per peer before new ones are dropped.
+        public var maxQueuedFrames = 4096
+        /// Bytes queued per peer before new frames are dropped (room for one maximal snapshot frame).
+        public var maxQueuedBytes = 96 * 1024 * 1024
+        /// Largest frame sent or accepted; larger outbound frames are dropped and reported as unreachable.
+        public var maxFrameLength = PeerWire.defaultMaxFrameLength
+        /// Bytes written per drain before yielding to the loop (at least one frame is always written).
+        public var maxBatchBytes = 1024 * 1024
+        public var connectTimeout: TimeAmount = .seconds(1)
+        public var minimumBackoff: TimeAmount = .milliseconds(50)
+        public var maximumBackoff: TimeAmount = .seconds(2)
+        /// Outbound channel write-buffer watermarks: above `high` the channel is not writable and frames wait in
+        /// the bounded queue.
+        public var writeBufferLowWaterMark = 256 * 1024
+        public var writeBufferHighWaterMark = 1024 * 1024
+
+        public init() {}
+    }
+
+    public let selfID: NodeID
+    public let configuration: Configuration
+    /// The loop that owns the transport's state and its outbound connections.
+    public let eventLoop: EventLoop
+    let handler: PeerTransportHandler
+    private let allocator = ByteBufferAllocator()
+    private let state: NIOLoopBoundBox<State>
+
+    private struct Link {
+        var machine: PeerLinkStateMachine
+        var reconnectTimer: Scheduled<Void>?
+    }
+
+    private struct State {
+        var links: [NodeID: Link] = [:]
+        var inbound: [ObjectIdentifier: Channel] = [:]
+        var isShutdown = false
+    }
+
+    /// - Parameters:
+    ///   - selfID: this node's id, sent in hellos; an entry for it in `peers` is ignored.
+    ///   - group: the transport uses one loop of it (`group.next()`).
+    ///   - peers: the other members' addresses; wildcard hosts are dialled on loopback.
+    ///   - handler: receives inbound traffic and reachability reports.
+    public init(
+        selfID: NodeID,
+        group: EventLoopGroup,
+        peers: [NodeID: (host: String, port: Int)],
+        handler: PeerTransportHandler,
+        configuration: Configuration = Configuration()
+    ) {
+        self.selfID = selfID
+        self.configuration = configuration
+        self.handler = handler
+        self.eventLoop = group.next()
+        var initial = State()
+        for (id, address) in peers where id != selfID {
+            let machine = PeerLinkStateMachine(
+                address: PeerAddress(host: address.host, port: address.port), limits: configuration.limits
+            )
+            initial.links[id] = Link(machine: machine)
+        }
+        self.state = .makeBoxSendingValue(initial, eventLoop: eventLoop)
+    }
+
+    // MARK: Public API
+
+    /// Queues `message` for `message.to` and returns at once. Unknown peers are ignored; a full queue drops the
+    /// message and reports the peer unreachable. Messages to one peer are delivered in order while its connection
+    /// lasts.
+    public func send(_ message: Message, snapshotData: [UInt8]? = nil) {
+        let frame = PeerWire.encode(.raft(message, snapshotData: snapshotData), allocator: allocator)
+        let peer = message.to
+        onLoop { self.enqueueRaft(frame, to: peer) }
+    }
+
+    /// Sends a client request to `peer` (the leader) and completes with its answer.
+    ///
+    /// Fails with ``ForwardError/unreachable`` when the request was certainly not sent, and with
+    /// ``ForwardError/timeout`` or ``ForwardError/connectionLost`` once it was written (outcome unknown).
+    public func forward(
+        _ request: ForwardedRequest, to peer: NodeID, timeout: TimeAmount
+    ) -> EventLoopFuture<ForwardedResponse> {
+        let promise = eventLoop.makePromise(of: ForwardedResponse.self)
+        onLoop { self.startForward(request, to: peer, timeout: timeout, promise: promise) }
+        return promise.futureResult
+    }
+
+    /// Replaces the peer set: new peers get a (lazy) link, removed ones are closed and their pending forwards fail,
+    /// changed addresses reconnect.
+    public func updatePeers(_ peers: [NodeID: (host: String, port: Int)]) {
+        var wanted: [NodeID: PeerAddress] = [:]
+        for (id, address) in peers where id != selfID {
+            wanted[id] = PeerAddress(host: address.host, port: address.port)
+        }
+        let addresses = wanted
+        onLoop { self.applyPeers(addresses) }
+    }
+
+    /// The current peer ids (for tests and status); completes on the transport's loop.
+    public func peerIDs() -> EventLoopFuture<Set<NodeID>> {
+        eventLoop.submit { Set(self.state.value.links.keys) }
+    }
+
+    /// Installs the peer protocol on an accepted connection whose first bytes were the preamble. Used as
+    /// ``SharedPortDetector``'s `configurePeer`.
+    public func inboundPipeline(channel: Channel) -> EventLoopFuture<Void> {
+        let maxFrameLength = configuration.maxFrameLength
+        return channel.eventLoop.makeCompletedFuture {
+            try channel.pipeline.syncOperations.addHandler(
+                ByteToMessageHandler(PeerFrameDecoder(expectsPreamble: true, maxFrameLength: maxFrameLength))
+            )
+            try channel.pipeline.syncOperations.addHandler(PeerChannelHandler(transport: self, role: .acceptor))
+        }.flatMap {
+            self.eventLoop.submit { self.registerInbound(channel) }
+        }.hop(to: channel.eventLoop)
+    }
+
+    /// A ``SharedPortDetector`` that hands peer connections to this transport and everything else to `configureHTTP`.
+    public func makeSharedPortDetector(
+        detectionTimeout: TimeAmount? = .seconds(10),
+        configureHTTP: @escaping SharedPortDetector.Configurator
+    ) -> SharedPortDetector {
+        SharedPortDetector(
+            detectionTimeout: detectionTimeout,
+            configureHTTP: configureHTTP,
+            configurePeer: { channel in self.inboundPipeline(channel: channel) }
+        )
+    }
+
+    /// Closes every connection and fails every pending forward; later sends are ignored. Completes when all
+    /// channels are closed.
+    @discardableResult
+    public func shutdown() -> EventLoopFuture<Void> {
+        eventLoop.flatSubmit {
+            var downs: [PeerLinkStateMachine.LinkDown] = []
+            var channels: [Channel] = []
+            self.state.withValue { state in
+                state.isShutdown = true
+                for id in state.links.keys {
+                    state.links[id]?.reconnectTimer?.cancel()
+                    if let down = state.links[id]?.machine.shutdown() { downs.append(down) }
+                }
+                state.links.removeAll()
+                channels = Array(state.inbound.values)
+                state.inbound.removeAll()
+            }
+            for down in downs { self.perform(down, peer: nil) }
+            let closes = (channels + downs.compactMap(\.close)).map { channel in
+                channel.close().recover { _ in }
+            }
+            return EventLoopFuture.andAllComplete(closes, on: self.eventLoop)
+        }
+    }
+
+    // MARK: Loop-confined implementation
+
+    private func onLoop(_ body: @escaping @Sendable () -> Void) {
+        if eventLoop.inEventLoop {
+            body()
+        } else {
+            eventLoop.execute(body)
+        }
+    }
+
+    private func enqueueRaft(_ frame: ByteBuffer, to peer: NodeID) {
+        guard frame.readableBytes - 4 <= configuration.maxFrameLength else {
+            if state.value.links[peer] != nil { handler.peerUnreachable(peer) }
+            return
+        }
+        guard let action = state.value.links[peer]?.machine.enqueue(frame) else { return }
+        perform(action, peer: peer)
+    }
+
+    private func startForward(
+        _ request: ForwardedRequest, to peer: NodeID, timeout: TimeAmount,
+        promise: EventLoopPromise<ForwardedResponse>
+    ) {
+        guard let id = state.value.links[peer]?.machine.allocateForwardID() else {
+            promise.fail(ForwardError.unreachable)
+            return
+        }
+        let frame = PeerWire.encode(.forwardRequest(id: id, request), allocator: allocator)
+        guard frame.readableBytes - 4 <= configuration.maxFrameLength else {
+            promise.fail(ForwardError.unreachable)
+            return
+        }
+        let timer = eventLoop.scheduleTask(in: timeout) { self.forwardTimedOut(peer: peer, id: id) }
+        promise.futureResult.whenComplete { _ in timer.cancel() }
+        guard let action = state.value.links[peer]?.machine.enqueue(frame, forward: (id, promise)) else {
+            promise.fail(ForwardError.unreachable)
+            return
+        }
+        if case .dropped = action { promise.fail(ForwardError.unreachable) }
+        perform(action, peer: peer)
+    }
+
+    private func forwardTimedOut(peer: NodeID, id: UInt64) {
+        guard let failure = state.value.links[peer]?.machine.forwardTimedOut(id: id) else { return }
+        failure.promise.fail(failure.error)
+    }
+
+    private func applyPeers(_ wanted: [NodeID: PeerAddress]) {
+        var downs: [PeerLinkStateMachine.LinkDown] = []
+        var connects: [(NodeID, PeerAddress, UInt64)] = []
+        state.withValue { state in
+            guard !state.isShutdown else { return }
+            for id in Array(state.links.keys) where wanted[id] == nil {
+                state.links[id]?.reconnectTimer?.cancel()
+                if let down = state.links[id]?.machine.shutdown() { downs.append(down) }
+                state.links[id] = nil
+            }
+            for (id, address) in wanted {
+                guard let existing = state.links[id] else {
+                    state.links[id] = Link(
+                        machine: PeerLinkStateMachine(address: address, limits: configuration.limits))
+                    continue
+                }
+                guard existing.machine.address != address else { continue }
+                state.links[id]?.reconnectTimer?.cancel()
+                state.links[id]?.reconnectTimer = nil
+                if let (down, connect) = state.links[id]?.machine.updateAddress(address) {
+                    downs.append(down)
+                    if let connect { connects.append((id, connect.0, connect.1)) }
+                }
+            }
+        }
+        for down in downs { perform(down, peer: nil) }
+        for (id, address, attempt) in connects { connect(peer: id, address: address, attempt: attempt) }
+    }
+
+    private func registerInbound(_ channel: Channel) {
+        if state.value.isShutdown {
+            channel.close(promise: nil)
+            return
+        }
+        // A channel that already closed has run (or is about to run) `inboundClosed`; do not keep it.
+        guard channel.isActive else { return }
+        state.value.inbound[ObjectIdentifier(channel)] = channel
+    }
+
+    fileprivate func inboundClosed(_ channel: Channel) {
+        onLoop { self.state.value.inbound[ObjectIdentifier(channel)] = nil }
+    }
+
+    // MARK: Performing link actions
+
+    private func perform(_ action: PeerLinkStateMachine.EnqueueAction, peer: NodeID) {
+        switch action {
+        case .none:
+            break
+        case .scheduleDrain:
+            eventLoop.execute { self.drain(peer: peer) }
+        case .connect(let address, let attempt):
+            connect(peer: peer, address: address, attempt: attempt)
+        case .dropped(let report):
+            if report { handler.peerUnreachable(peer) }
+        }
+    }
+
+    private func perform(_ down: PeerLinkStateMachine.LinkDown, peer: NodeID?) {
+        for failure in down.failures { failure.promise.fail(failure.error) }
+        down.close?.close(promise: nil)
+        if let peer, let (delay, attempt) = down.reconnect {
+            let timer = eventLoop.scheduleTask(in: delay) { self.reconnectTimerFired(peer: peer, attempt: attempt) }
+            state.value.links[peer]?.reconnectTimer = timer
+        }
+        if let peer, down.reportUnreachable { handler.peerUnreachable(peer) }
+    }
+
+    private func drain(peer: NodeID) {
+        // Mutate the link in place: a copy would duplicate the queue's storage.
+        let writable = state.value.links[peer]?.machine.connectedChannel?.isWritable ?? false
+        guard let batch = state.value.links[peer]?.machine.drain(writable: writable) else { return }
+        for frame in batch.frames { batch.channel.write(frame, promise: nil) }
+        batch.channel.flush()
+        // Frames left over go next tick while the channel stays writable, else on its writability change.
+        if batch.more, batch.channel.isWritable {
+            state.value.links[peer]?.machine.drainRescheduled()
+            eventLoop.execute { self.drain(peer: peer) }
+        }
+    }
+
+    private func connect(peer: NodeID, address: PeerAddress, attempt: UInt64) {
+        let configuration = self.configuration
+        let watermark = ChannelOptions.Types.WriteBufferWaterMark(
+            low: configuration.writeBufferLowWaterMark, high: configuration.writeBufferHighWaterMark
+        )
+        ClientBootstrap(group: eventLoop)
+            .connectTimeout(configuration.connectTimeout)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.writeBufferWaterMark, value: watermark)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        ByteToMessageHandler(
+                            PeerFrameDecoder(expectsPreamble: false, maxFrameLength: configuration.maxFrameLength)
+                        )
+                    )
+                    try channel.pipeline.syncOperations.addHandler(
+                        PeerChannelHandler(transport: self, role: .dialer(expected: peer), attempt: attempt)
+                    )
+                }
+            }
+            .connect(host: address.dialHost, port: address.port)
+            .hop(to: eventLoop)
+            .whenComplete { result in
+                switch result {
+                case .success(let channel): self.connected(peer: peer, attempt: attempt, channel: channel)
+                case .failure: self.connectFailed(peer: peer, attempt: attempt)
+                }
+            }
+    }
+
+    private func connected(peer: NodeID, attempt: UInt64, channel: Channel) {
+        guard let action = state.value.links[peer]?.machine.connected(attempt: attempt, channel: channel) else {
+            channel.close(promise: nil)
+            return
+        }
+        switch action {
+        case .closeStale(let stale):
+            stale.close(promise: nil)
+        case .start(let channel):
+            var opening = allocator.buffer(capacity: PeerWire.preamble.count + PeerWire.frameHeaderLength + 10)
+            PeerWire.writePreamble(into: &opening)
+            PeerWire.encode(.hello(PeerHello(nodeID: selfID)), into: &opening)
+            channel.write(opening, promise: nil)
+            channel.flush()
+            drain(peer: peer)
+        }
+    }
+
+    private func connectFailed(peer: NodeID, attempt: UInt64) {
+        let jitter = Double.random(in: 0..<1)
+        guard let down = state.value.links[peer]?.machine.connectFailed(attempt: attempt, jitter: jitter) else {
+            return
+        }
+        perform(down, peer: peer)
+    }
+
+    private func reconnectTimerFired(peer: NodeID, attempt: UInt64) {
+        guard let next = state.value.links[peer]?.machine.reconnectTimerFired(attempt: attempt) else { return }
+        connect(peer: peer, address: next.0, attempt: next.attempt)
+    }
+
+    fileprivate func linkHelloConfirmed(peer: NodeID, attempt: UInt64) {
+        onLoop { self.state.value.links[peer]?.machine.helloConfirmed(attempt: attempt) }
+    }
+
+    fileprivate func linkWritable(peer: NodeID) {
+        onLoop { self.drain(peer: peer) }
+    }
+
+    fileprivate func linkClosed(peer: NodeID, attempt: UInt64) {
+        onLoop {
+            let jitter = Double.random(in: 0..<1)
+            guard let down = self.state.value.links[peer]?.machine.connectionClosed(attempt: attempt, jitter: jitter)
+            else { return }
+            self.perform(down, peer: peer)
+        }
+    }
+
+    fileprivate func forwardResponseReceived(peer: NodeID, id: UInt64, response: ForwardedResponse) {
+        onLoop { self.state.value.links[peer]?.machine.responseReceived(id: id)?.succeed(response) }
+    }
+}
+
+extension PeerTransport.Configuration {
+    var limits: PeerLinkStateMachine.Limits {
+        PeerLinkStateMachine.Limits(
+            maxQueuedFrames: maxQueuedFrames,
+            maxQueuedBytes: maxQueuedBytes,
+            maxBatchBytes: maxBatchBytes,
+            minimumBackoff: minimumBackoff,
+            maximumBackoff: maximumBackoff
+        )
+    }
+}
+
+// MARK: - Channel handler
+
+/// Applies ``PeerConnectionStateMachine``'s actions on one connection, dialled or accepted. Framing is done by
+/// ``PeerFrameDecoder`` before it; this handler holds no protocol logic of its own.
+final class PeerChannelHandler: ChannelInboundHandler {
+    typealias InboundIn = PeerFrame
+    typealias OutboundOut = ByteBuffer
+
+    private let transport: PeerTransport
+    private var machine: PeerConnectionStateMachine
+    /// The dialled peer and connection attempt, for outbound connections.
+    private let dialled: (peer: NodeID, attempt: UInt64)?
+
+    init(transport: PeerTransport, role: PeerConnectionStateMachine.Role, attempt: UInt64 = 0) {
+        self.transport = transport
+        self.machine = PeerConnectionStateMachine(role: role)
+        if case .dialer(let peer) = role {
+            self.dialled = (peer, attempt)
+        } else {
+            self.dialled = nil
+        }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch machine.received(unwrapInboundIn(data)) {
+        case .none:
+            break
+        case .replyHello:
+            let hello = PeerWire.encode(
+                .hello(PeerHello(nodeID: transport.selfID)), allocator: context.channel.allocator)
+            context.writeAndFlush(wrapOutboundOut(hello), promise: nil)
+        case .helloConfirmed:
+            if let dialled { transport.linkHelloConfirmed(peer: dialled.peer, attempt: dialled.attempt) }
+        case .deliver(let message, let snapshotData):
+            transport.handler.received(message, snapshotData: snapshotData)
+        case .serveForward(let id, let request):
+            serve(id: id, request: request, channel: context.channel)
+        case .completeForward(let id, let response):
+            if let dialled { transport.forwardResponseReceived(peer: dialled.peer, id: id, response: response) }
+        case .close:
+            context.close(promise: nil)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        machine.failed()
+        context.close(promise: nil)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        machine.failed()
+        if let dialled {
+            transport.linkClosed(peer: dialled.peer, attempt: dialled.attempt)
+        } else {
+            transport.inboundClosed(context.channel)
+        }
+        context.fireChannelInactive()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if let dialled, context.channel.isWritable { transport.linkWritable(peer: dialled.peer) }
+        context.fireChannelWritabilityChanged()
+    }
+
+    /// Runs the node's handler and writes the answer back on this connection, whichever loop the handler finishes on.
+    private func serve(id: UInt64, request: ForwardedRequest, channel: Channel) {
+        transport.handler.handleForwarded(request, on: channel.eventLoop)
+            .recover { error in
+                ForwardedResponse(
+                    status: 500,
+                    headers: [("content-type", "text/plain; charset=utf-8")],
+                    body: Array("forwarded request failed: \(error)".utf8)
+                )
+            }
+            .whenSuccess { response in
+                let frame = PeerWire.encode(.forwardResponse(id: id, response), allocator: channel.allocator)
+                channel.writeAndFlush(frame, promise: nil)
+            }
+    }
+}
