@@ -79,6 +79,8 @@ let package = Package(
         .testTarget(name: "KVStoreTests", dependencies: ["RaftCore", "KVStore"]),
         .testTarget(name: "ClusterAPITests", dependencies: ["ClusterAPI"]),
         .testTarget(name: "NodeConfigTests", dependencies: ["NodeConfig", "ClusterAPI"]),
+        // Process-level tests: run the built `dnode` binaries (never linked in) as a local cluster.
+        .testTarget(name: "ClusterTests", dependencies: ["ClusterAPI"]),
         .testTarget(
             name: "HTTPAPITests",
             dependencies: [

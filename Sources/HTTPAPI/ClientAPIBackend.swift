@@ -143,14 +143,19 @@ extension ClientAPIBackend {
 
 /// A `ClientAPIBackend` written with `async` functions returning `Result`s.
 ///
-/// Each request costs one `Task` and two thread hops (event loop to the concurrency pool and back), measured at
-/// a few microseconds; a backend that can answer on the event loop should implement `ClientAPIBackend` directly.
+/// Each request starts one `Task.immediate` on the event loop thread: code before the first suspension runs
+/// right there (so it must not block), and a backend that answers without suspending costs about 10-20 % more
+/// than a future-returning one. A backend that suspends resumes on the global executor and pays two thread hops
+/// (measured here at roughly 60 us of CPU per request on one connection); a backend that can answer on the
+/// event loop should implement `ClientAPIBackend` directly.
 public protocol AsyncClientAPIBackend: ClientAPIBackend {
     func put(key: String, value: String, ttlSecs: UInt64?, deadline: NIODeadline) async -> Result<PutResponse, APIError>
     /// `consistency` is `nil` when the client did not choose one (server default).
     func get(key: String, consistency: ReadConsistency?, deadline: NIODeadline) async -> Result<GetResponse, APIError>
     func delete(key: String, deadline: NIODeadline) async -> Result<DeleteResponse, APIError>
-    func cas(key: String, expected: String?, value: String, deadline: NIODeadline) async -> Result<CasResponse, APIError>
+    func cas(
+        key: String, expected: String?, value: String, deadline: NIODeadline
+    ) async -> Result<CasResponse, APIError>
     func scan(prefix: String, limit: Int?, deadline: NIODeadline) async -> Result<ScanResponse, APIError>
     func cluster() async -> Result<ClusterResponse, APIError>
     func join(_ request: JoinRequest, deadline: NIODeadline) async -> Result<MembershipChangeResponse, APIError>
@@ -190,7 +195,8 @@ extension AsyncClientAPIBackend {
         bridge(context) { backend, _ in await backend.cluster() }
     }
 
-    public func join(_ request: JoinRequest, context: ClientRequestContext) -> EventLoopFuture<MembershipChangeResponse> {
+    public func join(_ request: JoinRequest, context: ClientRequestContext) -> EventLoopFuture<MembershipChangeResponse>
+    {
         bridge(context) { await $0.join(request, deadline: $1) }
     }
 
@@ -219,7 +225,9 @@ extension AsyncClientAPIBackend {
     ) -> EventLoopFuture<Value> {
         let promise = context.eventLoop.makePromise(of: Value.self)
         let deadline = context.deadline
-        Task {
+        // `Task.immediate` runs `body` on the event loop thread up to its first suspension, so a backend that
+        // answers without suspending costs no thread hop at all; one that suspends resumes on the global executor.
+        Task.immediate {
             promise.completeWith(await body(self, deadline).mapError { $0 as any Error })
         }
         return promise.futureResult

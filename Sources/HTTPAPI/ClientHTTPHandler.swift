@@ -23,7 +23,10 @@ extension ChannelPipeline.SynchronousOperations {
     public func addClientHTTPHandlers(
         backend: any ClientAPIBackend, limits: ClientHTTPLimits = ClientHTTPLimits()
     ) throws {
-        try configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: false)
+        // Outbound header validation is off: the handler writes only its own header names and values, and screens
+        // the headers of forwarded responses itself (`isRelayableHeader`). That saves a handler per response.
+        try configureHTTPServerPipeline(
+            withPipeliningAssistance: true, withErrorHandling: false, withOutboundHeaderValidation: false)
         if let idle = limits.idleTimeout {
             try addHandler(IdleStateHandler(readTimeout: idle))
         }
@@ -152,7 +155,8 @@ public final class ClientHTTPHandler: ChannelInboundHandler, RemovableChannelHan
         let deadline = NIODeadline.now() + limits.requestTimeout
         let requestContext = ClientRequestContext(eventLoop: context.eventLoop, deadline: deadline)
         let forwardable = ForwardableRequest(
-            command: command, method: head.method, uri: head.uri, body: body ?? context.channel.allocator.buffer(capacity: 0))
+            command: command, method: head.method, uri: head.uri,
+            body: body ?? context.channel.allocator.buffer(capacity: 0))
         if case .respond(let future) = backend.forwardIfNeeded(forwardable, context: requestContext) {
             awaitForwarded(future, sequence: sequence, deadline: deadline, context: context)
             return
@@ -160,15 +164,21 @@ public final class ClientHTTPHandler: ChannelInboundHandler, RemovableChannelHan
         let backend = self.backend
         switch command {
         case .put(let request):
-            answer(backend.put(request, context: requestContext), sequence, deadline, context, ClientResponseEncoder.writePut)
+            answer(
+                backend.put(request, context: requestContext), sequence, deadline, context,
+                ClientResponseEncoder.writePut)
         case .get(let key, let consistency):
             answer(
                 backend.get(key: key, consistency: consistency, context: requestContext), sequence, deadline, context,
                 ClientResponseEncoder.writeGet)
         case .delete(let request):
-            answer(backend.delete(request, context: requestContext), sequence, deadline, context, ClientResponseEncoder.writeDelete)
+            answer(
+                backend.delete(request, context: requestContext), sequence, deadline, context,
+                ClientResponseEncoder.writeDelete)
         case .cas(let request):
-            answer(backend.cas(request, context: requestContext), sequence, deadline, context, ClientResponseEncoder.writeCas)
+            answer(
+                backend.cas(request, context: requestContext), sequence, deadline, context,
+                ClientResponseEncoder.writeCas)
         case .scan(let prefix, let limit):
             answer(
                 backend.scan(prefix: prefix, limit: limit, context: requestContext), sequence, deadline, context,
@@ -182,7 +192,8 @@ public final class ClientHTTPHandler: ChannelInboundHandler, RemovableChannelHan
         case .remove(let request):
             answer(backend.remove(request, context: requestContext), sequence, deadline, context, Self.writeWire)
         case .transferLeader(let request):
-            answer(backend.transferLeader(request, context: requestContext), sequence, deadline, context, Self.writeWire)
+            answer(
+                backend.transferLeader(request, context: requestContext), sequence, deadline, context, Self.writeWire)
         }
     }
 
@@ -198,7 +209,9 @@ public final class ClientHTTPHandler: ChannelInboundHandler, RemovableChannelHan
         _ encode: @escaping (Value, inout ByteBuffer) -> Void
     ) {
         future.hop(to: context.eventLoop).assumeIsolated().whenComplete { result in
-            guard let context = self.context, let head = self.machine.completeRequest(sequence: sequence) else { return }
+            guard let context = self.context, let head = self.machine.completeRequest(sequence: sequence) else {
+                return
+            }
             self.cancelTimeout()
             switch result {
             case .success(let value):
@@ -218,12 +231,14 @@ public final class ClientHTTPHandler: ChannelInboundHandler, RemovableChannelHan
         context: ChannelHandlerContext
     ) {
         future.hop(to: context.eventLoop).assumeIsolated().whenComplete { result in
-            guard let context = self.context, let head = self.machine.completeRequest(sequence: sequence) else { return }
+            guard let context = self.context, let head = self.machine.completeRequest(sequence: sequence) else {
+                return
+            }
             self.cancelTimeout()
             switch result {
             case .success(let forwarded):
                 var extra = HTTPHeaders()
-                for (name, value) in forwarded.headers where !Self.isManagedHeader(name) {
+                for (name, value) in forwarded.headers where Self.isRelayableHeader(name: name, value: value) {
                     extra.add(name: name, value: value)
                 }
                 self.writeResponse(
@@ -236,14 +251,17 @@ public final class ClientHTTPHandler: ChannelInboundHandler, RemovableChannelHan
         armTimeout(sequence: sequence, deadline: deadline, context: context)
     }
 
-    /// Headers the handler sets itself, or that only mean something on the leader's own connection.
-    private static func isManagedHeader(_ name: String) -> Bool {
+    /// `false` for headers the handler sets itself, for those that only mean something on the leader's own
+    /// connection, and for any name or value that could split the response (CR, LF, NUL, or an empty name).
+    private static func isRelayableHeader(name: String, value: String) -> Bool {
         switch name.lowercased() {
         case "content-length", "connection", "keep-alive", "transfer-encoding", "x-leader-id", "upgrade", "te",
             "trailer", "proxy-connection":
-            return true
-        default:
             return false
+        default:
+            let unsafe: (UInt8) -> Bool = { $0 == 0x0D || $0 == 0x0A || $0 == 0x00 }
+            return !name.isEmpty && !name.utf8.contains(where: unsafe) && !name.utf8.contains(UInt8(ascii: ":"))
+                && !value.utf8.contains(where: unsafe)
         }
     }
 
@@ -260,7 +278,9 @@ public final class ClientHTTPHandler: ChannelInboundHandler, RemovableChannelHan
     private func armTimeout(sequence: UInt64, deadline: NIODeadline, context: ChannelHandlerContext) {
         guard machine.isAwaiting(sequence: sequence) else { return }
         timeout = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) {
-            guard let context = self.context, let head = self.machine.completeRequest(sequence: sequence) else { return }
+            guard let context = self.context, let head = self.machine.completeRequest(sequence: sequence) else {
+                return
+            }
             self.timeout = nil
             let rejection = ClientRequestRejection(
                 .timeout,
@@ -285,7 +305,9 @@ public final class ClientHTTPHandler: ChannelInboundHandler, RemovableChannelHan
 
     /// Sends `rejection` with `Connection: close`, half-closes the output and drops the rest of the upload for at
     /// most `limits.rejectLinger`, so the client reads the answer instead of a reset.
-    private func rejectAndDrain(_ rejection: ClientRequestRejection, head: HTTPRequestHead, context: ChannelHandlerContext) {
+    private func rejectAndDrain(
+        _ rejection: ClientRequestRejection, head: HTTPRequestHead, context: ChannelHandlerContext
+    ) {
         var body = context.channel.allocator.buffer(capacity: 160)
         ClientResponseEncoder.writeError(rejection.error, hint: backend.leaderHint, into: &body)
         let written = context.eventLoop.makePromise(of: Void.self)

@@ -18,7 +18,8 @@ struct ClientRequestRejection: Error, Sendable, Hashable {
 
     /// `405` with code `invalid_request` (the route exists, the method does not).
     static func methodNotAllowed(_ method: HTTPMethod, path: String, allow: HTTPMethod) -> Self {
-        var rejection = Self(.invalidRequest, "method \(method.rawValue) is not allowed on \(path); use \(allow.rawValue)")
+        var rejection = Self(
+            .invalidRequest, "method \(method.rawValue) is not allowed on \(path); use \(allow.rawValue)")
         rejection.status = .methodNotAllowed
         rejection.allow = allow.rawValue
         return rejection
@@ -61,7 +62,9 @@ enum ClientRequestDecoder {
         case "/get":
             try expect(.GET, method, path)
             let parameters = try QueryParameters(query)
-            guard let key = parameters["key"] else { throw ClientRequestRejection(.invalidRequest, "missing query parameter \"key\"") }
+            guard let key = parameters["key"] else {
+                throw ClientRequestRejection(.invalidRequest, "missing query parameter \"key\"")
+            }
             try checkKey(key, limits)
             var consistency: ReadConsistency?
             if let name = parameters["consistency"] {
@@ -91,7 +94,8 @@ enum ClientRequestDecoder {
                 }
                 expected = string
             case let other?:
-                throw ClientRequestRejection(.invalidRequest, "field \"expected\" must be a string or null, not \(other.typeName)")
+                throw ClientRequestRejection(
+                    .invalidRequest, "field \"expected\" must be a string or null, not \(other.typeName)")
             }
             return .cas(CasRequest(key: key, expected: expected, value: try value(object, "value", limits)))
         case "/scan":
@@ -119,7 +123,9 @@ enum ClientRequestDecoder {
             guard case .string(let address)? = object["address"] else {
                 throw missingOrWrongType(object, "address", "a string")
             }
-            guard !address.isEmpty else { throw ClientRequestRejection(.invalidRequest, "\"address\" must not be empty") }
+            guard !address.isEmpty else {
+                throw ClientRequestRejection(.invalidRequest, "\"address\" must not be empty")
+            }
             return .join(JoinRequest(nodeID: nodeID, address: address))
         case "/promote":
             try expect(.POST, method, path)
@@ -147,7 +153,9 @@ enum ClientRequestDecoder {
         return (target[..<question], target[target.utf8.index(after: question)...])
     }
 
-    private static func expect(_ allowed: HTTPMethod, _ method: HTTPMethod, _ path: Substring) throws(ClientRequestRejection) {
+    private static func expect(
+        _ allowed: HTTPMethod, _ method: HTTPMethod, _ path: Substring
+    ) throws(ClientRequestRejection) {
         guard method == allowed else { throw .methodNotAllowed(method, path: String(path), allow: allowed) }
     }
 
@@ -169,11 +177,15 @@ enum ClientRequestDecoder {
     private static func missingOrWrongType(
         _ object: JSONRequestObject, _ name: String, _ expected: String
     ) -> ClientRequestRejection {
-        guard let value = object[name] else { return ClientRequestRejection(.invalidRequest, "missing field \"\(name)\"") }
+        guard let value = object[name] else {
+            return ClientRequestRejection(.invalidRequest, "missing field \"\(name)\"")
+        }
         return ClientRequestRejection(.invalidRequest, "field \"\(name)\" must be \(expected), not \(value.typeName)")
     }
 
-    private static func key(_ object: JSONRequestObject, _ limits: ClientHTTPLimits) throws(ClientRequestRejection) -> String {
+    private static func key(
+        _ object: JSONRequestObject, _ limits: ClientHTTPLimits
+    ) throws(ClientRequestRejection) -> String {
         guard case .string(let key)? = object["key"] else { throw missingOrWrongType(object, "key", "a string") }
         try checkKey(key, limits)
         return key

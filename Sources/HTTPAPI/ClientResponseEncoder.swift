@@ -40,7 +40,8 @@ enum ClientResponseEncoder {
 
     /// `{"succeeded":true,"index":7}`
     static func writeCas(_ response: CasResponse, into buffer: inout ByteBuffer) {
-        buffer.writeStaticString(response.succeeded ? "{\"succeeded\":true,\"index\":" : "{\"succeeded\":false,\"index\":")
+        buffer.writeStaticString(
+            response.succeeded ? "{\"succeeded\":true,\"index\":" : "{\"succeeded\":false,\"index\":")
         buffer.writeDecimal(response.index)
         buffer.writeStaticString("}")
     }
@@ -81,9 +82,9 @@ enum ClientResponseEncoder {
             buffer.writeStaticString(",\"leader_id\":")
             buffer.writeDecimal(leaderID)
         }
-        if let address = error.leaderAddress ?? (error.leaderID == nil || error.leaderID == hint?.id
-            ? hint?.address : nil)
-        {
+        // The hint's address only describes the hint's leader, not a different one the error may name.
+        let hintAddress = error.leaderID == nil || error.leaderID == hint?.id ? hint?.address : nil
+        if let address = error.leaderAddress ?? hintAddress {
             buffer.writeStaticString(",\"leader_address\":")
             buffer.writeJSONString(address)
         }

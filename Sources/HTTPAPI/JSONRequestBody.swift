@@ -109,8 +109,9 @@ private struct JSONScanner {
     }
 
     func error(_ reason: String) -> JSONBodyError {
-        JSONBodyError(reason: isAtEnd && !reason.hasPrefix("empty") ? "\(reason), found end of body" : reason,
-                      offset: index)
+        JSONBodyError(
+            reason: isAtEnd && !reason.hasPrefix("empty") ? "\(reason), found end of body" : reason,
+            offset: index)
     }
 
     mutating func skipWhitespace() {

@@ -128,13 +128,15 @@ final class MetricsHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         case "/metrics", "/status", "/health":
             guard head.method == .GET else {
                 let message = "method \(head.method.rawValue) is not allowed on \(path); use GET"
-                respondError(APIError(code: .invalidRequest, message: message), status: .methodNotAllowed, head: head,
-                             context: context)
+                respondError(
+                    APIError(code: .invalidRequest, message: message), status: .methodNotAllowed, head: head,
+                    context: context)
                 return
             }
         default:
-            respondError(APIError(code: .notFound, message: "no route for \(head.method.rawValue) \(path)"),
-                         status: .notFound, head: head, context: context)
+            respondError(
+                APIError(code: .notFound, message: "no route for \(head.method.rawValue) \(path)"),
+                status: .notFound, head: head, context: context)
             return
         }
         let allocator = context.channel.allocator
@@ -178,8 +180,9 @@ final class MetricsHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         headers.add(name: "content-length", value: String(body.readableBytes))
         if status == .methodNotAllowed { headers.add(name: "allow", value: "GET") }
         if !head.isKeepAlive { headers.add(name: "connection", value: "close") }
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))),
-                      promise: nil)
+        context.write(
+            wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))),
+            promise: nil)
         context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
         guard head.isKeepAlive else {
             context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in

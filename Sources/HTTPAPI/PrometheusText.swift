@@ -120,7 +120,8 @@ public struct PrometheusText: Sendable {
         var result = ""
         result.reserveCapacity(name.utf8.count)
         for (offset, scalar) in name.unicodeScalars.enumerated() {
-            let isLetter = (scalar >= "a" && scalar <= "z") || (scalar >= "A" && scalar <= "Z") || scalar == "_"
+            let isLetter =
+                (scalar >= "a" && scalar <= "z") || (scalar >= "A" && scalar <= "Z") || scalar == "_"
                 || (allowColon && scalar == ":")
             let isDigit = scalar >= "0" && scalar <= "9"
             result.unicodeScalars.append(isLetter || (isDigit && offset > 0) ? scalar : "_")

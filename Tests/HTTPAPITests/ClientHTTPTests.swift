@@ -75,7 +75,9 @@ struct ClientHTTPTests {
                     try client.exchange("GET", "/get?key=c"),
                 ]
             }
-            let outcomes = try responses[0..<3].map { try WireJSON.decode(CasResponse.self, from: Data($0.body)).succeeded }
+            let outcomes = try responses[0..<3].map {
+                try WireJSON.decode(CasResponse.self, from: Data($0.body)).succeeded
+            }
             #expect(outcomes == [true, true, false])
             #expect(responses[3].status == 400)
             #expect(responses[3].errorCode == "invalid_request")
@@ -112,11 +114,16 @@ struct ClientHTTPTests {
         try await withClientServer { port in
             let responses = try await blocking {
                 let client = try RawHTTPClient(port: port)
-                return try ["", "&consistency=linearizable", "&consistency=lease", "&consistency=EVENTUAL",
-                            "&consistency=strong", "&consistency="]
-                    .map { try client.exchange("GET", "/get?key=consistency\($0)") }
+                return try [
+                    "", "&consistency=linearizable", "&consistency=lease", "&consistency=EVENTUAL",
+                    "&consistency=strong", "&consistency=",
+                ]
+                .map { try client.exchange("GET", "/get?key=consistency\($0)") }
             }
-            #expect(responses[0..<4].map { $0.json["value"] as? String } == ["default", "linearizable", "lease", "eventual"])
+            #expect(
+                responses[0..<4].map { $0.json["value"] as? String } == [
+                    "default", "linearizable", "lease", "eventual",
+                ])
             #expect(responses[4].status == 400 && responses[4].errorCode == "invalid_request")
             #expect(responses[5].status == 400)
         }
@@ -182,7 +189,8 @@ struct ClientHTTPTests {
                 return [
                     try client.exchange(
                         "POST", "/put",
-                        body: " {\n \"extra\": {\"a\": [1, 2.5e3, true, null]}, \"key\" : \"e\\u00e9\\ud83d\\ude00\\\"q\\n\","
+                        body: " {\n \"extra\": {\"a\": [1, 2.5e3, true, null]}, "
+                            + "\"key\" : \"e\\u00e9\\ud83d\\ude00\\\"q\\n\","
                             + " \"value\": \"\\t\\\\\\/ok\", \"ttl_secs\": 60 } "),
                     try client.exchange("GET", "/get?key=" + percentEncode("eé😀\"q\n")),
                 ]
@@ -226,9 +234,11 @@ struct ClientHTTPTests {
                 let client = try RawHTTPClient(port: port)
                 return [
                     try client.exchange("POST", "/put", body: #"{"key":"\#(bigKey)","value":"v"}"#),
-                    try client.exchange("POST", "/put", body: #"{"key":"k","value":"\#(String(repeating: "v", count: 1025))"}"#),
+                    try client.exchange(
+                        "POST", "/put", body: #"{"key":"k","value":"\#(String(repeating: "v", count: 1025))"}"#),
                     try client.exchange("GET", "/get?key=\(bigKey)"),
-                    try client.exchange("POST", "/put", body: #"{"key":"k","value":"\#(String(repeating: "v", count: 1024))"}"#),
+                    try client.exchange(
+                        "POST", "/put", body: #"{"key":"k","value":"\#(String(repeating: "v", count: 1024))"}"#),
                 ]
             }
             #expect(responses[0..<3].map(\.status) == [413, 413, 413])
@@ -389,7 +399,8 @@ struct ClientHTTPTests {
             let (interim, final) = try await blocking {
                 let client = try RawHTTPClient(port: port)
                 let body = #"{"key":"e","value":"v"}"#
-                client.send("POST /put HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: \(body.utf8.count)\r\n\r\n")
+                client.send("POST /put HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n")
+                client.send("Content-Length: \(body.utf8.count)\r\n\r\n")
                 let interim = try client.readResponse()
                 client.send(body)
                 return (interim, try client.readResponse())
@@ -428,6 +439,7 @@ struct ClientHTTPTests {
             #expect(responses[0].header("x-leader-id") == "2")
             #expect(responses[0].header("x-extra") == "1")
             #expect(responses[0].header("connection") == nil)
+            #expect(responses[0].header("x-split") == nil && responses[0].header("injected") == nil)
             #expect(responses[1].json["value"] as? String == "local")
             #expect(responses[2].status == 400)
         }

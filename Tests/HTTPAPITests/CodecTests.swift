@@ -19,8 +19,9 @@ struct JSONCodecTests {
 
     @Test("scalars, nested values skipped, last duplicate wins")
     func members() throws {
-        let object = try parse(#"{"a":"x","n":18446744073709551615,"big":18446744073709551616,"f":-1,"t":true,"#
-            + #""z":null,"o":{"p":[1,{"q":"r"}]},"a":"y"}"#)
+        let object = try parse(
+            #"{"a":"x","n":18446744073709551615,"big":18446744073709551616,"f":-1,"t":true,"#
+                + #""z":null,"o":{"p":[1,{"q":"r"}]},"a":"y"}"#)
         #expect(object["a"] == .string("y"))
         #expect(object["n"] == .unsignedInteger(UInt64.max))
         #expect(object["big"] == .otherNumber)
@@ -80,16 +81,23 @@ struct JSONCodecTests {
             return Data(String(buffer: buffer).utf8)
         }
         let put = PutResponse(key: "k", index: 0)
-        #expect(try WireJSON.decode(PutResponse.self, from: text { ClientResponseEncoder.writePut(put, into: &$0) }) == put)
+        #expect(
+            try WireJSON.decode(PutResponse.self, from: text { ClientResponseEncoder.writePut(put, into: &$0) }) == put)
         let delete = DeleteResponse(key: "k", index: 9, deleted: true)
-        #expect(try WireJSON.decode(DeleteResponse.self, from: text { ClientResponseEncoder.writeDelete(delete, into: &$0) }) == delete)
+        #expect(
+            try WireJSON.decode(
+                DeleteResponse.self, from: text { ClientResponseEncoder.writeDelete(delete, into: &$0) }) == delete)
         let cas = CasResponse(succeeded: false, index: 10)
-        #expect(try WireJSON.decode(CasResponse.self, from: text { ClientResponseEncoder.writeCas(cas, into: &$0) }) == cas)
+        #expect(
+            try WireJSON.decode(CasResponse.self, from: text { ClientResponseEncoder.writeCas(cas, into: &$0) }) == cas)
         for entries in [[], [KeyValue(key: "a", value: "1"), KeyValue(key: "b", value: "\"")]] {
             let scan = ScanResponse(entries: entries, index: 3)
-            #expect(try WireJSON.decode(ScanResponse.self, from: text { ClientResponseEncoder.writeScan(scan, into: &$0) }) == scan)
+            #expect(
+                try WireJSON.decode(ScanResponse.self, from: text { ClientResponseEncoder.writeScan(scan, into: &$0) })
+                    == scan)
         }
-        let error = APIError(code: .notCaughtUp, message: "behind", progress: CatchUpProgress(matchIndex: 1, leaderLastIndex: 5))
+        let error = APIError(
+            code: .notCaughtUp, message: "behind", progress: CatchUpProgress(matchIndex: 1, leaderLastIndex: 5))
         let hint = LeaderHint(id: 3, address: "h:1")
         let envelope = try WireJSON.decode(
             APIErrorEnvelope.self, from: text { ClientResponseEncoder.writeError(error, hint: hint, into: &$0) })
@@ -188,34 +196,38 @@ struct PrometheusTextTests {
     func exposition() {
         var text = PrometheusText()
         text.counter("raft_proposals_total", help: "Proposals.\nSecond \\ line", value: 42)
-        text.gauge("raft peer-lag", help: "Lag.", samples: [
-            ([("peer", "2"), ("addr", "a\"b\\c\nd")], 1.5), ([("peer", "3")], .infinity),
-        ])
+        text.gauge(
+            "raft peer-lag", help: "Lag.",
+            samples: [
+                ([("peer", "2"), ("addr", "a\"b\\c\nd")], 1.5), ([("peer", "3")], .infinity),
+            ])
         text.summary("write_ms", help: "Write latency.", quantiles: [(0.5, 1), (0.99, 8.25)], sum: 100, count: 40)
-        text.histogram("read_ms", help: "Read latency.", buckets: [(1, 2), (5, 3)], sum: 7.5, count: 4, labels: [("n", "1")])
-        #expect(text.output == """
-            # HELP raft_proposals_total Proposals.\\nSecond \\\\ line
-            # TYPE raft_proposals_total counter
-            raft_proposals_total 42
-            # HELP raft_peer_lag Lag.
-            # TYPE raft_peer_lag gauge
-            raft_peer_lag{peer="2",addr="a\\"b\\\\c\\nd"} 1.5
-            raft_peer_lag{peer="3"} +Inf
-            # HELP write_ms Write latency.
-            # TYPE write_ms summary
-            write_ms{quantile="0.5"} 1
-            write_ms{quantile="0.99"} 8.25
-            write_ms_sum 100
-            write_ms_count 40
-            # HELP read_ms Read latency.
-            # TYPE read_ms histogram
-            read_ms_bucket{n="1",le="1"} 2
-            read_ms_bucket{n="1",le="5"} 3
-            read_ms_bucket{n="1",le="+Inf"} 4
-            read_ms_sum{n="1"} 7.5
-            read_ms_count{n="1"} 4
+        text.histogram(
+            "read_ms", help: "Read latency.", buckets: [(1, 2), (5, 3)], sum: 7.5, count: 4, labels: [("n", "1")])
+        #expect(
+            text.output == """
+                # HELP raft_proposals_total Proposals.\\nSecond \\\\ line
+                # TYPE raft_proposals_total counter
+                raft_proposals_total 42
+                # HELP raft_peer_lag Lag.
+                # TYPE raft_peer_lag gauge
+                raft_peer_lag{peer="2",addr="a\\"b\\\\c\\nd"} 1.5
+                raft_peer_lag{peer="3"} +Inf
+                # HELP write_ms Write latency.
+                # TYPE write_ms summary
+                write_ms{quantile="0.5"} 1
+                write_ms{quantile="0.99"} 8.25
+                write_ms_sum 100
+                write_ms_count 40
+                # HELP read_ms Read latency.
+                # TYPE read_ms histogram
+                read_ms_bucket{n="1",le="1"} 2
+                read_ms_bucket{n="1",le="5"} 3
+                read_ms_bucket{n="1",le="+Inf"} 4
+                read_ms_sum{n="1"} 7.5
+                read_ms_count{n="1"} 4
 
-            """)
+                """)
     }
 
     @Test("names are sanitised")

@@ -1,9 +1,9 @@
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// A parsed HTTP/1.1 response as the raw client saw it.
@@ -100,7 +100,8 @@ final class RawHTTPClient: @unchecked Sendable {
     }
 
     /// Sends a request and reads its response.
-    func exchange(_ method: String, _ target: String, body: String? = nil, headers: [String] = []) throws -> RawResponse {
+    func exchange(_ method: String, _ target: String, body: String? = nil, headers: [String] = []) throws -> RawResponse
+    {
         sendRequest(method, target, body: body.map { Array($0.utf8) }, headers: headers)
         return try readResponse()
     }
@@ -125,9 +126,10 @@ final class RawHTTPClient: @unchecked Sendable {
         var headers: [(name: String, value: String)] = []
         for line in lines {
             guard let colon = line.firstIndex(of: ":") else { throw RawClientError.malformedResponse(line) }
-            headers.append((
-                line[..<colon].lowercased(), line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
-            ))
+            headers.append(
+                (
+                    line[..<colon].lowercased(), line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+                ))
         }
         var response = RawResponse(status: status, headers: headers, body: [])
         if (100..<200).contains(status) { return response }
@@ -161,7 +163,8 @@ final class RawHTTPClient: @unchecked Sendable {
         var searchFrom = 0
         while true {
             if buffered.count >= 4 {
-                for index in searchFrom...(buffered.count - 4) where buffered[index..<index + 4].elementsEqual(terminator) {
+                for index in searchFrom...(buffered.count - 4)
+                where buffered[index..<index + 4].elementsEqual(terminator) {
                     return index
                 }
                 searchFrom = buffered.count - 3

@@ -25,7 +25,8 @@ final class DictionaryBackend: AsyncClientAPIBackend {
 
     var leaderHint: LeaderHint? { hint }
 
-    func put(key: String, value: String, ttlSecs: UInt64?, deadline: NIODeadline) async -> Result<PutResponse, APIError> {
+    func put(key: String, value: String, ttlSecs: UInt64?, deadline: NIODeadline) async -> Result<PutResponse, APIError>
+    {
         state.withLock { state in
             state.index += 1
             state.entries[key] = value
@@ -56,7 +57,9 @@ final class DictionaryBackend: AsyncClientAPIBackend {
         }
     }
 
-    func cas(key: String, expected: String?, value: String, deadline: NIODeadline) async -> Result<CasResponse, APIError> {
+    func cas(
+        key: String, expected: String?, value: String, deadline: NIODeadline
+    ) async -> Result<CasResponse, APIError> {
         state.withLock { state in
             state.index += 1
             guard state.entries[key] == expected else {
@@ -76,10 +79,13 @@ final class DictionaryBackend: AsyncClientAPIBackend {
     }
 
     func cluster() async -> Result<ClusterResponse, APIError> {
-        .success(ClusterResponse(leaderID: hint?.id, term: 3, members: [
-            ClusterMember(id: 1, address: "127.0.0.1:9081", role: .leader, status: .active),
-            ClusterMember(id: 4, address: "127.0.0.1:9084", role: .learner, status: .promotable),
-        ]))
+        .success(
+            ClusterResponse(
+                leaderID: hint?.id, term: 3,
+                members: [
+                    ClusterMember(id: 1, address: "127.0.0.1:9081", role: .leader, status: .active),
+                    ClusterMember(id: 4, address: "127.0.0.1:9084", role: .learner, status: .promotable),
+                ]))
     }
 
     func join(_ request: JoinRequest, deadline: NIODeadline) async -> Result<MembershipChangeResponse, APIError> {
@@ -88,9 +94,10 @@ final class DictionaryBackend: AsyncClientAPIBackend {
 
     func promote(_ request: PromoteRequest, deadline: NIODeadline) async -> Result<MembershipChangeResponse, APIError> {
         guard request.nodeID != 9 else {
-            return .failure(APIError(
-                code: .notCaughtUp, message: "learner 9 is behind",
-                progress: CatchUpProgress(matchIndex: 5, leaderLastIndex: 50)))
+            return .failure(
+                APIError(
+                    code: .notCaughtUp, message: "learner 9 is behind",
+                    progress: CatchUpProgress(matchIndex: 5, leaderLastIndex: 50)))
         }
         return .success(MembershipChangeResponse(nodeID: request.nodeID, index: 11))
     }
@@ -117,16 +124,22 @@ final class ForwardingBackend: ClientAPIBackend {
     func forwardIfNeeded(_ request: ForwardableRequest, context: ClientRequestContext) -> ForwardDecision {
         guard request.command.isWrite else { return .handleLocally }
         var body = ByteBuffer()
-        body.writeString("{\"forwarded\":\"\(request.method.rawValue) \(request.uri)\",\"bytes\":\(request.body.readableBytes)}")
-        let headers: HTTPHeaders = ["content-type": "application/json", "connection": "close", "x-extra": "1"]
-        return .respond(context.eventLoop.makeSucceededFuture(ForwardedResponse(status: .created, headers: headers, body: body)))
+        body.writeString(
+            "{\"forwarded\":\"\(request.method.rawValue) \(request.uri)\",\"bytes\":\(request.body.readableBytes)}")
+        let headers: HTTPHeaders = [
+            "content-type": "application/json", "connection": "close", "x-extra": "1",
+            "x-split": "a\r\ninjected: 1",
+        ]
+        return .respond(
+            context.eventLoop.makeSucceededFuture(ForwardedResponse(status: .created, headers: headers, body: body)))
     }
 
     func put(_ request: PutRequest, context: ClientRequestContext) -> EventLoopFuture<PutResponse> {
         context.eventLoop.makeSucceededFuture(PutResponse(key: request.key, index: 1))
     }
 
-    func get(key: String, consistency: ReadConsistency?, context: ClientRequestContext) -> EventLoopFuture<GetResponse> {
+    func get(key: String, consistency: ReadConsistency?, context: ClientRequestContext) -> EventLoopFuture<GetResponse>
+    {
         context.eventLoop.makeSucceededFuture(GetResponse(key: key, value: "local", index: 1))
     }
 
@@ -150,7 +163,8 @@ final class ForwardingBackend: ClientAPIBackend {
         context.eventLoop.makeFailedFuture(APIError(code: .unavailable, message: "not used"))
     }
 
-    func promote(_ request: PromoteRequest, context: ClientRequestContext) -> EventLoopFuture<MembershipChangeResponse> {
+    func promote(_ request: PromoteRequest, context: ClientRequestContext) -> EventLoopFuture<MembershipChangeResponse>
+    {
         context.eventLoop.makeFailedFuture(APIError(code: .unavailable, message: "not used"))
     }
 
