@@ -1,3 +1,4 @@
+import HTTPAPI
 import RaftCore
 
 /// Every metric the node exposes, in one place (`/metrics` in Prometheus text format). Loop-confined.
@@ -28,38 +29,53 @@ struct NodeMetrics {
         node: NodeID, core: RaftNode, applied: LogIndex, keys: Int, pendingWrites: Int, pendingReads: Int, fsyncs: Int
     ) -> String {
         var out = PrometheusText()
-        let labels = "node=\"\(node)\""
-        out.gauge("dengine_term", "Current Raft term", labels, Double(core.term))
-        out.gauge("dengine_is_leader", "1 if this node is the leader", labels, core.role == .leader ? 1 : 0)
-        out.gauge("dengine_leader_id", "Leader known to this node (0 if none)", labels, Double(core.leader ?? 0))
-        out.gauge("dengine_commit_index", "Commit index", labels, Double(core.commitIndex))
-        out.gauge("dengine_applied_index", "Applied index", labels, Double(applied))
-        out.gauge("dengine_last_log_index", "Last log index", labels, Double(core.lastIndex))
-        out.gauge("dengine_first_log_index", "First log index kept in memory", labels, Double(core.firstIndex))
-        out.gauge("dengine_snapshot_index", "Index of the latest snapshot", labels, Double(core.snapshotMetadata?.index ?? 0))
-        out.gauge("dengine_lease_remaining_ms", "Leader lease left", labels, Double(core.leaseRemaining))
-        out.gauge("dengine_keys", "Keys in the state machine", labels, Double(keys))
-        out.gauge("dengine_pending_writes", "Writes proposed and not yet answered", labels, Double(pendingWrites))
-        out.gauge("dengine_pending_reads", "ReadIndex reads waiting for confirmation", labels, Double(pendingReads))
-        out.counter("dengine_writes_total", "Writes applied and acknowledged", labels, Double(writes))
-        out.counter("dengine_reads_total", "Reads served", labels, Double(reads))
-        out.counter("dengine_lease_reads_total", "Reads served under the leader lease", labels, Double(leaseReads))
-        out.counter("dengine_entries_applied_total", "Log entries applied", labels, Double(applied))
-        out.counter("dengine_overloaded_total", "Requests refused with 429", labels, Double(overloaded))
-        out.counter("dengine_persist_batches_total", "Ready batches persisted (one fsync each under DiskFirst)", labels, Double(persistBatches))
-        out.counter("dengine_persisted_entries_total", "Entries persisted", labels, Double(persistedEntries))
-        out.counter("dengine_snapshots_total", "Snapshots taken", labels, Double(snapshots))
-        out.counter("dengine_leader_elections_won_total", "Times this node became leader", labels, Double(leaderChanges))
-        out.summary("dengine_write_latency_ms", "Propose-to-apply latency on the leader", labels, writeLatencyMs)
-        out.summary("dengine_persist_latency_ms", "Time to persist one Ready", labels, persistMs)
-        for (peer, pr) in core.progress.sorted(by: { $0.key < $1.key }) {
-            let peerLabels = "\(labels),peer=\"\(peer)\""
-            out.gauge("dengine_peer_match_index", "Leader's view of the peer's match index", peerLabels, Double(pr.match))
-            out.gauge(
-                "dengine_peer_lag_entries", "Entries the peer is behind the leader", peerLabels,
-                Double(core.lastIndex > pr.match ? core.lastIndex - pr.match : 0))
+        let labels: PrometheusText.Labels = [("node", "\(node)")]
+        func gauge(_ name: String, _ help: String, _ value: Double) {
+            out.gauge(name, help: help, samples: [(labels, value)])
         }
-        return out.text
+        func counter(_ name: String, _ help: String, _ value: UInt64) {
+            out.counter(name, help: help, samples: [(labels, Double(value))])
+        }
+        func summary(_ name: String, _ help: String, _ h: LatencyHistogram) {
+            out.summary(
+                name, help: help, quantiles: [0.5, 0.9, 0.99].map { ($0, h.quantile($0)) }, sum: Double(h.sum),
+                count: h.total, labels: labels)
+        }
+        gauge("dengine_term", "Current Raft term", Double(core.term))
+        gauge("dengine_is_leader", "1 if this node is the leader", core.role == .leader ? 1 : 0)
+        gauge("dengine_leader_id", "Leader known to this node (0 if none)", Double(core.leader ?? 0))
+        gauge("dengine_commit_index", "Commit index", Double(core.commitIndex))
+        gauge("dengine_applied_index", "Applied index", Double(applied))
+        gauge("dengine_last_log_index", "Last log index", Double(core.lastIndex))
+        gauge("dengine_first_log_index", "First log index kept in memory", Double(core.firstIndex))
+        gauge("dengine_snapshot_index", "Index of the latest snapshot", Double(core.snapshotMetadata?.index ?? 0))
+        gauge("dengine_lease_remaining_ms", "Leader lease left", Double(core.leaseRemaining))
+        gauge("dengine_keys", "Keys in the state machine", Double(keys))
+        gauge("dengine_pending_writes", "Writes proposed and not yet answered", Double(pendingWrites))
+        gauge("dengine_pending_reads", "ReadIndex reads waiting for confirmation", Double(pendingReads))
+        counter("dengine_writes_total", "Writes applied and acknowledged", writes)
+        counter("dengine_reads_total", "Reads served", reads)
+        counter("dengine_lease_reads_total", "Reads served under the leader lease", leaseReads)
+        counter("dengine_entries_applied_total", "Log entries applied", self.applied)
+        counter("dengine_overloaded_total", "Requests refused with 429", overloaded)
+        counter("dengine_persist_batches_total", "Ready batches persisted (one fsync each under DiskFirst)", persistBatches)
+        counter("dengine_persisted_entries_total", "Entries persisted", persistedEntries)
+        counter("dengine_snapshots_total", "Snapshots taken", snapshots)
+        counter("dengine_leader_elections_won_total", "Times this node became leader", leaderChanges)
+        summary("dengine_write_latency_ms", "Propose-to-apply latency on the leader", writeLatencyMs)
+        summary("dengine_persist_latency_ms", "Time to persist one Ready", persistMs)
+        var match: [(labels: PrometheusText.Labels, value: Double)] = []
+        var lag: [(labels: PrometheusText.Labels, value: Double)] = []
+        for (peer, pr) in core.progress.sorted(by: { $0.key < $1.key }) {
+            let peerLabels = labels + [("peer", "\(peer)")]
+            match.append((peerLabels, Double(pr.match)))
+            lag.append((peerLabels, Double(core.lastIndex > pr.match ? core.lastIndex - pr.match : 0)))
+        }
+        if !match.isEmpty {
+            out.gauge("dengine_peer_match_index", help: "Leader's view of the peer's match index", samples: match)
+            out.gauge("dengine_peer_lag_entries", help: "Entries the peer is behind the leader", samples: lag)
+        }
+        return out.output
     }
 }
 
@@ -89,39 +105,5 @@ struct LatencyHistogram {
             if seen >= rank { return Double(i < Self.bounds.count ? Self.bounds[i] : Self.bounds.last! * 2) }
         }
         return Double(Self.bounds.last!)
-    }
-}
-
-/// Prometheus text exposition format 0.0.4.
-struct PrometheusText {
-    private(set) var text = ""
-    private var declared: Set<String> = []
-
-    private mutating func declare(_ name: String, _ help: String, _ type: String) {
-        guard !declared.contains(name) else { return }
-        declared.insert(name)
-        text += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
-    }
-
-    mutating func gauge(_ name: String, _ help: String, _ labels: String, _ value: Double) {
-        declare(name, help, "gauge")
-        text += "\(name){\(labels)} \(format(value))\n"
-    }
-
-    mutating func counter(_ name: String, _ help: String, _ labels: String, _ value: Double) {
-        declare(name, help, "counter")
-        text += "\(name){\(labels)} \(format(value))\n"
-    }
-
-    mutating func summary(_ name: String, _ help: String, _ labels: String, _ h: LatencyHistogram) {
-        declare(name, help, "summary")
-        for q in [0.5, 0.9, 0.99] {
-            text += "\(name){\(labels),quantile=\"\(q)\"} \(format(h.quantile(q)))\n"
-        }
-        text += "\(name)_sum{\(labels)} \(h.sum)\n\(name)_count{\(labels)} \(h.total)\n"
-    }
-
-    private func format(_ v: Double) -> String {
-        v == v.rounded() && abs(v) < 1e15 ? String(Int64(v)) : String(v)
     }
 }

@@ -1,6 +1,7 @@
 import ClusterAPI
 import Foundation
 import KVStore
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import PeerTransport
@@ -36,6 +37,10 @@ public final class RaftServer: @unchecked Sendable {
     public let settings: Settings
     public let loop: EventLoop
     let io: NIOThreadPool
+    /// Snapshot serialisation and files: its own thread, so that writing a large image never delays the WAL.
+    let snapshotIO: NIOThreadPool
+    /// Serialises the snapshot store between the two threads (a received snapshot is saved on the WAL thread).
+    private let snapshotLock = NIOLock()
     let log: NodeLog
     private let writer: LogWriter
     private let snapshots: SnapshotStore
@@ -82,6 +87,7 @@ public final class RaftServer: @unchecked Sendable {
         self.loop = loop
         self.log = log
         self.io = NIOThreadPool(numberOfThreads: 1)
+        self.snapshotIO = NIOThreadPool(numberOfThreads: 1)
         self.snapshots = storage.snapshots
         let wal = storage.wal
         var sm = KVStateMachine()
@@ -105,6 +111,7 @@ public final class RaftServer: @unchecked Sendable {
 
     public func start(transport: PeerTransport) {
         io.start()
+        snapshotIO.start()
         loop.execute {
             self.transport = transport
             let tick = TimeAmount.milliseconds(self.settings.tickMs)
@@ -140,6 +147,7 @@ public final class RaftServer: @unchecked Sendable {
                 writer.wal.close()
             }.always { _ in
                 try? self.io.syncShutdownGracefully()
+                try? self.snapshotIO.syncShutdownGracefully()
             }
         }
     }
@@ -373,6 +381,7 @@ public final class RaftServer: @unchecked Sendable {
             onLeadershipChange?(soft.role == .leader, soft.leader)
             completeTransfers()
         }
+        if let transport { for message in rd.earlyMessages { send(message, via: transport) } }
         guard rd.needsPersistence else {
             afterPersist(rd)
             return
@@ -385,10 +394,11 @@ public final class RaftServer: @unchecked Sendable {
         }
         let writer = self.writer
         let snapshots = self.snapshots
+        let lock = snapshotLock
         let started = RaftServer.monotonicMillis()
         io.runIfActive(eventLoop: loop) {
             if let snap = rd.snapshot, let data = snapshotData {
-                try snapshots.save(metadata: snap, data: data)
+                try lock.withLock { _ = try snapshots.save(metadata: snap, data: data) }
             }
             try writer.persist(entries: rd.entries, hardState: rd.hardState, snapshot: rd.snapshot)
         }.whenComplete { result in
@@ -408,19 +418,7 @@ public final class RaftServer: @unchecked Sendable {
 
     private func afterPersist(_ rd: Ready) {
         // 2. send
-        if let transport {
-            for message in rd.messages {
-                if case .installSnapshot(let meta) = message.body {
-                    if let latest = latestSnapshot, latest.meta.index == meta.index {
-                        transport.send(message, snapshotData: latest.data)
-                    } else {
-                        core.reportSnapshot(message.to, success: false)
-                    }
-                } else {
-                    transport.send(message)
-                }
-            }
-        }
+        if let transport { for message in rd.messages { send(message, via: transport) } }
         // 4. advance (before applying: the commit index may move with it)
         core.advance(rd)
         // 3. apply and serve
@@ -437,6 +435,18 @@ public final class RaftServer: @unchecked Sendable {
         serveApplyWaiters()
         maybeSnapshot()
         scheduleReady()
+    }
+
+    private func send(_ message: Message, via transport: PeerTransport) {
+        if case .installSnapshot(let meta) = message.body {
+            if let latest = latestSnapshot, latest.meta.index == meta.index {
+                transport.send(message, snapshotData: latest.data)
+            } else {
+                core.reportSnapshot(message.to, success: false)
+            }
+        } else {
+            transport.send(message)
+        }
     }
 
     private func apply(_ entry: Entry, now: UInt64) {
@@ -484,13 +494,21 @@ public final class RaftServer: @unchecked Sendable {
         let image = stateMachine
         let writer = self.writer
         let snapshots = self.snapshots
+        let lock = snapshotLock
         let retained = settings.retainedEntries
-        io.runIfActive(eventLoop: loop) { () -> [UInt8] in
+        let io = self.io
+        let loop = self.loop
+        // Serialise and save on the snapshot thread; then record it in the WAL and compact on the WAL thread.
+        snapshotIO.runIfActive(eventLoop: loop) { () -> [UInt8] in
             let data = image.snapshot(membership: meta.membership)
-            try snapshots.save(metadata: meta, data: data)
-            try writer.persist(entries: [], snapshot: meta)
-            try writer.compact(before: meta.index + 1 > retained ? meta.index + 1 - retained : 1)
+            try lock.withLock { _ = try snapshots.save(metadata: meta, data: data) }
             return data
+        }.flatMap { data in
+            io.runIfActive(eventLoop: loop) { () -> [UInt8] in
+                try writer.persist(entries: [], snapshot: meta)
+                try writer.compact(before: meta.index + 1 > retained ? meta.index + 1 - retained : 1)
+                return data
+            }
         }.whenComplete { result in
             self.snapshotInProgress = false
             switch result {

@@ -414,6 +414,7 @@ public struct RaftNode: Sendable {
             log.persistFrom = log.lastIndex + 1
         }
         let hard = hardState
+        let termOrVoteChanged = hard.term != handedHardState.term || hard.vote != handedHardState.vote
         if hard != handedHardState {
             rd.hardState = hard
             handedHardState = hard
@@ -425,7 +426,18 @@ public struct RaftNode: Sendable {
             rd.committedEntries = Array(log.slice(from: log.handedApply + 1, to: applyTo))
             log.handedApply = applyTo
         }
-        rd.messages = outbox
+        if role == .leader && !termOrVoteChanged {
+            // Thesis §10.2.1: the leader may send AppendEntries before its own entries are durable (it counts itself
+            // toward commit only after `advance`). Its term and vote were persisted before it could win.
+            for m in outbox {
+                switch m.body {
+                case .appendEntries, .heartbeat, .installSnapshot, .timeoutNow: rd.earlyMessages.append(m)
+                default: rd.messages.append(m)
+                }
+            }
+        } else {
+            rd.messages = outbox
+        }
         outbox.removeAll(keepingCapacity: true)
         rd.readStates = confirmedReads
         confirmedReads.removeAll()

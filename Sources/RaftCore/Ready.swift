@@ -31,6 +31,7 @@ public enum DropReason: String, Sendable, Equatable {
 
 /// Everything the shell must do after feeding the core, in this order:
 ///
+/// 0. Send `earlyMessages` at once: a leader's AppendEntries do not wait for its own disk (thesis §10.2.1).
 /// 1. Persist: if `snapshot` is set, install it (its data was staged by the shell when the InstallSnapshot arrived)
 ///    and restore the state machine from it; append `entries` (discarding any stored suffix from
 ///    `entries.first.index` on); store `hardState`. Make them durable according to the persistence strategy.
@@ -46,6 +47,8 @@ public struct Ready: Sendable, Equatable, CustomStringConvertible {
     public var snapshot: SnapshotMetadata?
     public var entries: [Entry] = []
     public var messages: [Message] = []
+    /// Messages that may be sent before step 1 (a leader's replication traffic in a term already persisted).
+    public var earlyMessages: [Message] = []
     public var committedEntries: [Entry] = []
     public var readStates: [ReadState] = []
     public var droppedReads: [(id: UInt64, reason: DropReason)] = []
@@ -54,7 +57,7 @@ public struct Ready: Sendable, Equatable, CustomStringConvertible {
 
     public var isEmpty: Bool {
         softState == nil && hardState == nil && snapshot == nil && entries.isEmpty && messages.isEmpty
-            && committedEntries.isEmpty && readStates.isEmpty && droppedReads.isEmpty
+            && earlyMessages.isEmpty && committedEntries.isEmpty && readStates.isEmpty && droppedReads.isEmpty
     }
 
     /// Whether step 1 has anything to write.
@@ -62,7 +65,7 @@ public struct Ready: Sendable, Equatable, CustomStringConvertible {
 
     public static func == (a: Ready, b: Ready) -> Bool {
         a.softState == b.softState && a.hardState == b.hardState && a.snapshot == b.snapshot && a.entries == b.entries
-            && a.messages == b.messages && a.committedEntries == b.committedEntries && a.readStates == b.readStates
+            && a.messages == b.messages && a.earlyMessages == b.earlyMessages && a.committedEntries == b.committedEntries && a.readStates == b.readStates
             && a.droppedReads.map(\.id) == b.droppedReads.map(\.id)
             && a.droppedReads.map(\.reason) == b.droppedReads.map(\.reason)
     }
@@ -76,6 +79,7 @@ public struct Ready: Sendable, Equatable, CustomStringConvertible {
         for e in committedEntries { lines.append("apply: \(e)") }
         for r in readStates { lines.append("\(r)") }
         for d in droppedReads { lines.append("drop read #\(d.id) \(d.reason.rawValue)") }
+        for m in earlyMessages { lines.append("send early: \(m)") }
         for m in messages { lines.append("send: \(m)") }
         return lines.joined(separator: "\n")
     }

@@ -308,7 +308,7 @@ public struct InteractionEnv {
             }
             try! n.storage.append(rd.entries)
             if let hard = rd.hardState { try! n.storage.setHardState(hard) }
-            for m in rd.messages {
+            for m in rd.earlyMessages + rd.messages {
                 guard let target = nodes[m.to], target.up else { continue }
                 var image: SimStateMachine?
                 if case .installSnapshot = m.body { image = n.snapshotImage }

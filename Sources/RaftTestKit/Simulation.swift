@@ -473,8 +473,15 @@ public struct Simulation {
     private mutating func pump(_ id: NodeID) {
         guard nodes[id]!.isUp, !nodes[id]!.paused else { return }
         for _ in 0..<64 {
-            let rd = nodes[id]!.core.ready()
+            var rd = nodes[id]!.core.ready()
             if rd.isEmpty { break }
+            // 0. a leader's replication traffic goes out at once, before its own (possibly slow) persistence
+            for m in rd.earlyMessages {
+                var image: SimStateMachine?
+                if case .installSnapshot = m.body { image = nodes[id]!.snapshotImage }
+                send(m, snapshot: image)
+            }
+            rd.earlyMessages.removeAll()
             nodes[id]!.deferred.append(rd)
             if rng.next() % 5 == 0 { break }  // leave it on the "disk queue" for a while
             while !nodes[id]!.deferred.isEmpty { processDeferred(id) }
@@ -493,6 +500,7 @@ public struct Simulation {
         var node = nodes[id]!
         let rd = node.deferred.removeFirst()
         if let soft = rd.softState { log("node \(id) \(soft)") }
+
         // 1. persist
         if let snap = rd.snapshot {
             guard let image = node.staged[snap.index] else { fatalError("snapshot \(snap.index) not staged on \(id)") }

@@ -83,13 +83,14 @@ import Testing
     }
 
     @Test(arguments: [
+        (PlantedBug.commitOldTermEntries, ""),
         (PlantedBug.readIndexWithoutQuorum, "read safety"),
         (PlantedBug.voteWithoutLogCheck, "leader completeness"),
         (PlantedBug.leaseWithStaleClock, "read safety"),
     ])
     func bugIsCaught(bug: PlantedBug, property: String) {
-        guard let caught = Self.seedsUntilCaught(bug, maxSeeds: 60) else {
-            Issue.record("\(bug.rawValue) survived 60 seeds")
+        guard let caught = Self.seedsUntilCaught(bug, maxSeeds: 150) else {
+            Issue.record("\(bug.rawValue) survived 150 seeds")
             return
         }
         #expect(caught.failure.property.hasPrefix(property), "\(caught.failure)")

@@ -168,7 +168,7 @@ import Testing
         #expect(n.hasCommittedInTerm)
         let rd = n.ready()
         #expect(rd.readStates.isEmpty, "confirmation round still pending")
-        let round = rd.messages.compactMap { m -> UInt64? in
+        let round = (rd.earlyMessages + rd.messages).compactMap { m -> UInt64? in
             if case .heartbeat(_, let r) = m.body { return r } else { return nil }
         }.max()
         #expect(round != nil, "a heartbeat round confirms the read")
