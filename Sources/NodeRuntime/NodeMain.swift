@@ -194,9 +194,9 @@ public enum NodeMain {
         let startedAt = Date()
         let endpoints = MetricsEndpoints(
             metrics: { (try? await raft.metricsText().get()) ?? "" },
-            status: { try! await raft.status().get() },
+            status: { await raft.currentStatus() },
             health: {
-                let status = try! await raft.status().get()
+                let status = await raft.currentStatus()
                 let healthy = status.leaderID != nil
                 return HealthReport(
                     healthy: healthy, nodeID: status.nodeID, role: status.role, leaderID: status.leaderID,

@@ -594,6 +594,15 @@ public final class RaftServer: @unchecked Sendable {
         }
     }
 
+    /// `status()`, or a minimal document while the loop is shutting down (the metrics port never fails).
+    public func currentStatus() async -> NodeStatus {
+        if let status = try? await status().get() { return status }
+        return NodeStatus(
+            nodeID: settings.raft.id, address: settings.selfAddress, role: .follower, term: 0, leaderID: nil,
+            commitIndex: 0, appliedIndex: 0, lastLogIndex: 0, snapshotIndex: 0, voters: [], learners: [],
+            leaseRemainingMs: 0, uptimeMs: RaftServer.monotonicMillis() - startedAt, peers: [], stats: NodeStats())
+    }
+
     /// Members and leader for `/cluster`.
     public func cluster() -> EventLoopFuture<ClusterResponse> {
         loop.submit {

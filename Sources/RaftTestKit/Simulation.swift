@@ -61,8 +61,8 @@ public struct SimStats: Sendable, Equatable {
     public var leaseReadsServed = 0
     public var elections = 0
     public var pauses = 0
-    /// Steps during which a deposed leader still believed it led while a newer leader had committed in its term.
-    public var staleLeaderSteps = 0
+    /// Steps during which more than one node believed it led (a deposed leader that has not noticed yet).
+    public var overlappingLeaderSteps = 0
 
     public init() {}
 
@@ -83,7 +83,7 @@ public struct SimStats: Sendable, Equatable {
         leaseReadsServed += o.leaseReadsServed
         elections += o.elections
         pauses += o.pauses
-        staleLeaderSteps += o.staleLeaderSteps
+        overlappingLeaderSteps += o.overlappingLeaderSteps
     }
 }
 
@@ -181,7 +181,7 @@ public struct Simulation {
         }
         let leaders = nodes.values.filter { $0.isUp && $0.core.role == .leader }
         if leaders.count > 1 {
-            stats.staleLeaderSteps += 1
+            stats.overlappingLeaderSteps += 1
         }
         try check()
     }
