@@ -189,6 +189,43 @@ struct ClusterTests {
 
     // MARK: (c) no quorum
 
+    @Test("a follower that missed compacted entries catches up by InstallSnapshot over the peer connection", .tags(.faults))
+    func snapshotCatchUp() async throws {
+        var options = LocalCluster.Options()
+        options.maxLogEntriesBeforeSnapshot = 40
+        options.retainedLogEntries = 5
+        try await withLocalCluster(options: options) { cluster in
+            let leader = Int(try await cluster.waitForLeader(requireMajority: true).nodeID)
+            let lagging = cluster.ids.first { $0 != leader }!
+            try await cluster.crash(lagging)
+            let writer = cluster.client(leader)
+            for i in 0..<150 { _ = try await writer.putOK("s\(i)", "v\(i)") }
+            // The leader has compacted past everything the lagging node has.
+            let compacted = try await waitFor("the leader to snapshot and compact", timeout: .seconds(5)) {
+                () async throws -> NodeStatus? in
+                let status = try await cluster.status(leader)
+                return status.snapshotIndex >= 100 ? status : nil
+            }
+            try await cluster.restart(lagging)
+            let caughtUp = try await waitFor(
+                "node \(lagging) to install the snapshot and apply up to \(compacted.commitIndex)", timeout: .seconds(10)
+            ) { () async throws -> NodeStatus? in
+                let status = try await cluster.status(lagging)
+                return status.appliedIndex >= compacted.commitIndex ? status : nil
+            }
+            // The leader kept no log below its snapshot that the lagging node could use: this was InstallSnapshot.
+            #expect(caughtUp.snapshotIndex > 0)
+            let local = cluster.client(lagging)
+            #expect(try await local.value(of: "s0", consistency: .eventual) == "v0")
+            #expect(try await local.value(of: "s149", consistency: .eventual) == "v149")
+            // And it keeps following the log after the snapshot.
+            _ = try await writer.putOK("after-snapshot", "yes")
+            try await waitFor("the write after the snapshot to reach node \(lagging)", timeout: .seconds(5)) {
+                try await local.value(of: "after-snapshot", consistency: .eventual) == "yes"
+            }
+        }
+    }
+
     @Test("two of three down: writes answer 503 or 504, never 200", .tags(.faults))
     func noQuorumNoAcknowledgement() async throws {
         try await withLocalCluster { cluster in
