@@ -62,6 +62,8 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
+        // Linearizability checker (Wing & Gong / Lowe, porcupine-style) for the torture test; no dependencies.
+        .target(name: "Linearizability", swiftSettings: optimizedInTests),
         .executableTarget(name: "Node", dependencies: ["NodeRuntime"]),
         .executableTarget(
             name: "dctl",
@@ -78,6 +80,7 @@ let package = Package(
         .testTarget(name: "RaftStorageTests", dependencies: ["RaftCore", "RaftStorage", "RaftTestKit"]),
         .testTarget(name: "KVStoreTests", dependencies: ["RaftCore", "KVStore"]),
         .testTarget(name: "ClusterAPITests", dependencies: ["ClusterAPI"]),
+        .testTarget(name: "LinearizabilityTests", dependencies: ["Linearizability"]),
         .testTarget(name: "NodeConfigTests", dependencies: ["NodeConfig", "ClusterAPI"]),
         // Process-level tests: run the built `dnode` binaries (never linked in) as a local cluster.
         .testTarget(name: "ClusterTests", dependencies: ["ClusterAPI"]),
