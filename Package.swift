@@ -32,6 +32,9 @@ let package = Package(
         .target(name: "ClusterAPI"),
         // Node configuration: TOML file, env overrides, validation (exit 78 on a bad file).
         .target(name: "NodeConfig", dependencies: ["ClusterAPI", .product(name: "TOMLKit", package: "TOMLKit")]),
+        // The tools' client: endpoints (config dir), HTTP over POSIX sockets with deadlines, parallel status probes,
+        // cluster health, table and JSON rendering. Never imports RaftCore.
+        .target(name: "ClusterClient", dependencies: ["ClusterAPI", "NodeConfig"]),
         // Peer protocol: binary codec, shared-port detection, outbound/inbound peer connections (NIO).
         .target(
             name: "PeerTransport",
@@ -67,7 +70,10 @@ let package = Package(
         .executableTarget(name: "Node", dependencies: ["NodeRuntime"]),
         .executableTarget(
             name: "dctl",
-            dependencies: ["ClusterAPI", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: [
+                "ClusterAPI", "ClusterClient", "NodeConfig",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
         ),
         .executableTarget(name: "dtop", dependencies: ["ClusterAPI"]),
         // Storage benchmark (make bench-storage) and the crash tests' child process.
@@ -84,6 +90,9 @@ let package = Package(
         .testTarget(name: "NodeConfigTests", dependencies: ["NodeConfig", "ClusterAPI"]),
         // Process-level tests: run the built `dnode` binaries (never linked in) as a local cluster.
         .testTarget(name: "ClusterTests", dependencies: ["ClusterAPI"]),
+        .testTarget(name: "ClusterClientTests", dependencies: ["ClusterClient", "ClusterAPI"]),
+        // Runs the built `dctl` (and `dnode`) binaries; golden files in Tests/DctlTests/testdata.
+        .testTarget(name: "DctlTests", dependencies: ["ClusterClient", "ClusterAPI"], exclude: ["testdata"]),
         .testTarget(
             name: "HTTPAPITests",
             dependencies: [

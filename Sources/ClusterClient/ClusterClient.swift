@@ -1,0 +1,196 @@
+import ClusterAPI
+import Foundation
+
+/// One node's `/status`, or why there is none.
+public struct NodeProbe: Sendable {
+    public var target: NodeTarget
+    public var status: NodeStatus?
+    /// `connection refused`, `no answer within 1s`, `HTTP 500`, `no metrics address known`.
+    public var error: String?
+
+    public init(target: NodeTarget, status: NodeStatus?, error: String?) {
+        self.target = target
+        self.status = status
+        self.error = error
+    }
+}
+
+/// The client `dctl` drives the cluster with: parallel status probes with a deadline each, and key-value
+/// operations that go to the first endpoint that answers (any node forwards to the leader).
+///
+/// Retry rule: a request moves on to the next endpoint only when it certainly did nothing: the connection
+/// failed before anything was sent, or the node answered `503` (`no_leader`, `unavailable`: not proposed). A
+/// write whose request was sent and then timed out is never resent: its outcome is unknown (exit 5). Reads,
+/// which change nothing, move on after any transport failure.
+public struct ClusterClient: Sendable {
+    public var targets: [NodeTarget]
+    /// The deadline of the whole operation (all endpoints tried together).
+    public var timeout: Duration
+    /// The deadline of each `/status` probe.
+    public var probeTimeout: Duration
+
+    public init(targets: [NodeTarget], timeout: Duration, probeTimeout: Duration) {
+        self.targets = targets
+        self.timeout = timeout
+        self.probeTimeout = probeTimeout
+    }
+
+    // MARK: Status
+
+    /// `GET /status` of every target at once, in target order; each probe has its own deadline.
+    public func probeAll() async -> [NodeProbe] {
+        await Self.probe(targets, timeout: probeTimeout)
+    }
+
+    static func probe(_ targets: [NodeTarget], timeout: Duration) async -> [NodeProbe] {
+        await withTaskGroup(of: (Int, NodeProbe).self) { group in
+            for (index, target) in targets.enumerated() {
+                group.addTask { (index, await probe(target, timeout: timeout)) }
+            }
+            var probes = [NodeProbe?](repeating: nil, count: targets.count)
+            for await (index, probe) in group { probes[index] = probe }
+            return probes.compactMap { $0 }
+        }
+    }
+
+    static func probe(_ target: NodeTarget, timeout: Duration) async -> NodeProbe {
+        guard let metrics = target.metrics else {
+            return NodeProbe(target: target, status: nil, error: "no metrics address known")
+        }
+        do {
+            let response = try await httpExchange(method: "GET", endpoint: metrics, path: "/status", timeout: timeout)
+            guard response.status == 200 else {
+                return NodeProbe(target: target, status: nil, error: "HTTP \(response.status) from \(metrics)/status")
+            }
+            let status = try WireJSON.decode(NodeStatus.self, from: response.body)
+            var known = target
+            known.id = status.nodeID
+            return NodeProbe(target: known, status: status, error: nil)
+        } catch let error as TransportError {
+            return NodeProbe(target: target, status: nil, error: error.reason)
+        } catch {
+            return NodeProbe(target: target, status: nil, error: "unreadable /status: \(error)")
+        }
+    }
+
+    /// Probes the targets, then any member the cluster reports (voters and learners) that is not among them,
+    /// when `extra` knows where it lives (the config dir). Members still unknown appear in `ClusterView`.
+    public func survey(extra: [NodeTarget] = []) async -> [NodeProbe] {
+        var probes = await probeAll()
+        let known = Set(probes.compactMap { $0.target.id })
+        let members = Set(probes.compactMap(\.status).flatMap { $0.voters + $0.learners })
+        let missing = extra.filter { target in target.id.map { members.contains($0) && !known.contains($0) } ?? false }
+        if !missing.isEmpty {
+            probes += await Self.probe(missing, timeout: probeTimeout)
+        }
+        return probes
+    }
+
+    // MARK: Key-value
+
+    /// `POST /put`.
+    public func put(key: String, value: String) async throws(CommandFailure) -> (PutResponse, NodeTarget) {
+        let body = try encode(PutRequest(key: key, value: value))
+        return try await send("put \(key.debugDescription)", method: "POST", path: "/put", body: body, isWrite: true)
+    }
+
+    /// `GET /get`; a missing key is a `CommandFailure` with exit 3.
+    public func get(key: String, consistency: ReadConsistency?) async throws(CommandFailure) -> (GetResponse, NodeTarget) {
+        var path = "/get?key=\(Self.queryEscape(key))"
+        if let consistency { path += "&consistency=\(consistency.rawValue)" }
+        return try await send("get \(key.debugDescription)", method: "GET", path: path, body: nil, isWrite: false)
+    }
+
+    /// `POST /delete`.
+    public func delete(key: String) async throws(CommandFailure) -> (DeleteResponse, NodeTarget) {
+        let body = try encode(DeleteRequest(key: key))
+        return try await send("delete \(key.debugDescription)", method: "POST", path: "/delete", body: body, isWrite: true)
+    }
+
+    static func queryEscape(_ text: String) -> String {
+        var allowed = CharacterSet.alphanumerics
+        allowed.insert(charactersIn: "-._~")
+        return text.addingPercentEncoding(withAllowedCharacters: allowed) ?? text
+    }
+
+    private func encode<T: Encodable>(_ value: T) throws(CommandFailure) -> Data {
+        do {
+            return try WireJSON.encode(value)
+        } catch {
+            throw CommandFailure(.failed, code: "invalid_request", "cannot encode the request: \(error)")
+        }
+    }
+
+    /// Sends one request to the first target that takes it (see the retry rule above).
+    func send<Response: Decodable>(
+        _ what: String, method: String, path: String, body: Data?, isWrite: Bool
+    ) async throws(CommandFailure) -> (Response, NodeTarget) {
+        let deadline = ContinuousClock.now + timeout
+        var skipped: [String] = []
+        for target in targets {
+            let remaining = ContinuousClock.now.duration(to: deadline)
+            guard remaining > .zero else { break }
+            let response: HTTPResponse
+            do {
+                response = try await httpExchange(
+                    method: method, endpoint: target.client, path: path, body: body, timeout: remaining)
+            } catch {
+                if isWrite && error.requestSent {
+                    throw CommandFailure(
+                        .timeout, code: "timeout",
+                        "\(what) sent to \(target.label): \(error.reason); the write may or may not have been applied",
+                        hint: "check with `dctl get` before retrying; it was not resent to another node")
+                }
+                skipped.append("\(target.label): \(error.reason)")
+                continue
+            }
+            if response.status == 200 {
+                do {
+                    return (try WireJSON.decode(Response.self, from: response.body), target)
+                } catch {
+                    throw CommandFailure(
+                        .failed, code: "bad_response", "\(what): \(target.label) answered 200 with a body dctl cannot read",
+                        hint: "is \(target.client) a dnode client port? (metrics ports are different)")
+                }
+            }
+            let apiError = Self.apiError(response)
+            if apiError?.code == .noLeader || apiError?.code == .unavailable {
+                skipped.append("\(target.label): \(apiError.map { "\($0)" } ?? "HTTP \(response.status)")")
+                continue
+            }
+            throw Self.failure(what, target: target, response: response, apiError: apiError)
+        }
+        let reasons = skipped.isEmpty ? "no time left" : skipped.joined(separator: "; ")
+        let timedOut = ContinuousClock.now >= deadline
+        throw CommandFailure(
+            timedOut && !isWrite ? .timeout : .unavailable, code: timedOut && !isWrite ? "timeout" : "unreachable",
+            "\(what): no node could serve it (\(reasons))\(isWrite ? "; nothing was applied" : "")",
+            hint: "check the nodes with `dctl status`; the endpoints were \(targets.map(\.client.description).joined(separator: ","))")
+    }
+
+    static func apiError(_ response: HTTPResponse) -> APIError? {
+        try? WireJSON.decode(APIErrorEnvelope.self, from: response.body).error
+    }
+
+    /// The failure for a non-200 answer other than `503`.
+    static func failure(_ what: String, target: NodeTarget, response: HTTPResponse, apiError: APIError?) -> CommandFailure {
+        guard let apiError else {
+            return CommandFailure(
+                .failed, code: "bad_response", "\(what): \(target.label) answered HTTP \(response.status) without an error envelope",
+                hint: "is \(target.client) a dnode client port?")
+        }
+        let exit = ExitStatus(apiError.code)
+        let hint: String
+        switch apiError.code {
+        case .keyNotFound: hint = ""
+        case .timeout: hint = "the write may or may not have been applied: check with `dctl get` before retrying"
+        case .overloaded: hint = "the cluster is shedding load; nothing was proposed: retry later"
+        case .tooLarge: hint = "keys are limited to 4 KiB and values to max_value_bytes (1 MiB by default)"
+        default: hint = ""
+        }
+        let message = apiError.code == .keyNotFound
+            ? "\(what): key not found (answered by \(target.label))"
+            : "\(what) rejected by \(target.label): \(apiError)"
+        return CommandFailure(exit, code: apiError.code.rawValue, message, hint: hint)
+    }
+}

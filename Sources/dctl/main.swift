@@ -1,1 +1,0 @@
-print("dctl: not yet implemented")
