@@ -9,6 +9,7 @@ SWIFT_BUILD_FLAGS ?=
 SWIFT_TEST_FLAGS ?=
 RELEASE_DIR := .build/release
 DNODE := $(RELEASE_DIR)/dnode
+DCTL := $(RELEASE_DIR)/dctl
 SEEDS ?= 2000
 START ?= 1
 PLANT ?=
@@ -39,10 +40,10 @@ build: ## Release build of dnode, dctl and dtop (.build/release)
 	$(SWIFT) build -c release $(SWIFT_BUILD_FLAGS) --product dtop
 
 start-cluster: build ## Build, start nodes 1-3 in the background (run/, logs/N/), wait for a leader
-	scripts/cluster.sh start 1 2 3
+	$(DCTL) cluster start
 
 stop-cluster: ## Stop every node started in the background (SIGTERM, then SIGKILL after 10 s)
-	scripts/cluster.sh stop
+	@if [ -x $(DCTL) ]; then $(DCTL) cluster stop; else scripts/cluster.sh stop; fi
 
 status-cluster: ## One line per node from its /status, or "down"
 	scripts/cluster.sh status

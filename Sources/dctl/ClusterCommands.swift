@@ -54,7 +54,7 @@ extension Context {
     }
 
     /// Starts `nodes`, then waits (within `--timeout`, default 20 s) until each answers `/status` and, with
-    /// `needLeader`, a leader is known. Fails fast with the log tail if a node exits.
+    /// `needLeader`, the cluster is healthy (a leader every node follows; a leader alone suffices at the deadline). Fails fast with the log tail if a node exits.
     func start(
         _ nodes: [LocalNode], local: [LocalNode], options: LocalOptions, needLeader: Bool
     ) async throws(CommandFailure) -> ClusterView {
@@ -90,7 +90,10 @@ extension Context {
             }
             view = ClusterView(probes: await client.probeAll())
             let answered = Set(view.rows.filter(\.reachable).compactMap(\.id))
-            if nodes.allSatisfy({ answered.contains($0.id) }) && (!needLeader || view.leaderID != nil) { return view }
+            let allAnswered = nodes.allSatisfy { answered.contains($0.id) }
+            if allAnswered && (!needLeader || view.health == .healthy) { return view }
+            // A leader was elected but some follower has not heard from it yet at the deadline: good enough.
+            if clock.now >= deadline && allAnswered && view.leaderID != nil { return view }
             if clock.now >= deadline { break }
             try? await Task.sleep(for: .milliseconds(100))
         }

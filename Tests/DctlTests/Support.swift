@@ -1,0 +1,202 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+struct SpawnError: Error {
+    var code: Int32
+}
+
+/// What one `dctl` run produced.
+struct RunResult: CustomStringConvertible {
+    var code: Int32
+    var stdout: String
+    var stderr: String
+    var elapsed: Duration
+    var description: String { "exit \(code) after \(elapsed)\n--- stdout\n\(stdout)--- stderr\n\(stderr)" }
+}
+
+/// Runs the built `dctl` binaries: the one `swift test` put next to the test executable, or `DCTL_BIN`.
+enum Dctl {
+    static let binary: String = {
+        if let explicit = ProcessInfo.processInfo.environment["DCTL_BIN"], !explicit.isEmpty { return explicit }
+        let me = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+            ?? Bundle.main.executablePath ?? CommandLine.arguments[0]
+        return URL(fileURLWithPath: me).deletingLastPathComponent().appendingPathComponent("dctl").path
+    }()
+
+    /// Runs `dctl arguments` in `directory` with a clean environment (no DCTL_*, NO_COLOR set) plus `environment`.
+    static func run(
+        _ arguments: [String], in directory: String? = nil, environment: [String: String] = [:], stdin: String? = nil,
+        interruptAfter: Bool? = nil
+    ) throws -> RunResult {
+        var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("DCTL_") && $0.key != "DNODE_BIN" }
+        env["NO_COLOR"] = "1"
+        env["COLUMNS"] = "120"
+        for (key, value) in environment { env[key] = value }
+        let base = NSTemporaryDirectory() + "dctl-run-\(UUID().uuidString)"
+        try Data((stdin ?? "").utf8).write(to: URL(fileURLWithPath: base + ".in"))
+        defer {
+            for suffix in [".in", ".out", ".err"] { try? FileManager.default.removeItem(atPath: base + suffix) }
+        }
+        // posix_spawn and waitpid, not Foundation's Process: its reaping stalls when the test pool is busy.
+        #if canImport(Glibc)
+        var actions = posix_spawn_file_actions_t()
+        #else
+        var actions: posix_spawn_file_actions_t? = nil
+        #endif
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, base + ".in", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, base + ".out", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_addopen(&actions, 2, base + ".err", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        let argvStrings = ["/bin/sh", "-c", "cd \"$0\" && exec \"$@\"", directory ?? ".", binary] + arguments
+        var argv: [UnsafeMutablePointer<CChar>?] = argvStrings.map { strdup($0) } + [nil]
+        var envp: [UnsafeMutablePointer<CChar>?] = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            for pointer in argv { free(pointer) }
+            for pointer in envp { free(pointer) }
+        }
+        let clock = ContinuousClock()
+        let start = clock.now
+        var pid: pid_t = 0
+        let spawned = posix_spawn(&pid, "/bin/sh", &actions, nil, &argv, &envp)
+        guard spawned == 0 else { throw SpawnError(code: spawned) }
+        if interruptAfter != nil {
+            // Interrupt once the watch has drawn its first frame.
+            let deadline = clock.now + .seconds(5)
+            while clock.now < deadline && (FileManager.default.contents(atPath: base + ".out")?.isEmpty ?? true) {
+                usleep(10_000)
+            }
+            kill(pid, SIGINT)
+        }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        let code = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        let stdoutData = FileManager.default.contents(atPath: base + ".out") ?? Data()
+        let stderrData = FileManager.default.contents(atPath: base + ".err") ?? Data()
+        return RunResult(
+            code: code, stdout: String(decoding: stdoutData, as: UTF8.self),
+            stderr: String(decoding: stderrData, as: UTF8.self), elapsed: start.duration(to: clock.now))
+    }
+}
+
+/// Free loopback ports in 20000..<32000 like LocalCluster (below the ephemeral range), walked from an offset of its
+/// own so the two allocators rarely meet; each port is checked by binding it.
+enum Ports {
+    private static let lock = NSLock()
+    private nonisolated(unsafe) static var cursor = 20000 + (Int(getpid()) * 7 + 5003) % 12000
+
+    static func allocate(_ count: Int) -> [Int] {
+        lock.lock()
+        defer { lock.unlock() }
+        var ports: [Int] = []
+        while ports.count < count {
+            cursor = cursor + 1 >= 32000 ? 20000 : cursor + 1
+            if isFree(cursor) { ports.append(cursor) }
+        }
+        return ports
+    }
+
+    static func isFree(_ port: Int) -> Bool {
+        #if canImport(Glibc)
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        #else
+        let fd = socket(AF_INET, SOCK_STREAM, 0)
+        #endif
+        defer { close(fd) }
+        var one: Int32 = 1
+        _ = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        _ = inet_pton(AF_INET, "127.0.0.1", &address.sin_addr)
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        } == 0
+    }
+}
+
+/// A directory laid out like the repository root for `dctl cluster start`: `config/nN.toml` on free ports with short
+/// timers; `run/`, `logs/`, `db/` appear when nodes start. Every pid in `run/` is SIGKILLed by `cleanup()`.
+final class ClusterDirectory: @unchecked Sendable {
+    let root: String
+    let clientPorts: [Int]
+    let metricsPorts: [Int]
+
+    init(nodes: Int = 3) throws {
+        root = NSTemporaryDirectory() + "dctl-tests/\(getpid())-\(UUID().uuidString.prefix(8))"
+        let ports = Ports.allocate(2 * nodes)
+        clientPorts = Array(ports[0..<nodes])
+        metricsPorts = Array(ports[nodes...])
+        try FileManager.default.createDirectory(atPath: root + "/config", withIntermediateDirectories: true)
+        let members = (1...nodes).map { "  { id = \($0), address = \"127.0.0.1:\(clientPorts[$0 - 1])\", role = 1, status = 2 }," }
+        for id in 1...nodes {
+            let text = """
+                [cluster]
+                node_id = \(id)
+                listen_address = "127.0.0.1:\(clientPorts[id - 1])"
+                initial_cluster = [
+                \(members.joined(separator: "\n"))
+                ]
+                db_root_dir = "./db/\(id)"
+                log_dir = "./logs/\(id)"
+                request_timeout_ms = 1500
+
+                [monitoring]
+                metrics_address = "127.0.0.1:\(metricsPorts[id - 1])"
+
+                [raft.election]
+                election_timeout_min = 300
+                election_timeout_max = 600
+
+                [raft.replication]
+                rpc_append_entries_clock_in_ms = 50
+
+                [raft.read_consistency]
+                lease_duration_ms = 150
+
+                """
+            try text.write(toFile: "\(root)/config/n\(id).toml", atomically: true, encoding: .utf8)
+        }
+    }
+
+    func endpoint(_ id: Int) -> String { "127.0.0.1:\(clientPorts[id - 1])" }
+
+    func pid(_ id: Int) -> Int32? {
+        (try? String(contentsOfFile: "\(root)/run/n\(id).pid", encoding: .utf8))
+            .flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+    }
+
+    func isRunning(_ id: Int) -> Bool { pid(id).map { kill($0, 0) == 0 } ?? false }
+
+    func dctl(_ arguments: [String], environment: [String: String] = [:]) throws -> RunResult {
+        try Dctl.run(arguments, in: root, environment: environment)
+    }
+
+    /// SIGKILLs every node with a pid file and removes the directory (kept with KEEP_CLUSTER_DIRS=1).
+    func cleanup() {
+        for id in 1...clientPorts.count {
+            if let pid = pid(id) { kill(pid, SIGKILL) }
+        }
+        if ProcessInfo.processInfo.environment["KEEP_CLUSTER_DIRS"] == nil {
+            try? FileManager.default.removeItem(atPath: root)
+        }
+    }
+}
+
+// MARK: - Golden files
+
+/// Compares `actual` with `testdata/<name>`; `UPDATE_GOLDEN=1` rewrites the file instead.
+func matchesGolden(_ actual: String, _ name: String) throws -> Bool {
+    let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("testdata/\(name)").path
+    if ProcessInfo.processInfo.environment["UPDATE_GOLDEN"] == "1" {
+        try actual.write(toFile: path, atomically: true, encoding: .utf8)
+        return true
+    }
+    let expected = (try? String(contentsOfFile: path, encoding: .utf8)) ?? "<missing \(path); run with UPDATE_GOLDEN=1>"
+    return expected == actual
+}
