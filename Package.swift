@@ -82,7 +82,7 @@ let package = Package(
             name: "raftsim",
             dependencies: ["RaftCore", "RaftTestKit", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
-        .testTarget(name: "RaftCoreTests", dependencies: ["RaftCore", "RaftTestKit"]),
+        .testTarget(name: "RaftCoreTests", dependencies: ["RaftCore", "RaftTestKit"], exclude: ["testdata"]),
         .testTarget(name: "RaftStorageTests", dependencies: ["RaftCore", "RaftStorage", "RaftTestKit"]),
         .testTarget(name: "KVStoreTests", dependencies: ["RaftCore", "KVStore"]),
         .testTarget(name: "ClusterAPITests", dependencies: ["ClusterAPI"]),

@@ -504,7 +504,9 @@ public final class RaftServer: @unchecked Sendable {
             try lock.withLock { _ = try snapshots.save(metadata: meta, data: data) }
             return data
         }.flatMap { data in
-            io.runIfActive(eventLoop: loop) { () -> [UInt8] in
+            io.runIfActive(eventLoop: loop) { () -> [UInt8]? in
+                // A newer snapshot from the leader may have been installed while this one was being written.
+                if let current = writer.wal.snapshot, current.index >= meta.index { return nil }
                 try writer.persist(entries: [], snapshot: meta)
                 try writer.compact(before: meta.index + 1 > retained ? meta.index + 1 - retained : 1)
                 return data
@@ -512,7 +514,10 @@ public final class RaftServer: @unchecked Sendable {
         }.whenComplete { result in
             self.snapshotInProgress = false
             switch result {
-            case .success(let data):
+            case .success(nil):
+                self.log.info("snapshot at \(meta.index) superseded by an installed snapshot")
+            case .success(let data?):
+                guard meta.index > self.lastSnapshotIndex else { return }
                 self.latestSnapshot = (meta, data)
                 self.lastSnapshotIndex = meta.index
                 self.core.compact(snapshot: meta, retain: retained)
@@ -579,7 +584,8 @@ public final class RaftServer: @unchecked Sendable {
                         PeerStatus(
                             id: id, address: self.settings.addresses[id] ?? "", matchIndex: pr.match,
                             lagEntries: core.lastIndex > pr.match ? core.lastIndex - pr.match : 0,
-                            lastAckMsAgo: now > pr.lastAckAt ? now - pr.lastAckAt : 0, state: state))
+                            lastAckMsAgo: pr.hasAnswered ? (now > pr.lastAckAt ? now - pr.lastAckAt : 0) : nil,
+                            state: state))
                 }
             }
             return NodeStatus(

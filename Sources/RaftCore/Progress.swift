@@ -20,8 +20,11 @@ public struct Progress: Sendable, Equatable, CustomStringConvertible {
     public private(set) var pendingSnapshot: LogIndex = 0
     /// Last indexes of the AppendEntries in flight (replicate state), oldest first.
     private var inflight: [LogIndex] = []
-    /// When this follower last answered anything (clock of the core); for check-quorum and status.
+    /// When this follower last answered anything (clock of the core); for check-quorum and status. Starts at the
+    /// leader's election, as the grace period of check-quorum.
     public var lastAckAt: UInt64
+    /// Whether the follower has answered this leader at all (status shows "never" otherwise).
+    public var hasAnswered = false
     /// The highest read/lease round this follower has acknowledged.
     public var ackedRound: UInt64 = 0
     /// When `match` last moved or the state last changed: a replicate stream that stops moving for an election

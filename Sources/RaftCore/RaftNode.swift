@@ -206,6 +206,7 @@ public struct RaftNode: Sendable {
         case .heartbeatResponse(let round):
             guard role == .leader, var pr = progress[m.from] else { return }
             pr.lastAckAt = now
+            pr.hasAnswered = true
             pr.ackedRound = max(pr.ackedRound, round)
             pr.resumeProbe()
             progress[m.from] = pr
@@ -700,6 +701,7 @@ public struct RaftNode: Sendable {
     private mutating func handleAppendResponse(from peer: NodeID, _ result: Message.AppendResult, round ackRound: UInt64) {
         guard var pr = progress[peer] else { return }
         pr.lastAckAt = now
+        pr.hasAnswered = true
         pr.ackedRound = max(pr.ackedRound, ackRound)
         switch result {
         case .success(let index):

@@ -1,3 +1,4 @@
+import Glibc
 import NIOCore
 import NIOPosix
 import RaftCore
@@ -149,12 +150,9 @@ struct PeerTransportSocketTests {
     @Test("a peer that is down gets its messages once it comes up; forwards to it fail as unreachable")
     func reconnectAfterPeerComesUp() async throws {
         try await withGroup { group in
-            // Reserve a free port, then free it: nothing listens there until node 2 starts.
-            let placeholder = try await ServerBootstrap(group: group)
-                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                .bind(host: "127.0.0.1", port: 0).get()
-            let port = try placeholder.boundPort
-            try await placeholder.close()
+            // Hold a port bound but not listening: connecting is refused, and no other test in this process can
+            // take the port until node 2 starts on it.
+            let (placeholder, port) = try Self.boundNotListening()
 
             let a = try await makeNode(1, group: group)
             a.transport.updatePeers([2: ("127.0.0.1", port)])
@@ -167,6 +165,7 @@ struct PeerTransportSocketTests {
                     .get()
             }
 
+            close(placeholder)
             let b = try await makeNode(2, group: group, port: port)
             try await waitUntil("node 2 received the queued messages") {
                 try await b.handler.snapshot().messages.count == 5
@@ -174,6 +173,36 @@ struct PeerTransportSocketTests {
             #expect(try await b.handler.snapshot().messages == (0..<5).map { heartbeat(from: 1, to: 2, round: $0) })
             try await stop(a, b)
         }
+    }
+
+    /// A TCP socket bound to a free loopback port without `listen`: connections to the port are refused.
+    static func boundNotListening() throws -> (fd: Int32, port: Int) {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw POSIXFailure("socket") }
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0 else {
+            close(fd)
+            throw POSIXFailure("bind")
+        }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        return (fd, Int(UInt16(bigEndian: address.sin_port)))
+    }
+
+    struct POSIXFailure: Error, CustomStringConvertible {
+        var call: String
+        init(_ call: String) { self.call = call }
+        var description: String { "\(call) failed: errno \(errno)" }
     }
 
     @Test("a peer that accepts but never reads does not delay messages to a live peer")

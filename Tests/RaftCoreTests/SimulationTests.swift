@@ -1,6 +1,17 @@
+import Foundation
 import RaftCore
 import RaftTestKit
 import Testing
+
+/// Runs CPU-bound work on a thread of its own, so that it never occupies Swift's cooperative pool (two threads on
+/// this machine): the process-level tests running beside it await socket I/O and must keep being resumed.
+func offPool<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
+    await withCheckedContinuation { continuation in
+        let thread = Thread { continuation.resume(returning: work()) }
+        thread.stackSize = 8 << 20
+        thread.start()
+    }
+}
 
 /// The main safety net: seeded simulations of 3- and 5-node clusters with faults, checked after every step.
 @Suite struct SimulationTests {
@@ -10,22 +21,29 @@ import Testing
     static let steps = 3000
 
     @Test(arguments: chunks)
-    func seedsHoldEverySafetyProperty(chunk: Int) {
-        var total = SimStats()
+    func seedsHoldEverySafetyProperty(chunk: Int) async {
         let first = UInt64(chunk) * Self.seedsPerChunk + 1
-        for seed in first..<(first + Self.seedsPerChunk) {
-            var options = SimOptions(seed: seed)
-            options.steps = Self.steps
-            options.voters = seed % 2 == 0 ? 5 : 3
-            var sim = Simulation(options: options)
-            do {
-                try sim.run()
-            } catch {
-                Issue.record("\(error)\nreplay: raftsim --start \(seed) --seeds 1 --voters \(options.voters) --trace")
-                return
+        let outcome: (SimStats, String?) = await offPool {
+            var total = SimStats()
+            for seed in first..<(first + Self.seedsPerChunk) {
+                var options = SimOptions(seed: seed)
+                options.steps = Self.steps
+                options.voters = seed % 2 == 0 ? 5 : 3
+                var sim = Simulation(options: options)
+                do {
+                    try sim.run()
+                } catch {
+                    return (total, "\(error)\nreplay: raftsim --start \(seed) --seeds 1 --voters \(options.voters) --trace")
+                }
+                total.add(sim.stats)
             }
-            total.add(sim.stats)
+            return (total, nil)
         }
+        if let failure = outcome.1 {
+            Issue.record(Comment(rawValue: failure))
+            return
+        }
+        let total = outcome.0
         // The faults really happened (a simulation that injects nothing proves nothing).
         #expect(total.crashes > 0)
         #expect(total.partitions > 0)
@@ -88,8 +106,8 @@ import Testing
         (PlantedBug.voteWithoutLogCheck, "leader completeness"),
         (PlantedBug.leaseWithStaleClock, "read safety"),
     ])
-    func bugIsCaught(bug: PlantedBug, property: String) {
-        guard let caught = Self.seedsUntilCaught(bug, maxSeeds: 150) else {
+    func bugIsCaught(bug: PlantedBug, property: String) async {
+        guard let caught = await offPool({ Self.seedsUntilCaught(bug, maxSeeds: 150) }) else {
             Issue.record("\(bug.rawValue) survived 150 seeds")
             return
         }

@@ -51,7 +51,7 @@ final class LocalCluster: @unchecked Sendable {
         /// Per-request deadline of the HTTP clients.
         var requestTimeout: Duration = .seconds(3)
         /// How long `start()`/`restart()` wait for a node's `/status` to answer.
-        var readyTimeout: Duration = .seconds(10)
+        var readyTimeout: Duration = .seconds(20)
 
         init() {}
 
