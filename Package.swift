@@ -75,7 +75,17 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .executableTarget(name: "dtop", dependencies: ["ClusterAPI"]),
+        // dtop's pure view model: (previous model, polled statuses) -> rows, events, health; frame layout.
+        .target(name: "DashboardCore", dependencies: ["ClusterAPI"]),
+        // ncursesw, with static inline shims for the A_* / ACS_* macros (libncurses-dev).
+        .systemLibrary(name: "CNcurses", path: "Sources/CNcurses", providers: [.apt(["libncurses-dev"])]),
+        .executableTarget(
+            name: "dtop",
+            dependencies: [
+                "ClusterAPI", "DashboardCore", "CNcurses",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
         // Storage benchmark (make bench-storage) and the crash tests' child process.
         .executableTarget(name: "storagebench", dependencies: ["RaftCore", "RaftStorage"]),
         .executableTarget(
@@ -87,6 +97,9 @@ let package = Package(
         .testTarget(name: "KVStoreTests", dependencies: ["RaftCore", "KVStore"]),
         .testTarget(name: "ClusterAPITests", dependencies: ["ClusterAPI"]),
         .testTarget(name: "LinearizabilityTests", dependencies: ["Linearizability"]),
+        .testTarget(name: "DashboardCoreTests", dependencies: ["DashboardCore", "ClusterAPI"]),
+        // Runs the built `dtop` in tmux against real `dnode` processes (never linked in).
+        .testTarget(name: "DtopTests", dependencies: ["ClusterAPI", "DashboardCore"]),
         .testTarget(name: "NodeConfigTests", dependencies: ["NodeConfig", "ClusterAPI"]),
         // Process-level tests: run the built `dnode` binaries (never linked in) as a local cluster.
         .testTarget(name: "ClusterTests", dependencies: ["ClusterAPI"]),

@@ -1,0 +1,179 @@
+@preconcurrency import CNcurses
+import DashboardCore
+import Foundation
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The last terminating signal received (0 for none). Set by the handler, read by the curses loop, which then
+/// restores the terminal itself: nothing but this store happens in signal context.
+private let pendingSignal = Atomic<Int32>(0)
+
+/// The curses layer: the only code that calls ncurses, all of it on the thread that calls `run()`.
+///
+/// It draws the latest model the poller published and never waits for a poll. A frame is `erase()`, the lines of
+/// `FrameRenderer`, `refresh()`: curses sends only the cells that changed, so ticks and resizes do not flicker.
+final class CursesUI {
+    private let poller: Poller
+    private let frameLimit: Int?
+    private let color: Bool
+    private var unicode = true
+    private var colorsOn = false
+
+    private var sort = SortKey.id
+    private var spark = SparkSource.ops
+    private var showEvents = true
+    private var showHelp = false
+    private var paused: DashboardModel?
+
+    /// Interval steps for `+` and `-`, in milliseconds.
+    static let steps: [UInt64] = [100, 200, 250, 500, 1000, 2000, 5000, 10_000]
+
+    init(poller: Poller, frameLimit: Int?, color: Bool) {
+        self.poller = poller
+        self.frameLimit = frameLimit
+        self.color = color
+    }
+
+    /// Runs until `q`, a terminating signal or the frame limit; returns the exit code (128 + signal, or 0).
+    func run() -> Int32 {
+        setlocale(LC_ALL, "")
+        unicode = dtop_locale_is_utf8() != 0
+        for signal in [SIGINT, SIGTERM, SIGHUP, SIGQUIT] {
+            // Installed before initscr, so ncurses keeps these and the loop below restores the terminal.
+            _ = Glibc.signal(signal) { received in pendingSignal.store(received, ordering: .relaxed) }
+        }
+        _ = initscr()
+        defer { endwin() }
+        cbreak()
+        noecho()
+        keypad(dtop_stdscr(), true)
+        _ = curs_set(0)
+        // getch waits at most this long: the loop notices new rounds, keys and signals within 50 ms.
+        timeout(50)
+        setUpColors()
+        poller.start()
+        defer { poller.stop() }
+
+        var drawnVersion = -1
+        var lastDraw = ContinuousClock.now - .seconds(1)
+        var framesDrawn = 0
+        while true {
+            let signal = pendingSignal.load(ordering: .relaxed)
+            if signal != 0 { return 128 + signal }
+            let key = getch()
+            var dirty = false
+            if key != dtop_err() {
+                if handle(key) == .quit { return 0 }
+                dirty = true
+            }
+            let (live, version) = poller.latest
+            let model = paused ?? live
+            let newRound = paused == nil && version != drawnVersion && version > 0
+            if dirty || newRound || ContinuousClock.now - lastDraw >= .milliseconds(250) {
+                draw(model)
+                lastDraw = ContinuousClock.now
+                if newRound {
+                    drawnVersion = version
+                    framesDrawn += 1
+                    if let frameLimit, framesDrawn >= frameLimit { return 0 }
+                }
+            }
+        }
+    }
+
+    private enum KeyResult { case quit, handled }
+
+    private func handle(_ key: Int32) -> KeyResult {
+        if key == dtop_key_resize() { return .handled }
+        guard let scalar = UnicodeScalar(UInt32(max(key, 0))) else { return .handled }
+        switch Character(scalar) {
+        case "q", "Q":
+            return .quit
+        case "p", "P", " ":
+            paused = paused == nil ? poller.latest.model : nil
+        case "+", "=":
+            let current = poller.interval
+            poller.interval = Self.steps.first { $0 > current } ?? Self.steps.last!
+        case "-", "_":
+            let current = poller.interval
+            poller.interval = Self.steps.last { $0 < current } ?? Self.steps.first!
+        case "s", "S":
+            sort = sort.next
+        case "l", "L":
+            spark = spark.next
+        case "e", "E":
+            showEvents.toggle()
+        case "?", "h", "H":
+            showHelp.toggle()
+        default:
+            break
+        }
+        return .handled
+    }
+
+    private func draw(_ model: DashboardModel) {
+        let height = Int(dtop_lines())
+        let width = Int(dtop_cols())
+        var options = FrameOptions(
+            width: max(width - 1, 1), height: height, nowMs: wallClockMs(),
+            utcOffsetSeconds: TimeZone.current.secondsFromGMT(), intervalMs: poller.interval)
+        options.sort = sort
+        options.spark = spark
+        options.showEvents = showEvents
+        options.showHelp = showHelp
+        options.paused = paused != nil
+        options.unicode = unicode
+        erase()
+        for (row, line) in FrameRenderer.render(model, options).enumerated() {
+            var column = 0
+            for span in line.spans where !span.text.isEmpty {
+                let attributes = attributes(span.style)
+                attrset(attributes)
+                mvaddstr(Int32(row), Int32(column), span.text)
+                column += span.text.count
+            }
+            attrset(dtop_a_normal())
+        }
+        refresh()
+    }
+
+    // MARK: Colours
+
+    private enum Pair: Int16 {
+        case good = 1, warn, bad, accent, alert
+    }
+
+    private func setUpColors() {
+        guard color, has_colors() else { return }
+        start_color()
+        _ = use_default_colors()
+        init_pair(Pair.good.rawValue, Int16(COLOR_GREEN), -1)
+        init_pair(Pair.warn.rawValue, Int16(COLOR_YELLOW), -1)
+        init_pair(Pair.bad.rawValue, Int16(COLOR_RED), -1)
+        init_pair(Pair.accent.rawValue, Int16(COLOR_CYAN), -1)
+        init_pair(Pair.alert.rawValue, Int16(COLOR_WHITE), Int16(COLOR_RED))
+        colorsOn = true
+    }
+
+    private func pair(_ pair: Pair) -> Int32 { colorsOn ? dtop_color_pair(pair.rawValue) : 0 }
+
+    /// Attributes first (they carry the meaning on a monochrome terminal), colour on top when allowed.
+    private func attributes(_ style: TextStyle) -> Int32 {
+        switch style {
+        case .normal: return dtop_a_normal()
+        case .title: return dtop_a_bold() | pair(.accent)
+        case .heading: return dtop_a_reverse()
+        case .good: return pair(.good)
+        case .warn: return dtop_a_bold() | pair(.warn)
+        case .bad: return dtop_a_bold() | pair(.bad)
+        case .leader: return dtop_a_bold() | pair(.accent)
+        case .dim: return dtop_a_dim()
+        case .alert: return dtop_a_reverse() | dtop_a_bold() | pair(.alert)
+        }
+    }
+}

@@ -1,0 +1,109 @@
+import DashboardCore
+import Foundation
+
+/// Polls every endpoint in parallel on background threads and folds each round into the model.
+///
+/// One round: every target is fetched at once (one Dispatch work item each) with a deadline shorter than the
+/// interval, so a slow or dead node delays nothing beyond its deadline. The next round starts one interval after
+/// the previous one started. The curses thread never waits on this: it reads `latest` (a copy) under a lock.
+final class Poller: @unchecked Sendable {
+    private let lock = NSCondition()
+    private var model: DashboardModel
+    private var version = 0
+    private var intervalMs: UInt64
+    private var stopped = false
+    private let clock: @Sendable () -> UInt64
+
+    init(endpoints: [Endpoint], intervalMs: UInt64, clock: @escaping @Sendable () -> UInt64) {
+        self.model = DashboardModel(endpoints: endpoints)
+        self.intervalMs = intervalMs
+        self.clock = clock
+    }
+
+    /// The per-request deadline for `interval`: 80% of it, at most 2 s.
+    static func deadlineMs(intervalMs: UInt64) -> Int { Int(min(intervalMs * 4 / 5, 2000)) }
+
+    /// The latest model and how many rounds produced it.
+    var latest: (model: DashboardModel, version: Int) {
+        lock.lock()
+        defer { lock.unlock() }
+        return (model, version)
+    }
+
+    var interval: UInt64 {
+        get { lock.lock(); defer { lock.unlock() }; return intervalMs }
+        set {
+            lock.lock()
+            intervalMs = newValue
+            lock.broadcast()
+            lock.unlock()
+        }
+    }
+
+    /// One round, synchronously (used by `--once` and by the polling thread).
+    func pollOnce() {
+        let (targets, interval) = lock.withLock { (model.pollTargets, intervalMs) }
+        let results = Self.fetchAll(targets, timeoutMs: Self.deadlineMs(intervalMs: interval))
+        let now = clock()
+        lock.withLock {
+            model.apply(results, nowMs: now)
+            version += 1
+        }
+    }
+
+    static func fetchAll(_ targets: [Endpoint], timeoutMs: Int) -> [PollResult] {
+        let results = ResultBox(count: targets.count)
+        let group = DispatchGroup()
+        for (index, endpoint) in targets.enumerated() {
+            DispatchQueue.global().async(group: group) {
+                results.set(index, PollResult(endpoint: endpoint, outcome: StatusFetcher.fetch(endpoint, timeoutMs: timeoutMs)))
+            }
+        }
+        // Each fetch ends by its own deadline; the margin covers scheduling only.
+        _ = group.wait(timeout: .now() + .milliseconds(timeoutMs + 250))
+        return targets.enumerated().map { index, endpoint in
+            results.get(index) ?? PollResult(endpoint: endpoint, outcome: .failure("timed out"))
+        }
+    }
+
+    /// Starts the polling thread.
+    func start() {
+        let thread = Thread { [self] in run() }
+        thread.name = "dtop-poller"
+        thread.start()
+    }
+
+    func stop() {
+        lock.withLock {
+            stopped = true
+            lock.broadcast()
+        }
+    }
+
+    private func run() {
+        while true {
+            let started = ContinuousClock.now
+            pollOnce()
+            lock.lock()
+            // Wait out the rest of the interval; an interval change or stop wakes the wait early.
+            while !stopped {
+                let due = started + .milliseconds(intervalMs)
+                let left = ContinuousClock.now.duration(to: due)
+                if left <= .zero { break }
+                let seconds = Double(left.components.seconds) + Double(left.components.attoseconds) / 1e18
+                _ = lock.wait(until: Date().addingTimeInterval(seconds))
+            }
+            let done = stopped
+            lock.unlock()
+            if done { return }
+        }
+    }
+
+    private final class ResultBox: @unchecked Sendable {
+        private let lock = NSLock()
+        private var slots: [PollResult?]
+        init(count: Int) { slots = Array(repeating: nil, count: count) }
+        func set(_ index: Int, _ result: PollResult) { lock.withLock { slots[index] = result } }
+        func get(_ index: Int) -> PollResult? { lock.withLock { slots[index] } }
+    }
+}

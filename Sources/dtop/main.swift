@@ -1,1 +1,0 @@
-print("dtop: not yet implemented")
