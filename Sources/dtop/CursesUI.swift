@@ -43,6 +43,12 @@ final class CursesUI {
     func run() -> Int32 {
         setlocale(LC_ALL, "")
         unicode = dtop_locale_is_utf8() != 0
+        // A parent may hand down a mask blocking these (Dispatch worker threads block them): unblock, or neither
+        // the signals nor window resizes (SIGWINCH) would ever reach dtop.
+        var unblock = sigset_t()
+        sigemptyset(&unblock)
+        for signal in [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGWINCH] { sigaddset(&unblock, signal) }
+        _ = pthread_sigmask(SIG_UNBLOCK, &unblock, nil)
         for signal in [SIGINT, SIGTERM, SIGHUP, SIGQUIT] {
             // Installed before initscr, so ncurses keeps these and the loop below restores the terminal.
             _ = Glibc.signal(signal) { received in pendingSignal.store(received, ordering: .relaxed) }

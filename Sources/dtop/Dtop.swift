@@ -96,6 +96,11 @@ struct Dtop: ParsableCommand {
         }
         let ui = CursesUI(poller: poller, frameLimit: frames, color: Self.colorAllowed)
         let code = ui.run()
+        if code > 128 {
+            // The terminal is restored; now die of the signal, as the parent (a shell, tmux) expects.
+            signal(code - 128, SIG_DFL)
+            raise(code - 128)
+        }
         if code != 0 { throw ExitCode(code) }
     }
 
