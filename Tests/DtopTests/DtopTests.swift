@@ -46,11 +46,19 @@ struct DtopTests {
         }
     }
 
-    /// The shell command tmux runs: dtop `exec`ed (so the pane's pid is dtop's) with a UTF-8 locale.
+    /// The shell command tmux runs: dtop with a UTF-8 locale, then a line with its exit status, which stays on the
+    /// restored screen (`remain-on-exit`) for the test to read.
     static func dashboardCommand(_ arguments: [String]) throws -> String {
         let binary = try dtopBinary().path
-        return "exec env NCURSES_NO_UTF8_ACS=1 TERM=xterm-256color LANG=C.UTF-8 LC_ALL=C.UTF-8 "
-            + ([binary] + arguments).map(shellQuoted).joined(separator: " ")
+        return "env NCURSES_NO_UTF8_ACS=1 TERM=xterm-256color LANG=C.UTF-8 LC_ALL=C.UTF-8 "
+            + ([binary] + arguments).map(shellQuoted).joined(separator: " ") + "; echo \"dtop-exit=$?\""
+    }
+
+    /// Waits for the `dtop-exit=N` line and returns N (`128 + n` when dtop died of signal n) and the screen.
+    static func waitForExit(_ tmux: TmuxSession) async throws -> (status: Int?, screen: String) {
+        let screen = try await tmux.waitForScreen("dtop to exit", timeout: .seconds(5), history: true) { $0.contains("dtop-exit=") }
+        guard let range = screen.range(of: #"dtop-exit=(\d+)"#, options: .regularExpression) else { return (nil, screen) }
+        return (Int(screen[range].dropFirst("dtop-exit=".count)), screen)
     }
 
     // MARK: --once
@@ -164,9 +172,9 @@ struct DtopTests {
             }
 
             try tmux.sendKeys("q")
-            #expect(try await tmux.waitForExit() == 0)
+            let (status, after) = try await Self.waitForExit(tmux)
+            #expect(status == 0)
             // endwin() left the alternate screen: the dashboard is gone from the terminal.
-            let after = try tmux.capture()
             #expect(!after.contains("EVENTS") && !after.contains("LEADER"), "screen after exit:\n\(after)")
         }
     }
@@ -209,11 +217,13 @@ struct DtopTests {
         try tmux.sendKeys("?")
         try await tmux.waitForScreen("help") { $0.contains("HELP") && $0.contains("sort rows") }
 
-        let pid = try #require(try tmux.panePID())
+        // The pane runs the shell; dtop is its child.
+        let shell = try #require(try tmux.panePID())
+        let children = try String(contentsOfFile: "/proc/\(shell)/task/\(shell)/children", encoding: .utf8)
+        let pid = try #require(children.split(separator: " ").first.flatMap { Int32($0) })
         #expect(kill(pid, SIGTERM) == 0)
-        let status = try await tmux.waitForExit()
-        #expect(status == 128 + Int(SIGTERM), "dtop ended with \(status)")
-        let after = try tmux.capture()
+        let (status, after) = try await Self.waitForExit(tmux)
+        #expect(status == 128 + Int(SIGTERM))
         #expect(!after.contains("UNAVAILABLE"), "screen after SIGTERM:\n\(after)")
     }
 }

@@ -87,19 +87,21 @@ final class TmuxSession: @unchecked Sendable {
     }
 
     /// The visible screen, one line per row, trailing blanks trimmed.
-    func capture() throws -> String {
-        try run(["capture-pane", "-p", "-t", session])
+    /// With `history`, the lines scrolled off the top come first (a resize can push a line there).
+    func capture(history: Bool = false) throws -> String {
+        try run(["capture-pane", "-p", "-t", session] + (history ? ["-S", "-"] : []))
     }
 
     /// Polls the screen until `condition` holds; returns that screen. On timeout the error shows the last screen.
     @discardableResult
     func waitForScreen(
-        _ what: String, timeout: Duration = .seconds(10), _ condition: @escaping (String) -> Bool
+        _ what: String, timeout: Duration = .seconds(10), history: Bool = false,
+        _ condition: @escaping (String) -> Bool
     ) async throws -> String {
         var last = ""
         do {
             return try await waitFor(what, timeout: timeout, interval: .milliseconds(50)) { () -> String? in
-                last = try self.capture()
+                last = try self.capture(history: history)
                 return condition(last) ? last : nil
             }
         } catch {
@@ -122,26 +124,9 @@ final class TmuxSession: @unchecked Sendable {
         try run(["resize-window", "-t", session, "-x", "\(width)", "-y", "\(height)"])
     }
 
-    /// The pane's process id (dtop itself when the command `exec`s it).
+    /// The pane's process id (the shell running the command).
     func panePID() throws -> Int32? {
         Int32(try run(["display-message", "-p", "-t", session, "#{pane_pid}"]).trimmingCharacters(in: .whitespacesAndNewlines))
-    }
-
-    /// `nil` while the command runs, else its exit status (`128 + n` for a signal, as tmux reports it).
-    func exitStatus() throws -> Int? {
-        let text = try run(["display-message", "-p", "-t", session, "#{pane_dead} #{pane_dead_status} #{pane_dead_signal}"])
-        let fields = text.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: " ", omittingEmptySubsequences: false)
-        guard fields.first == "1" else { return nil }
-        if fields.count > 2, let signal = Int(fields[2]), signal > 0 { return 128 + signal }
-        // tmux 3.3 prints an empty status for a clean exit.
-        return fields.count > 1 ? Int(fields[1]) ?? 0 : 0
-    }
-
-    /// Waits for the command to exit and returns its status.
-    func waitForExit(timeout: Duration = .seconds(5)) async throws -> Int {
-        try await waitFor("the command in tmux to exit", timeout: timeout, interval: .milliseconds(25)) {
-            try self.exitStatus()
-        }
     }
 
     /// Ends the tmux server (and whatever still runs in it).
