@@ -318,7 +318,8 @@ public enum FrameRenderer {
         ]
         var lines = [StyledLine([Span("HELP", .heading)])]
         lines += keys.map { StyledLine([Span("  " + $0.0.padding(toLength: 8), .title), Span($0.1)]) }
-        lines.append(StyledLine([Span("  marks: * leader  ? candidate  x down  . polling  - no metrics; !/!! lagging/stalled")]))
+        let marks = "  marks: * leader  ? candidate  x down  . polling  - no metrics; !/!! lagging/stalled"
+        lines.append(StyledLine([Span(marks)]))
         return lines
     }
 
@@ -333,7 +334,8 @@ public enum FrameRenderer {
 
     /// A sparkline of the last `width` values, scaled to their maximum; right-aligned.
     public static func sparkline(_ values: [Double], width: Int, unicode: Bool) -> String {
-        let ramp: [Character] = unicode ? ["▁", "▂", "▃", "▄", "▅", "▆", "▇", "█"] : ["_", ".", "-", "~", "=", "+", "*", "#"]
+        let ramp: [Character] =
+            unicode ? ["▁", "▂", "▃", "▄", "▅", "▆", "▇", "█"] : ["_", ".", "-", "~", "=", "+", "*", "#"]
         let shown = values.suffix(width)
         let top = shown.max() ?? 0
         let marks = shown.map { value -> Character in

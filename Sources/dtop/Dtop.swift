@@ -125,8 +125,8 @@ struct Dtop: ParsableCommand {
             }
         case .text:
             var options = FrameOptions(
-                width: Self.terminalWidth(), height: nil, nowMs: now, utcOffsetSeconds: TimeZone.current.secondsFromGMT(),
-                intervalMs: intervalMs)
+                width: Self.terminalWidth(), height: nil, nowMs: now,
+                utcOffsetSeconds: TimeZone.current.secondsFromGMT(), intervalMs: intervalMs)
             options.interactive = false
             options.unicode = false
             print(FrameRenderer.plainText(model, options), terminator: "")

@@ -56,7 +56,8 @@ final class Poller: @unchecked Sendable {
         let group = DispatchGroup()
         for (index, endpoint) in targets.enumerated() {
             DispatchQueue.global().async(group: group) {
-                results.set(index, PollResult(endpoint: endpoint, outcome: StatusFetcher.fetch(endpoint, timeoutMs: timeoutMs)))
+                let outcome = StatusFetcher.fetch(endpoint, timeoutMs: timeoutMs)
+                results.set(index, PollResult(endpoint: endpoint, outcome: outcome))
             }
         }
         // Each fetch ends by its own deadline; the margin covers scheduling only.

@@ -44,12 +44,15 @@ enum StatusFetcher {
     static func get(_ endpoint: Endpoint, path: String, deadline: ContinuousClock.Instant) throws -> Response {
         let fd = try connect(endpoint, deadline: deadline)
         defer { close(fd) }
-        let request = "GET \(path) HTTP/1.1\r\nHost: \(endpoint)\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
+        let request =
+            "GET \(path) HTTP/1.1\r\nHost: \(endpoint)\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
         var bytes = Array(request.utf8)
         var sent = 0
         while sent < bytes.count {
             try wait(fd, for: Int16(POLLOUT), deadline: deadline)
-            let count = bytes.withUnsafeMutableBytes { send(fd, $0.baseAddress! + sent, $0.count - sent, Int32(MSG_NOSIGNAL)) }
+            let count = bytes.withUnsafeMutableBytes {
+                send(fd, $0.baseAddress! + sent, $0.count - sent, Int32(MSG_NOSIGNAL))
+            }
             if count < 0 {
                 if errno == EAGAIN || errno == EINTR { continue }
                 throw FetchError(description: "send: \(String(cString: strerror(errno)))")
@@ -88,7 +91,8 @@ enum StatusFetcher {
         var headers: [String: String] = [:]
         for line in lines.dropFirst() {
             guard let colon = line.firstIndex(of: ":") else { continue }
-            headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+            let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+            headers[line[..<colon].lowercased()] = value
         }
         let body = data[split.upperBound...]
         if let length = headers["content-length"].flatMap({ Int($0) }) {

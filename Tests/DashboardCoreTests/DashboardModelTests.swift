@@ -57,8 +57,8 @@ struct DashboardModelTests {
                 Fixture.down(1),
                 Fixture.up(
                     Fixture.status(
-                        2, role: .leader, term: 8, leader: 2, peers: [Fixture.peer(1, lag: 3, ack: nil), Fixture.peer(3)]
-                    )),
+                        2, role: .leader, term: 8, leader: 2,
+                        peers: [Fixture.peer(1, lag: 3, ack: nil), Fixture.peer(3)])),
                 Fixture.up(Fixture.status(3, role: .follower, term: 8, leader: 2)),
             ], nowMs: Fixture.t0 + 1300)
         let summary = model.summary

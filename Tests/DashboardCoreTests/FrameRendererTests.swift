@@ -56,7 +56,8 @@ struct FrameRendererTests {
     @Test("paused and stale data say so in the status line; no data yet says it is waiting")
     func alerts() {
         var model = DashboardModel(endpoints: Fixture.endpoints)
-        #expect(FrameRenderer.render(model, Fixture.options(at: Fixture.t0))[1].text.contains("waiting for the first poll"))
+        let waiting = FrameRenderer.render(model, Fixture.options(at: Fixture.t0))[1]
+        #expect(waiting.text.contains("waiting for the first poll"))
         model.apply(Fixture.healthyRound(), nowMs: Fixture.t0)
         #expect(!FrameRenderer.render(model, Fixture.options(at: Fixture.t0 + 500))[1].text.contains("**"))
         let stale = FrameRenderer.render(model, Fixture.options(at: Fixture.t0 + 5000))[1]
@@ -76,7 +77,8 @@ struct FrameRendererTests {
         #expect(lines[0].contains("[DEGRADED]"))
         #expect(lines.contains { $0.hasPrefix("*1 ") && $0.contains("LEADER") })
         #expect(lines.contains { $0.hasPrefix(" 2 ") && $0.contains("!500") })
-        #expect(lines.contains { $0.hasPrefix("x3 ") && $0.contains("DOWN") && $0.contains("unreachable: connection refused") })
+        #expect(
+            lines.contains { $0.hasPrefix("x3 ") && $0.contains("DOWN") && $0.contains("unreachable: connection refused") })
     }
 
     @Test("sparklines scale to the window's maximum, in blocks or ASCII")
@@ -105,7 +107,8 @@ struct FrameRendererTests {
 
 /// Golden files under `Tests/DashboardCoreTests/testdata`; `UPDATE_GOLDEN=1` rewrites them.
 enum Golden {
-    static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("testdata")
+    static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .appendingPathComponent("testdata")
 
     static func check(_ actual: String, file: String) throws {
         let url = directory.appendingPathComponent(file)

@@ -56,8 +56,12 @@ struct DtopTests {
 
     /// Waits for the `dtop-exit=N` line and returns N (`128 + n` when dtop died of signal n) and the screen.
     static func waitForExit(_ tmux: TmuxSession) async throws -> (status: Int?, screen: String) {
-        let screen = try await tmux.waitForScreen("dtop to exit", timeout: .seconds(5), history: true) { $0.contains("dtop-exit=") }
-        guard let range = screen.range(of: #"dtop-exit=(\d+)"#, options: .regularExpression) else { return (nil, screen) }
+        let screen = try await tmux.waitForScreen("dtop to exit", timeout: .seconds(5), history: true) {
+            $0.contains("dtop-exit=")
+        }
+        guard let range = screen.range(of: #"dtop-exit=(\d+)"#, options: .regularExpression) else {
+            return (nil, screen)
+        }
         return (Int(screen[range].dropFirst("dtop-exit=".count)), screen)
     }
 
@@ -106,7 +110,10 @@ struct DtopTests {
             #expect(run.status == 2, "stdout: \(run.stdout) stderr: \(run.stderr)")
             let lines = screenLines(run.stdout)
             #expect(lines[0].hasPrefix("dtop [DEGRADED]"))
-            #expect(lines.contains { $0.hasPrefix("x?") && $0.contains("127.0.0.1:\(unused)") && $0.contains("connection refused") })
+            #expect(
+                lines.contains {
+                    $0.hasPrefix("x?") && $0.contains("127.0.0.1:\(unused)") && $0.contains("connection refused")
+                })
             #expect(lines.filter { $0.hasPrefix("*") && $0.contains("LEADER") }.count == 1)
         }
     }
@@ -126,7 +133,9 @@ struct DtopTests {
 
     // MARK: The dashboard in tmux
 
-    @Test("tmux: leader marked; kill -9 of the leader shows it down, a new leader and an election; resize; q", .tags(.terminal))
+    @Test(
+        "tmux: leader marked; kill -9 of the leader shows it down, a new leader and an election; resize; q",
+        .tags(.terminal))
     func failoverOnScreen() async throws {
         #expect(TmuxSession.available, "tmux is needed (apt-get install -y tmux)")
         try await withLocalCluster { cluster in
@@ -179,7 +188,9 @@ struct DtopTests {
         }
     }
 
-    @Test("tmux: every node down keeps retrying; p pauses, + changes the interval, ? helps; SIGTERM restores", .tags(.terminal))
+    @Test(
+        "tmux: every node down keeps retrying; p pauses, + changes the interval, ? helps; SIGTERM restores",
+        .tags(.terminal))
     func allDownKeysAndSignal() async throws {
         #expect(TmuxSession.available, "tmux is needed (apt-get install -y tmux)")
         let ports = try PortAllocator.allocate(2)

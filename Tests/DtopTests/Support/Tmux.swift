@@ -66,7 +66,8 @@ final class TmuxSession: @unchecked Sendable {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        let environment = ProcessInfo.processInfo.environment.filter { $0.key != "TMUX" }.map { "\($0.key)=\($0.value)" }
+        let environment = ProcessInfo.processInfo.environment.filter { $0.key != "TMUX" }
+            .map { "\($0.key)=\($0.value)" }
         let cArguments = argv.map { strdup($0) } + [nil]
         let cEnvironment = environment.map { strdup($0) } + [nil]
         defer {
@@ -126,7 +127,8 @@ final class TmuxSession: @unchecked Sendable {
 
     /// The pane's process id (the shell running the command).
     func panePID() throws -> Int32? {
-        Int32(try run(["display-message", "-p", "-t", session, "#{pane_pid}"]).trimmingCharacters(in: .whitespacesAndNewlines))
+        let text = try run(["display-message", "-p", "-t", session, "#{pane_pid}"])
+        return Int32(text.trimmingCharacters(in: .whitespacesAndNewlines))
     }
 
     /// Ends the tmux server (and whatever still runs in it).
