@@ -70,8 +70,10 @@ clean: ## swift package clean, and remove db/, logs/, run/
 clean-log-db: ## Remove db/ and logs/ (the cluster's data and logs)
 	rm -rf db logs
 
-test: ## swift test (SWIFT_TEST_FLAGS, e.g. "--skip ClusterTests" or "--filter ClusterTests")
-	$(SWIFT) test $(SWIFT_TEST_FLAGS)
+# Suites run one at a time: the process-level suites (real dnode, dctl, dtop in tmux) share two cores and the
+# port range, and a suite that blocks a thread must not starve another's timers. About a minute of tests.
+test: ## swift test --no-parallel (SWIFT_TEST_FLAGS, e.g. "--skip ClusterTests" or "--filter ClusterTests")
+	$(SWIFT) test --no-parallel $(SWIFT_TEST_FLAGS)
 
 sim: ## Deterministic Raft simulation over SEEDS seeds from START (release build); PLANT=bug plants a bug
 	$(SWIFT) build -c release $(SWIFT_BUILD_FLAGS) --product raftsim
@@ -80,7 +82,8 @@ sim: ## Deterministic Raft simulation over SEEDS seeds from START (release build
 perf-cluster: ## perf record every running node for PERF_SECONDS under load; reports in perf/DATE/nN.txt
 	PERF_SECONDS=$(PERF_SECONDS) scripts/perf-cluster.sh
 
-dtop: ## Live dashboard of the local cluster
+dtop: ## Live dashboard of the local cluster (builds dtop first)
+	$(SWIFT) build -c release $(SWIFT_BUILD_FLAGS) --product dtop
 	$(RELEASE_DIR)/dtop
 
 # Runs the shared side-by-side benchmark (../shared/bench, see its README.md) against the local cluster on

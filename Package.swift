@@ -97,7 +97,7 @@ let package = Package(
         .testTarget(name: "KVStoreTests", dependencies: ["RaftCore", "KVStore"]),
         .testTarget(name: "ClusterAPITests", dependencies: ["ClusterAPI"]),
         .testTarget(name: "LinearizabilityTests", dependencies: ["Linearizability"]),
-        .testTarget(name: "DashboardCoreTests", dependencies: ["DashboardCore", "ClusterAPI"]),
+        .testTarget(name: "DashboardCoreTests", dependencies: ["DashboardCore", "ClusterAPI"], exclude: ["testdata"]),
         // Runs the built `dtop` in tmux against real `dnode` processes (never linked in).
         .testTarget(name: "DtopTests", dependencies: ["ClusterAPI", "DashboardCore"]),
         .testTarget(name: "NodeConfigTests", dependencies: ["NodeConfig", "ClusterAPI"]),
