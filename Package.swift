@@ -99,10 +99,12 @@ let package = Package(
         .testTarget(name: "LinearizabilityTests", dependencies: ["Linearizability"]),
         .testTarget(name: "DashboardCoreTests", dependencies: ["DashboardCore", "ClusterAPI"], exclude: ["testdata"]),
         // Runs the built `dtop` in tmux against real `dnode` processes (never linked in).
-        .testTarget(name: "DtopTests", dependencies: ["ClusterAPI", "DashboardCore"]),
+        .testTarget(name: "DtopTests", dependencies: ["ClusterAPI", "DashboardCore", "ClusterTestSupport"]),
         .testTarget(name: "NodeConfigTests", dependencies: ["NodeConfig", "ClusterAPI"]),
         // Process-level tests: run the built `dnode` binaries (never linked in) as a local cluster.
-        .testTarget(name: "ClusterTests", dependencies: ["ClusterAPI"]),
+        // Shared by the process-level suites: LocalCluster (real dnode processes on free ports), HTTP client, waits.
+        .target(name: "ClusterTestSupport", dependencies: ["ClusterAPI"], path: "Tests/ClusterTestSupport"),
+        .testTarget(name: "ClusterTests", dependencies: ["ClusterAPI", "ClusterTestSupport"]),
         .testTarget(name: "ClusterClientTests", dependencies: ["ClusterClient", "ClusterAPI"]),
         // Runs the built `dctl` (and `dnode`) binaries; golden files in Tests/DctlTests/testdata.
         .testTarget(name: "DctlTests", dependencies: ["ClusterClient", "ClusterAPI"], exclude: ["testdata"]),

@@ -1,6 +1,7 @@
 import ClusterAPI
 import Foundation
 import Testing
+@testable import ClusterTestSupport
 
 #if canImport(Glibc)
 import Glibc

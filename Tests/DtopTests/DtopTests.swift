@@ -2,6 +2,7 @@ import ClusterAPI
 import DashboardCore
 import Foundation
 import Testing
+@testable import ClusterTestSupport
 
 #if canImport(Glibc)
 import Glibc

@@ -1,4 +1,5 @@
 import Foundation
+@testable import ClusterTestSupport
 
 #if canImport(Glibc)
 import Glibc

@@ -9,9 +9,6 @@ import Darwin
 
 /// A cluster of real `dnode` processes on loopback, for process-level tests.
 ///
-/// Copied from `Tests/ClusterTests/Support` (test targets cannot share sources); the only change is that
-/// `locateBinary(named:)` also finds `dtop` (`DTOP_BIN` overrides).
-///
 /// It builds nothing: it runs the `dnode` that `swift build` / `swift test` left next to the test bundle
 /// (`DNODE_BIN` overrides; see `locateBinary()`). Each cluster gets a fresh directory under the temp dir with one
 /// folder per node:
@@ -54,7 +51,7 @@ final class LocalCluster: @unchecked Sendable {
         /// Per-request deadline of the HTTP clients.
         var requestTimeout: Duration = .seconds(3)
         /// How long `start()`/`restart()` wait for a node's `/status` to answer.
-        var readyTimeout: Duration = .seconds(10)
+        var readyTimeout: Duration = .seconds(20)
 
         init() {}
 
