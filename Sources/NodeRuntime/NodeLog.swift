@@ -50,9 +50,6 @@ public final class NodeLog: @unchecked Sendable {
     /// Role changes and other lines an operator always needs, whatever the level.
     public func always(_ message: String) { write(.info, message) }
 
-    @inline(__always)
-    public func enabled(_ l: Level) -> Bool { l >= level }
-
     private func log(_ l: Level, _ message: @autoclosure () -> String) {
         guard l >= level else { return }
         write(l, message())

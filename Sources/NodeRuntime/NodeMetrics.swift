@@ -26,7 +26,7 @@ struct NodeMetrics {
     }
 
     func render(
-        node: NodeID, core: RaftNode, applied: LogIndex, keys: Int, pendingWrites: Int, pendingReads: Int, fsyncs: Int
+        node: NodeID, core: RaftNode, applied: LogIndex, keys: Int, pendingWrites: Int, pendingReads: Int
     ) -> String {
         var out = PrometheusText()
         let labels: PrometheusText.Labels = [("node", "\(node)")]

@@ -278,7 +278,7 @@ public final class RaftServer: @unchecked Sendable {
         return promise.futureResult
     }
 
-    private func readIndex<T>(promise: EventLoopPromise<T>, _ body: @escaping (KVStateMachine) -> T) {
+    private func readIndex<T: Sendable>(promise: EventLoopPromise<T>, _ body: @escaping (KVStateMachine) -> T) {
         guard readIndexWaiters.count < settings.maxPendingReads else {
             return promise.fail(APIError(code: .overloaded, message: "too many reads in flight; retry later"))
         }
@@ -316,11 +316,6 @@ public final class RaftServer: @unchecked Sendable {
                 leaderID: leader, leaderAddress: settings.addresses[leader])
         }
         return APIError(code: .noLeader, message: "no leader is known right now (election in progress?); retry shortly")
-    }
-
-    /// The leader as this node knows it (for forwarding), read on the loop.
-    public func leaderInfo() -> EventLoopFuture<(isLeader: Bool, leader: NodeID?)> {
-        loop.submit { (self.core.role == .leader, self.core.leader) }
     }
 
     /// Leadership transfer (thesis §3.10): completes once `target` leads, or fails after the timeout.
@@ -387,10 +382,9 @@ public final class RaftServer: @unchecked Sendable {
             return
         }
         persisting = true
-        var snapshotData: [UInt8]?
-        if let snap = rd.snapshot {
-            snapshotData = stagedSnapshots.removeValue(forKey: snap.index)
-            if snapshotData == nil { fatal(NodeStartupError("snapshot \(snap.index) to install was not staged")) }
+        let snapshotData: [UInt8]? = rd.snapshot.flatMap { stagedSnapshots.removeValue(forKey: $0.index) }
+        if let snap = rd.snapshot, snapshotData == nil {
+            fatal(NodeStartupError("snapshot \(snap.index) to install was not staged"))
         }
         let writer = self.writer
         let snapshots = self.snapshots
@@ -546,10 +540,8 @@ public final class RaftServer: @unchecked Sendable {
             if soft.role == .leader { metrics.leaderChanges += 1 }
             lastRole = soft.role
         }
-        if soft.role != .leader {
-            // Writes proposed while leader may still commit under the next leader: keep waiting for them (they
-            // complete when the index is applied, or time out as unknown).
-        }
+        // Writes proposed while leader may still commit under the next leader: they stay pending until their
+        // index is applied (answered by term) or their deadline passes (504, outcome unknown).
     }
 
     /// A storage failure is fatal: the WAL is unusable and an fsync is never retried.
@@ -631,7 +623,7 @@ public final class RaftServer: @unchecked Sendable {
             self.metrics.render(
                 node: self.settings.raft.id, core: self.core, applied: self.stateMachine.appliedIndex,
                 keys: self.stateMachine.count, pendingWrites: self.pendingWrites.count,
-                pendingReads: self.readIndexWaiters.count, fsyncs: 0)
+                pendingReads: self.readIndexWaiters.count)
         }
     }
 
