@@ -106,6 +106,8 @@ public enum NodeRole: String, Sendable, Hashable, Codable, CaseIterable {
     case follower
     case candidate
     case learner
+    /// Not a member any more: its last configuration, received from a leader, does not list it.
+    case removed
 }
 
 /// A member's membership status, as in the config file's `status` (2 Active, 1 Promotable).

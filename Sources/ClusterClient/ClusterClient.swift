@@ -107,6 +107,38 @@ public struct ClusterClient: Sendable {
         return try await send("delete \(key.debugDescription)", method: "POST", path: "/delete", body: body, isWrite: true)
     }
 
+    // MARK: Membership
+
+    /// `POST /join`: adds node `id`, reachable at `address`, as a learner.
+    public func join(id: UInt64, address: String) async throws(CommandFailure) -> (MembershipChangeResponse, NodeTarget) {
+        let body = try encode(JoinRequest(nodeID: id, address: address))
+        return try await send("join node \(id)", method: "POST", path: "/join", body: body, isWrite: true)
+    }
+
+    /// `POST /promote`: learner to voter; `not_caught_up` (exit 1) while it lags.
+    public func promote(id: UInt64) async throws(CommandFailure) -> (MembershipChangeResponse, NodeTarget) {
+        let body = try encode(PromoteRequest(nodeID: id))
+        return try await send("promote node \(id)", method: "POST", path: "/promote", body: body, isWrite: true)
+    }
+
+    /// `POST /remove`.
+    public func remove(id: UInt64) async throws(CommandFailure) -> (MembershipChangeResponse, NodeTarget) {
+        let body = try encode(RemoveRequest(nodeID: id))
+        return try await send("remove node \(id)", method: "POST", path: "/remove", body: body, isWrite: true)
+    }
+
+    /// `POST /transfer-leader`.
+    public func transferLeader(to id: UInt64) async throws(CommandFailure) -> (MembershipChangeResponse, NodeTarget) {
+        let body = try encode(TransferLeaderRequest(nodeID: id))
+        return try await send(
+            "transfer leadership to node \(id)", method: "POST", path: "/transfer-leader", body: body, isWrite: true)
+    }
+
+    /// `GET /cluster` from the first node that answers.
+    public func cluster() async throws(CommandFailure) -> (ClusterResponse, NodeTarget) {
+        try await send("cluster", method: "GET", path: "/cluster", body: nil, isWrite: false)
+    }
+
     static func queryEscape(_ text: String) -> String {
         var allowed = CharacterSet.alphanumerics
         allowed.insert(charactersIn: "-._~")

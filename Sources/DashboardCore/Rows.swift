@@ -106,7 +106,8 @@ extension DashboardModel {
         case .candidate: return 2
         case .follower: return 3
         case .learner: return 4
-        case nil: return 5
+        case .removed: return 5
+        case nil: return 6
         }
     }
 

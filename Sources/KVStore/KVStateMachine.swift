@@ -204,7 +204,8 @@ public struct KVStateMachine: Sendable {
     // MARK: - Snapshot
 
     static let snapshotMagic: Bytes = Array("DKVS".utf8)
-    static let snapshotVersion: UInt8 = 1
+    /// Version 2 added the members' address table after the learners; version 1 images still restore.
+    static let snapshotVersion: UInt8 = 2
 
     /// A consistent image of the whole state at `appliedIndex`, with `membership` (the configuration at that
     /// index, which the node knows) and a trailing FNV-1a checksum.
@@ -218,6 +219,7 @@ public struct KVStateMachine: Sendable {
         for id in membership.voters.sorted() { w.u64(id) }
         w.varint(UInt64(membership.learners.count))
         for id in membership.learners.sorted() { w.u64(id) }
+        w.blob(membership.encodedAddresses)
         w.u64(clockMs)
         w.varint(UInt64(values.count))
         order.forEach { key in
@@ -257,7 +259,9 @@ public struct KVStateMachine: Sendable {
         var r = KVReader(Array(bytes[..<(bytes.count - 8)]))
         for b in snapshotMagic where try r.u8("magic") != b { throw KVDecodeError("not a key-value snapshot image") }
         let version = try r.u8("version")
-        guard version == snapshotVersion else { throw KVDecodeError("unsupported snapshot image version \(version)") }
+        guard version == 1 || version == snapshotVersion else {
+            throw KVDecodeError("unsupported snapshot image version \(version)")
+        }
         var sm = KVStateMachine(options: options)
         sm.appliedIndex = try r.u64("index")
         sm.appliedTerm = try r.u64("term")
@@ -265,6 +269,15 @@ public struct KVStateMachine: Sendable {
         for _ in 0..<(try r.count("voters", minSize: 8)) { voters.insert(try r.u64("voter")) }
         var learners = Set<NodeID>()
         for _ in 0..<(try r.count("learners", minSize: 8)) { learners.insert(try r.u64("learner")) }
+        var addresses: [NodeID: String] = [:]
+        if version >= 2 {
+            let table = try r.blob("addresses")
+            var offset = 0
+            guard let decoded = Membership.decodeAddresses(table, at: &offset), offset == table.count else {
+                throw KVDecodeError("malformed member address table")
+            }
+            addresses = decoded
+        }
         sm.clockMs = try r.u64("clock")
         var previous: Bytes?
         for _ in 0..<(try r.count("keys", minSize: 3)) {
@@ -293,7 +306,8 @@ public struct KVStateMachine: Sendable {
         }
         try r.expectEnd("snapshot image")
         let meta = SnapshotMetadata(
-            index: sm.appliedIndex, term: sm.appliedTerm, membership: Membership(voters: voters, learners: learners))
+            index: sm.appliedIndex, term: sm.appliedTerm,
+            membership: Membership(voters: voters, learners: learners, addresses: addresses))
         return (sm, meta)
     }
 }

@@ -5,6 +5,7 @@ import KVStore
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
+import NodeConfig
 import PeerTransport
 import RaftCore
 
@@ -48,7 +49,7 @@ public final class NodeBackend: ClientAPIBackend, @unchecked Sendable {
     public var leaderHint: LeaderHint? {
         let state = leadershipBox.withLockedValue { $0 }
         guard let id = state.leader else { return nil }
-        return LeaderHint(id: id, address: raft.settings.addresses[id] ?? "")
+        return LeaderHint(id: id, address: raft.address(of: id) ?? "")
     }
 
     func consistency(_ requested: ReadConsistency?) -> ReadConsistency {
@@ -81,14 +82,14 @@ public final class NodeBackend: ClientAPIBackend, @unchecked Sendable {
                 if let forwardError = error as? ForwardError, !forwardError.mayHaveBeenSent {
                     throw APIError(
                         code: .unavailable, message: "the leader (node \(leader)) is unreachable; the request was not sent",
-                        leaderID: leader, leaderAddress: self.raft.settings.addresses[leader])
+                        leaderID: leader, leaderAddress: self.raft.address(of: leader))
                 }
                 throw APIError(
                     code: .timeout,
                     message: isWrite
                         ? "no answer from the leader (node \(leader)); the write may or may not be applied"
                         : "no answer from the leader (node \(leader))",
-                    leaderID: leader, leaderAddress: self.raft.settings.addresses[leader])
+                    leaderID: leader, leaderAddress: self.raft.address(of: leader))
             }
             .map { response -> HTTPAPI.ForwardedResponse in
                 var headers = HTTPHeaders()
@@ -176,19 +177,29 @@ public final class NodeBackend: ClientAPIBackend, @unchecked Sendable {
     // MARK: - Membership
 
     public func join(_ request: JoinRequest, context: ClientRequestContext) -> EventLoopFuture<MembershipChangeResponse> {
-        context.eventLoop.makeFailedFuture(Self.membershipNotYet)
+        guard request.nodeID != 0 else {
+            return context.eventLoop.makeFailedFuture(APIError(code: .invalidRequest, message: "node_id must not be 0"))
+        }
+        guard let address = HostPort(request.address) else {
+            return context.eventLoop.makeFailedFuture(
+                APIError(
+                    code: .invalidRequest,
+                    message: "address \"\(request.address)\" is not host:port (e.g. 127.0.0.1:9084 or [::1]:9084)"))
+        }
+        return raft.join(request.nodeID, address: address.description, timeoutMs: membershipTimeoutMs(context))
+            .hop(to: context.eventLoop)
     }
 
     public func promote(_ request: PromoteRequest, context: ClientRequestContext)
         -> EventLoopFuture<MembershipChangeResponse>
     {
-        context.eventLoop.makeFailedFuture(Self.membershipNotYet)
+        raft.promote(request.nodeID, timeoutMs: membershipTimeoutMs(context)).hop(to: context.eventLoop)
     }
 
     public func remove(_ request: RemoveRequest, context: ClientRequestContext)
         -> EventLoopFuture<MembershipChangeResponse>
     {
-        context.eventLoop.makeFailedFuture(Self.membershipNotYet)
+        raft.remove(request.nodeID, timeoutMs: membershipTimeoutMs(context)).hop(to: context.eventLoop)
     }
 
     public func transferLeader(_ request: TransferLeaderRequest, context: ClientRequestContext)
@@ -198,10 +209,12 @@ public final class NodeBackend: ClientAPIBackend, @unchecked Sendable {
             .hop(to: context.eventLoop)
     }
 
-    static let membershipNotYet = APIError(
-        code: .conflict,
-        message: "join, promote and remove are not available in this version (membership arrives with its own issue); "
-            + "the cluster is the static one of the config files")
+    /// The time left before the client's deadline, less a margin to answer in.
+    private func membershipTimeoutMs(_ context: ClientRequestContext) -> Int64 {
+        let now = NIODeadline.now().uptimeNanoseconds
+        let end = context.deadline.uptimeNanoseconds
+        return end > now ? max(1, Int64((end - now) / 1_000_000) - 50) : 1
+    }
 
     static func wallClockMillis() -> UInt64 {
         var ts = timespec()

@@ -197,10 +197,13 @@ public enum NodeMain {
             status: { await raft.currentStatus() },
             health: {
                 let status = await raft.currentStatus()
-                let healthy = status.leaderID != nil
+                let removed = status.role == .removed
+                let healthy = status.leaderID != nil && !removed
+                let reason = removed
+                    ? "removed from the cluster" : "no leader known (up \(Int(Date().timeIntervalSince(startedAt))) s)"
                 return HealthReport(
                     healthy: healthy, nodeID: status.nodeID, role: status.role, leaderID: status.leaderID,
-                    reason: healthy ? nil : "no leader known (up \(Int(Date().timeIntervalSince(startedAt))) s)")
+                    reason: healthy ? nil : reason)
             })
         do {
             metricsChannel = try ServerBootstrap(group: group)
@@ -214,6 +217,18 @@ public enum NodeMain {
 
         raft.start(transport: transport)
         log.always("dnode \(id) listening on \(listen) (client API and peers), metrics on \(metricsAddress)")
+        var joiner: Joiner?
+        if (try? raft.needsToJoin().wait()) == true {
+            let advertised = (config.cluster.selfMember?.address ?? listen).description
+            let contacts = config.cluster.initialCluster.filter { $0.id != id }.sorted { lhs, rhs in
+                // Bootstrap voters first: they are the likeliest to know the leader.
+                (lhs.isVoter ? 0 : 1, lhs.id) < (rhs.isVoter ? 0 : 1, rhs.id)
+            }.map(\.id)
+            joiner = Joiner(
+                selfID: id, advertised: advertised, contacts: contacts, transport: transport, raft: raft, log: log,
+                loop: group.next())
+            joiner?.start()
+        }
 
         // Graceful shutdown: stop accepting, finish or fail what is in flight, flush the log, exit 0.
         let done = DispatchSemaphore(value: 0)
@@ -225,6 +240,7 @@ public enum NodeMain {
             source.setEventHandler {
                 guard !shuttingDown.withLockedValue({ let was = $0; $0 = true; return was }) else { return }
                 log.always("dnode \(id) shutting down (signal \(sig))")
+                joiner?.stop()
                 _ = try? clientChannel.close().wait()
                 _ = try? metricsChannel.close().wait()
                 _ = try? raft.shutdown().wait()

@@ -4,6 +4,7 @@ import KVStore
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import NodeConfig
 import PeerTransport
 import RaftCore
 import RaftStorage
@@ -28,8 +29,12 @@ public final class RaftServer: @unchecked Sendable {
         public var retainedEntries: UInt64 = 1000
         /// MemFirst: how often the interval flush is checked.
         public var flushCheckMs: Int64 = 10
+        /// The config files' addresses; the replicated table (`Membership.addresses`) takes precedence.
         public var addresses: [NodeID: String] = [:]
         public var selfAddress: String = ""
+        /// A learner is promotable once it is not receiving a snapshot, answered within an election timeout, and is at
+        /// most this many entries behind the leader's last index.
+        public var promotionMaxLag: UInt64 = 100
 
         public init(raft: RaftCore.RaftConfig) { self.raft = raft }
     }
@@ -46,6 +51,9 @@ public final class RaftServer: @unchecked Sendable {
     private let snapshots: SnapshotStore
     var transport: PeerTransport?
     private let startedAt = RaftServer.monotonicMillis()
+    /// Where members listen: the config files' addresses overlaid with every replicated address ever seen (kept after
+    /// a removal, so that the leader can still tell a removed node). Written on the loop, read anywhere.
+    let addressBook: NIOLockedValueBox<[NodeID: String]>
 
     // MARK: loop-confined state
     private var core: RaftNode
@@ -66,6 +74,10 @@ public final class RaftServer: @unchecked Sendable {
     private var tickTask: RepeatedTask?
     private var flushTask: RepeatedTask?
     private var lastRole: Role = .follower
+    /// The configuration the transport and the address book were last synchronised with.
+    private var knownMembership: Membership?
+    private var knownDeparting: Set<NodeID> = []
+    private var announcedRemoval = false
     var metrics = NodeMetrics()
     /// Called on the loop whenever the role or the known leader changes.
     var onLeadershipChange: (@Sendable (_ isLeader: Bool, _ leader: NodeID?) -> Void)?
@@ -86,6 +98,7 @@ public final class RaftServer: @unchecked Sendable {
         self.settings = settings
         self.loop = loop
         self.log = log
+        self.addressBook = NIOLockedValueBox(settings.addresses)
         self.io = NIOThreadPool(numberOfThreads: 1)
         self.snapshotIO = NIOThreadPool(numberOfThreads: 1)
         self.snapshots = storage.snapshots
@@ -219,6 +232,7 @@ public final class RaftServer: @unchecked Sendable {
             guard !self.stopped else {
                 return promise.fail(APIError(code: .unavailable, message: "the node is shutting down"))
             }
+            if let refusal = self.removedRefusal() { return promise.fail(refusal) }
             guard self.pendingWrites.count < self.settings.maxPendingWrites else {
                 self.metrics.overloaded += 1
                 return promise.fail(APIError(code: .overloaded, message: "too many writes in flight; retry later"))
@@ -255,6 +269,7 @@ public final class RaftServer: @unchecked Sendable {
             guard !self.stopped else {
                 return promise.fail(APIError(code: .unavailable, message: "the node is shutting down"))
             }
+            if let refusal = self.removedRefusal() { return promise.fail(refusal) }
             self.metrics.reads += 1
             switch consistency {
             case .eventual:
@@ -313,7 +328,7 @@ public final class RaftServer: @unchecked Sendable {
         if let leader {
             return APIError(
                 code: .unavailable, message: "node \(settings.raft.id) is not the leader; node \(leader) is",
-                leaderID: leader, leaderAddress: settings.addresses[leader])
+                leaderID: leader, leaderAddress: address(of: leader))
         }
         return APIError(code: .noLeader, message: "no leader is known right now (election in progress?); retry shortly")
     }
@@ -356,6 +371,207 @@ public final class RaftServer: @unchecked Sendable {
         }
     }
 
+    // MARK: - Membership
+
+    /// The address to dial or to report for `id`: the replicated one, else the config file's.
+    func address(of id: NodeID) -> String? {
+        addressBook.withLockedValue { $0[id] }
+    }
+
+    /// Adds a learner (`/join`). Idempotent: a member already listed at `address` gets the configuration's index.
+    public func join(_ id: NodeID, address: String, timeoutMs: Int64) -> EventLoopFuture<MembershipChangeResponse> {
+        changeMembership(.addLearner(id), joinAddress: address, timeoutMs: timeoutMs)
+    }
+
+    /// Learner to voter (`/promote`), only once it has caught up (`Settings.promotionMaxLag`).
+    public func promote(_ id: NodeID, timeoutMs: Int64) -> EventLoopFuture<MembershipChangeResponse> {
+        changeMembership(.promote(id), joinAddress: nil, timeoutMs: timeoutMs)
+    }
+
+    /// Removes a member (`/remove`); removing the leader makes it step down once the change commits.
+    public func remove(_ id: NodeID, timeoutMs: Int64) -> EventLoopFuture<MembershipChangeResponse> {
+        changeMembership(.remove(id), joinAddress: nil, timeoutMs: timeoutMs)
+    }
+
+    private func changeMembership(_ change: MembershipChange, joinAddress: String?, timeoutMs: Int64)
+        -> EventLoopFuture<MembershipChangeResponse>
+    {
+        let promise = loop.makePromise(of: MembershipChangeResponse.self)
+        loop.execute {
+            guard !self.stopped else {
+                return promise.fail(APIError(code: .unavailable, message: "the node is shutting down"))
+            }
+            if let refusal = self.removedRefusal() { return promise.fail(refusal) }
+            guard self.core.role == .leader else { return promise.fail(self.notLeaderError(self.core.leader)) }
+            let node = change.node
+            let membership = self.core.membership
+            // Requests that are already satisfied succeed without a new entry (a retried join, a second promote).
+            switch change {
+            case .addLearner:
+                if membership.contains(node) {
+                    let known = self.address(of: node)
+                    if let joinAddress, let known, !RaftServer.sameAddress(known, joinAddress) {
+                        return promise.fail(
+                            APIError(
+                                code: .conflict,
+                                message: "node \(node) is already a member, at \(known), not \(joinAddress); remove it first"))
+                    }
+                    return self.succeedWhenCommitted(self.core.lastConfigIndex, node: node, promise: promise)
+                }
+            case .promote:
+                if membership.voters.contains(node) {
+                    return self.succeedWhenCommitted(self.core.lastConfigIndex, node: node, promise: promise)
+                }
+                guard membership.learners.contains(node) else {
+                    return promise.fail(APIError(code: .notFound, message: "node \(node) is not a learner of this cluster"))
+                }
+                if let refusal = self.catchUpRefusal(node) { return promise.fail(refusal) }
+            case .remove:
+                guard membership.contains(node) else {
+                    return promise.fail(APIError(code: .notFound, message: "node \(node) is not a member of this cluster"))
+                }
+                if let refusal = self.quorumLossRefusal(removing: node) { return promise.fail(refusal) }
+            }
+            var addresses = self.addressBook.withLockedValue { $0 }.filter { membership.contains($0.key) }
+            if let joinAddress { addresses[node] = joinAddress }
+            switch self.core.proposeMembershipChange(change, addresses: addresses) {
+            case .success(let index):
+                self.log.always("Proposed membership change \(change) at index \(index)")
+                let deadline = RaftServer.monotonicMillis() + UInt64(max(1, timeoutMs))
+                self.pendingWrites[index] = PendingWrite(term: self.core.term, deadline: deadline) { result in
+                    switch result {
+                    case .success: promise.succeed(MembershipChangeResponse(nodeID: node, index: index))
+                    case .failure(let error): promise.fail(error)
+                    }
+                }
+                self.writeDeadlines.append((deadline, index))
+                self.scheduleReady()
+            case .failure(.notLeader(let leader)):
+                promise.fail(self.notLeaderError(leader))
+            case .failure(.transferInProgress):
+                promise.fail(APIError(code: .unavailable, message: "leadership transfer in progress; retry shortly"))
+            case .failure(.leaderNotReady):
+                promise.fail(
+                    APIError(code: .unavailable, message: "the new leader has not committed an entry of its term yet; retry shortly"))
+            case .failure(.changeInProgress):
+                promise.fail(
+                    APIError(
+                        code: .membershipChangeInProgress,
+                        message: "the membership change at index \(self.core.lastConfigIndex) has not committed yet; one change at a time"))
+            case .failure(.invalid(.lastVoter(let id))):
+                promise.fail(APIError(code: .conflict, message: "node \(id) is the last voter and cannot be removed"))
+            case .failure(.invalid(let error)):
+                promise.fail(APIError(code: .conflict, message: "\(error)"))
+            }
+        }
+        return promise.futureResult
+    }
+
+    /// Answers once the configuration entry at `index` is applied here (at once if it already is).
+    private func succeedWhenCommitted(
+        _ index: LogIndex, node: NodeID, promise: EventLoopPromise<MembershipChangeResponse>
+    ) {
+        whenApplied(index) { promise.succeed(MembershipChangeResponse(nodeID: node, index: index)) }
+    }
+
+    /// `nil` when learner `id` may be promoted; otherwise the 409 `not_caught_up` carrying its progress.
+    private func catchUpRefusal(_ id: NodeID) -> APIError? {
+        let last = core.lastIndex
+        let now = RaftServer.monotonicMillis()
+        guard let pr = core.progress[id] else {
+            return APIError(
+                code: .notCaughtUp, message: "node \(id) has not been heard from yet",
+                progress: CatchUpProgress(matchIndex: 0, leaderLastIndex: last))
+        }
+        let lag = last > pr.match ? last - pr.match : 0
+        let recent = pr.hasAnswered && now - min(now, pr.lastAckAt) < settings.raft.electionTimeoutMin
+        guard pr.state != .snapshot, recent, lag <= settings.promotionMaxLag else {
+            let why: String
+            if !recent {
+                why = "has not answered within the last \(settings.raft.electionTimeoutMin) ms"
+            } else if pr.state == .snapshot {
+                why = "is receiving a snapshot"
+            } else {
+                why = "is \(lag) entries behind (at most \(settings.promotionMaxLag) allowed)"
+            }
+            return APIError(
+                code: .notCaughtUp, message: "node \(id) \(why); retry when it has caught up (dctl promote --wait)",
+                progress: CatchUpProgress(matchIndex: pr.match, leaderLastIndex: last))
+        }
+        return nil
+    }
+
+    /// Refuses a removal after which the voters that answered within an election timeout would not form a quorum of
+    /// the new configuration: it takes effect when appended, so it could never commit and the cluster would stall
+    /// (etcd's strict reconfiguration check).
+    private func quorumLossRefusal(removing node: NodeID) -> APIError? {
+        let voters = core.membership.voters.subtracting([node])
+        guard !voters.isEmpty else { return nil }
+        let now = RaftServer.monotonicMillis()
+        let active = voters.filter { id in
+            if id == settings.raft.id { return true }
+            guard let pr = core.progress[id], pr.hasAnswered else { return false }
+            return now - min(now, pr.lastAckAt) < settings.raft.electionTimeoutMin
+        }
+        let quorum = voters.count / 2 + 1
+        guard active.count < quorum else { return nil }
+        return APIError(
+            code: .conflict,
+            message: "removing node \(node) would leave \(active.count) of \(voters.count) voters reachable, below the "
+                + "quorum of \(quorum): the change could not commit; bring the unreachable voters back first")
+    }
+
+    /// The refusal a removed node gives to every client request.
+    private func removedRefusal() -> APIError? {
+        guard core.isRemoved else { return nil }
+        return APIError(
+            code: .unavailable,
+            message: "node \(settings.raft.id) was removed from the cluster and no longer serves requests; ask a member")
+    }
+
+    /// Keeps the address book and the transport's peers in step with the configuration, and says when this node
+    /// learns that it was removed.
+    private func syncMembership() {
+        let membership = core.membership
+        let departing = Set(core.departing.keys)
+        guard membership != knownMembership || departing != knownDeparting else { return }
+        if let known = knownMembership, known.voters != membership.voters || known.learners != membership.learners {
+            log.always("Membership changed node=\(settings.raft.id) \(membership)")
+        }
+        knownMembership = membership
+        knownDeparting = departing
+        let book = addressBook.withLockedValue { book -> [NodeID: String] in
+            for (id, address) in membership.addresses { book[id] = address }
+            return book
+        }
+        var peers: [NodeID: (host: String, port: Int)] = [:]
+        for id in membership.members.union(departing).union(settings.addresses.keys) where id != settings.raft.id {
+            guard let text = book[id], let address = HostPort(text)?.dialAddress else { continue }
+            peers[id] = (address.host, address.port)
+        }
+        transport?.updatePeers(peers)
+        if core.isRemoved && !announcedRemoval {
+            announcedRemoval = true
+            log.always(
+                "Removed from the cluster node=\(settings.raft.id) \(membership): this node no longer takes part; "
+                    + "stop it, or wipe its data directory to join again")
+        } else if !core.isRemoved && announcedRemoval {
+            announcedRemoval = false
+            log.always("Member again node=\(settings.raft.id) \(membership)")
+        }
+    }
+
+    static func sameAddress(_ a: String, _ b: String) -> Bool {
+        guard let x = HostPort(a)?.dialAddress, let y = HostPort(b)?.dialAddress else { return a == b }
+        return x == y
+    }
+
+    /// Whether this node should ask to join on start: it is not a voter of the bootstrap configuration and has never
+    /// received a configuration from a leader.
+    public func needsToJoin() -> EventLoopFuture<Bool> {
+        loop.submit { self.core.hasBootstrapMembership && !self.core.isVoter }
+    }
+
     // MARK: - Ready loop
 
     func scheduleReady() {
@@ -370,6 +586,7 @@ public final class RaftServer: @unchecked Sendable {
     private func processReady() {
         guard !persisting, !stopped else { return }
         let rd = core.ready()
+        syncMembership()
         if rd.isEmpty { return }
         if let soft = rd.softState {
             logRoleChange(soft)
@@ -561,7 +778,7 @@ public final class RaftServer: @unchecked Sendable {
             switch core.role {
             case .leader: role = .leader
             case .candidate, .preCandidate: role = .candidate
-            case .follower: role = core.isLearner ? .learner : .follower
+            case .follower: role = core.isRemoved ? .removed : (core.isLearner ? .learner : .follower)
             }
             var peers: [PeerStatus] = []
             if core.role == .leader {
@@ -574,7 +791,7 @@ public final class RaftServer: @unchecked Sendable {
                     }
                     peers.append(
                         PeerStatus(
-                            id: id, address: self.settings.addresses[id] ?? "", matchIndex: pr.match,
+                            id: id, address: self.address(of: id) ?? "", matchIndex: pr.match,
                             lagEntries: core.lastIndex > pr.match ? core.lastIndex - pr.match : 0,
                             lastAckMsAgo: pr.hasAnswered ? (now > pr.lastAckAt ? now - pr.lastAckAt : 0) : nil,
                             state: state))
@@ -609,7 +826,7 @@ public final class RaftServer: @unchecked Sendable {
             for id in m.members.sorted() {
                 members.append(
                     ClusterMember(
-                        id: id, address: self.settings.addresses[id] ?? "",
+                        id: id, address: self.address(of: id) ?? "",
                         role: id == self.core.leader ? .leader : (m.learners.contains(id) ? .learner : .follower),
                         status: m.learners.contains(id) ? .promotable : .active))
             }

@@ -176,6 +176,7 @@ public enum PeerWire {
         case .heartbeatResponse: return head + 8
         case .installSnapshot(let meta):
             return head + 8 + 8 + 4 + 8 * meta.membership.voters.count + 4 + 8 * meta.membership.learners.count
+                + 4 + meta.membership.encodedAddresses.count
         case .timeoutNow: return head
         }
     }
@@ -247,6 +248,7 @@ public enum PeerWire {
                 buffer.writeInteger(UInt32(truncatingIfNeeded: set.count))
                 for id in set.sorted() { buffer.writeInteger(id) }
             }
+            writeBytesField(meta.membership.encodedAddresses, into: &buffer)
         case .timeoutNow:
             buffer.writeInteger(BodyTag.timeoutNow.rawValue)
         }
@@ -409,7 +411,12 @@ public enum PeerWire {
             let snapshotTerm = try buffer.wireU64()
             let voters = try buffer.wireNodeSet()
             let learners = try buffer.wireNodeSet()
-            let membership = Membership(voters: voters, learners: learners)
+            let table = try buffer.wireBytes()
+            var offset = 0
+            guard let addresses = Membership.decodeAddresses(table, at: &offset), offset == table.count else {
+                throw .invalidValue(field: "installSnapshot.addresses", value: UInt64(table.count))
+            }
+            let membership = Membership(voters: voters, learners: learners, addresses: addresses)
             body = .installSnapshot(SnapshotMetadata(index: index, term: snapshotTerm, membership: membership))
         case .timeoutNow:
             body = .timeoutNow

@@ -34,6 +34,10 @@ public struct RaftNode: Sendable {
 
     // MARK: leader state
     public private(set) var progress: [NodeID: Progress] = [:]
+    /// Leader only: nodes removed by a configuration entry (at the index given) that have not acknowledged it yet.
+    /// The leader keeps replicating to them until they hold the entry, so that a removed node learns it was removed
+    /// and stops campaigning; it forgets them then, or after ten election timeouts without progress.
+    public private(set) var departing: [NodeID: LogIndex] = [:]
     /// Read/lease rounds: every heartbeat broadcast and every ReadIndex batch starts one.
     private var round: UInt64 = 0
     private var roundStartedAt: [(round: UInt64, at: UInt64)] = []
@@ -88,6 +92,20 @@ public struct RaftNode: Sendable {
     public var hardState: HardState { HardState(term: term, vote: vote, commit: log.commit) }
     public var isVoter: Bool { log.membership.voters.contains(id) }
     public var isLearner: Bool { log.membership.learners.contains(id) }
+    /// The index of the latest configuration entry in the log (0 if none since the base).
+    public var lastConfigIndex: LogIndex { log.lastConfigIndex }
+    /// Whether the configuration in force is still the one the node booted with: no configuration entry in the log
+    /// and no snapshot. A node that is not a member of a configuration it received was removed.
+    public var hasBootstrapMembership: Bool { log.lastConfigIndex == 0 && log.snapshot == nil }
+    /// The latest configuration entry in the log removes this node: it was removed (the removal may not be
+    /// committed yet; a new leader may still overwrite it). A node catching up from a snapshot taken before it
+    /// joined is not a member either, but it is not removed.
+    public var isRemoved: Bool {
+        guard !log.membership.contains(id), log.lastConfigIndex > 0, let entry = log.entry(at: log.lastConfigIndex),
+            let record = ConfigChangeRecord(encoded: entry.data)
+        else { return false }
+        return record.change == .remove(id)
+    }
     public var leadershipTransferTarget: NodeID? { transferee }
 
     public func term(at index: LogIndex) -> Term? { log.term(at: index) }
@@ -134,6 +152,16 @@ public struct RaftNode: Sendable {
             timeoutNowSent = false
         }
         if now >= heartbeatDue {
+            for (peer, _) in departing {
+                guard let pr = progress[peer] else {
+                    departing[peer] = nil
+                    continue
+                }
+                if now - min(now, pr.lastProgressAt) >= config.electionTimeoutMin * 10 {
+                    departing[peer] = nil
+                    progress[peer] = nil
+                }
+            }
             for peer in progress.keys.sorted() {
                 // A snapshot gets ten election timeouts to arrive before the leader gives up on it.
                 guard var pr = progress[peer], pr.match < log.lastIndex else { continue }
@@ -274,8 +302,11 @@ public struct RaftNode: Sendable {
     }
 
     /// Proposes a single-server membership change. It takes effect on each node as soon as the node appends it
-    /// (thesis §4.1), so the leader counts the new configuration's quorums at once.
-    public mutating func proposeMembershipChange(_ change: MembershipChange) -> Result<LogIndex, MembershipChangeError> {
+    /// (thesis §4.1), so the leader counts the new configuration's quorums at once. `addresses` are merged into the
+    /// resulting configuration's address table (for members of it only).
+    public mutating func proposeMembershipChange(
+        _ change: MembershipChange, addresses: [NodeID: String] = [:]
+    ) -> Result<LogIndex, MembershipChangeError> {
         guard role == .leader else { return .failure(.notLeader(leader: leader)) }
         guard transferee == nil else { return .failure(.transferInProgress) }
         guard log.term(at: log.commit) == term else { return .failure(.leaderNotReady) }
@@ -283,7 +314,9 @@ public struct RaftNode: Sendable {
         let result: Membership
         switch log.membership.applying(change) {
         case .failure(let error): return .failure(.invalid(error))
-        case .success(let next): result = next
+        case .success(var next):
+            for (member, address) in addresses where next.contains(member) { next.addresses[member] = address }
+            result = next
         }
         let index = log.lastIndex + 1
         let record = ConfigChangeRecord(change: change, result: result)
@@ -486,6 +519,7 @@ public struct RaftNode: Sendable {
         newReads.removeAll()
         pendingReads.removeAll()
         progress.removeAll()
+        departing.removeAll()
         roundStartedAt.removeAll()
         transferee = nil
         timeoutNowSent = false
@@ -662,7 +696,17 @@ public struct RaftNode: Sendable {
         for peer in members where peer != id && progress[peer] == nil {
             progress[peer] = Progress(next: log.lastIndex, now: now)
         }
-        for peer in progress.keys where !members.contains(peer) { progress[peer] = nil }
+        for peer in progress.keys where !members.contains(peer) {
+            let removedByLast = log.lastConfigIndex == log.lastIndex
+                && ConfigChangeRecord(encoded: log.entry(at: log.lastIndex)?.data ?? [])?.change == .remove(peer)
+            if removedByLast && progress[peer]!.match < log.lastIndex {
+                departing[peer] = log.lastIndex
+            } else {
+                progress[peer] = nil
+                departing[peer] = nil
+            }
+        }
+        for peer in departing.keys where members.contains(peer) { departing[peer] = nil }
         if let t = transferee, !log.membership.voters.contains(t) { transferee = nil }
     }
 
@@ -713,6 +757,12 @@ public struct RaftNode: Sendable {
             }
             if moved || pr.match >= log.lastIndex { pr.noteProgress(at: now) }
             progress[peer] = pr
+            if let removal = departing[peer], pr.match >= removal {
+                // It holds its removal: it knows, and needs nothing more from us.
+                departing[peer] = nil
+                progress[peer] = nil
+                return
+            }
             if moved {
                 maybeCommit()
                 if transferee == peer && pr.match == log.lastIndex { sendTimeoutNow() }

@@ -78,10 +78,15 @@ public struct HardState: Sendable, Equatable, CustomStringConvertible {
 public struct Membership: Sendable, Equatable, CustomStringConvertible {
     public var voters: Set<NodeID>
     public var learners: Set<NodeID>
+    /// Where members listen (`host:port`), replicated with the configuration so that every node, including one that
+    /// joins later, can dial every other. The core never interprets it; members of a configuration that was
+    /// bootstrapped from config files may be missing until the next change (the shell falls back to its files).
+    public var addresses: [NodeID: String]
 
-    public init(voters: Set<NodeID> = [], learners: Set<NodeID> = []) {
+    public init(voters: Set<NodeID> = [], learners: Set<NodeID> = [], addresses: [NodeID: String] = [:]) {
         self.voters = voters
         self.learners = learners
+        self.addresses = addresses
     }
 
     public var members: Set<NodeID> { voters.union(learners) }
@@ -109,9 +114,45 @@ public struct Membership: Sendable, Equatable, CustomStringConvertible {
             if voters == [id] { return .failure(.lastVoter(id)) }
             next.voters.remove(id)
             next.learners.remove(id)
+            next.addresses[id] = nil
         }
         return .success(next)
     }
+
+    /// The address table as bytes: a u32 count, then per member (ascending id) a u64 id, a u16 length and that many
+    /// UTF-8 bytes. Shared by every encoding of a membership (config entries, snapshots, the WAL, the peer wire).
+    public var encodedAddresses: [UInt8] {
+        var bytes: [UInt8] = []
+        let rows = addresses.sorted { $0.key < $1.key }.filter { $0.value.utf8.count <= Membership.maxAddressBytes }
+        appendBigEndian(UInt64(rows.count), width: 4, to: &bytes)
+        for (id, address) in rows {
+            appendBigEndian(id, width: 8, to: &bytes)
+            appendBigEndian(UInt64(address.utf8.count), width: 2, to: &bytes)
+            bytes.append(contentsOf: address.utf8)
+        }
+        return bytes
+    }
+
+    /// Reads an `encodedAddresses` table at `offset`; `nil` (offset unspecified) if it is truncated or implausible.
+    public static func decodeAddresses(_ bytes: [UInt8], at offset: inout Int) -> [NodeID: String]? {
+        guard let count = readBigEndian(bytes, at: &offset, width: 4), count <= 10_000 else { return nil }
+        var table: [NodeID: String] = [:]
+        for _ in 0..<count {
+            guard let id = readBigEndian(bytes, at: &offset, width: 8),
+                let length = readBigEndian(bytes, at: &offset, width: 2), length <= UInt64(maxAddressBytes),
+                offset + Int(length) <= bytes.count
+            else { return nil }
+            guard let text = String(validating: bytes[offset..<(offset + Int(length))], as: UTF8.self) else {
+                return nil
+            }
+            table[id] = text
+            offset += Int(length)
+        }
+        return table
+    }
+
+    /// Longer addresses are not replicated.
+    public static let maxAddressBytes = 1024
 }
 
 /// A single-server membership change (Raft thesis §4.1). Only one may be uncommitted at a time.
@@ -208,7 +249,8 @@ public struct ConfigChangeRecord: Sendable, Equatable, CustomStringConvertible {
 
     public var description: String { "\(change) -> \(result)" }
 
-    /// `change` (9 bytes), then voters and learners as u32 counts of big-endian u64 ids, sorted.
+    /// `change` (9 bytes), then voters and learners as u32 counts of big-endian u64 ids, sorted, then (optional,
+    /// absent in records written before addresses were replicated) the address table.
     public var encoded: [UInt8] {
         var bytes = change.encoded
         for set in [result.voters, result.learners] {
@@ -216,6 +258,7 @@ public struct ConfigChangeRecord: Sendable, Equatable, CustomStringConvertible {
             appendBigEndian(UInt64(ids.count), width: 4, to: &bytes)
             for id in ids { appendBigEndian(id, width: 8, to: &bytes) }
         }
+        if !result.addresses.isEmpty { bytes.append(contentsOf: result.encodedAddresses) }
         return bytes
     }
 
@@ -232,9 +275,14 @@ public struct ConfigChangeRecord: Sendable, Equatable, CustomStringConvertible {
             }
             sets.append(ids)
         }
+        var addresses: [NodeID: String] = [:]
+        if offset < bytes.count {
+            guard let table = Membership.decodeAddresses(bytes, at: &offset) else { return nil }
+            addresses = table
+        }
         guard offset == bytes.count, sets[0].isDisjoint(with: sets[1]) else { return nil }
         self.change = change
-        self.result = Membership(voters: sets[0], learners: sets[1])
+        self.result = Membership(voters: sets[0], learners: sets[1], addresses: addresses)
     }
 }
 

@@ -103,6 +103,7 @@ public enum WALRecord: Sendable, Equatable {
         for id in meta.membership.voters.sorted() { w.u64(id) }
         w.u32(UInt32(meta.membership.learners.count))
         for id in meta.membership.learners.sorted() { w.u64(id) }
+        w.blob(meta.membership.encodedAddresses)
     }
 
     static func decodeSnapshotMetadata(_ r: inout ByteReader) throws -> SnapshotMetadata {
@@ -117,7 +118,13 @@ public enum WALRecord: Sendable, Equatable {
         }
         let voters = try ids("voters")
         let learners = try ids("learners")
-        return SnapshotMetadata(index: index, term: term, membership: Membership(voters: voters, learners: learners))
+        let table = try r.blob("address table")
+        var offset = 0
+        guard let addresses = Membership.decodeAddresses(table, at: &offset), offset == table.count else {
+            throw DecodeError("malformed address table")
+        }
+        return SnapshotMetadata(
+            index: index, term: term, membership: Membership(voters: voters, learners: learners, addresses: addresses))
     }
 
     // MARK: decoding

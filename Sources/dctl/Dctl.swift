@@ -37,6 +37,7 @@ struct Dctl: AsyncParsableCommand {
         subcommands: [
             ClusterCommand.self, NodeCommand.self, Put.self, Get.self, Delete.self, Status.self, Leader.self,
             Health.self, Wait.self, Completion.self, Version.self,
+            Join.self, Promote.self, Remove.self, TransferLeader.self,
         ]
     )
 }

@@ -30,6 +30,11 @@ final class LocalCluster: @unchecked Sendable {
     struct Options: Sendable {
         /// Node ids that are learners (role 4, status 1) in `initial_cluster`; the others are voters.
         var learners: Set<Int> = []
+        /// Node ids that join later: the other nodes' `initial_cluster` does not list them; their own lists the
+        /// other nodes and themselves as a learner (role 4), so they ask to join when started.
+        var joiners: Set<Int> = []
+        /// `cluster.initial_cluster_size` (single-node bootstrap with 1); `nil` leaves it out.
+        var initialClusterSize: Int? = nil
         var electionTimeoutMinMs = 300
         var electionTimeoutMaxMs = 600
         var heartbeatMs = 50
@@ -173,8 +178,9 @@ final class LocalCluster: @unchecked Sendable {
     /// The TOML this cluster writes for node `id` (before any `writeConfig` override).
     func generatedConfig(for id: Int) -> String {
         let me = node(id)
-        let members = nodes.map { member in
-            let learner = options.learners.contains(member.id)
+        let listed = nodes.filter { !options.joiners.contains($0.id) || $0.id == id }
+        let members = listed.map { member in
+            let learner = options.learners.contains(member.id) || options.joiners.contains(member.id)
             return "  { id = \(member.id), address = \"\(member.clientAddress)\", role = \(learner ? 4 : 1), "
                 + "status = \(learner ? 1 : 2) },"
         }
@@ -189,6 +195,7 @@ final class LocalCluster: @unchecked Sendable {
             db_root_dir = "\(me.dataDirectory)"
             log_dir = "\(me.logDirectory)"
             request_timeout_ms = \(options.requestTimeoutMs)
+            \(options.initialClusterSize.map { "initial_cluster_size = \($0)" } ?? "")
 
             [monitoring]
             metrics_address = "\(me.metricsAddress)"
@@ -406,7 +413,7 @@ final class LocalCluster: @unchecked Sendable {
         }
         if requireMajority {
             let supporters = all.values.filter { $0.nodeID == leader.nodeID || ($0.leaderID == leader.nodeID && $0.term == leader.term) }
-            guard supporters.count * 2 > ids.count - options.learners.count else { return nil }
+            guard supporters.count * 2 > leader.voters.count else { return nil }
         }
         return leader
     }

@@ -466,10 +466,11 @@ final class WriteLog: @unchecked Sendable {
 
 /// Writes unique keys round-robin through every node until asked to stop (or 5000 writes), recording each
 /// acknowledgement. Refused connections (a dead node) and errors are counted, never retried with the same key.
-func runWriter(cluster: LocalCluster, log: WriteLog, prefix: String) async {
+func runWriter(cluster: LocalCluster, log: WriteLog, prefix: String, among: [Int]? = nil) async {
     var index = 0
+    let targets = among ?? cluster.ids
     while !log.stopRequested && index < 5000 {
-        let id = cluster.ids[index % cluster.ids.count]
+        let id = targets[index % targets.count]
         let key = "\(prefix)-w-\(index)"
         let value = "v\(index)"
         index += 1
