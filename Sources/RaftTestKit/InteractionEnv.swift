@@ -352,6 +352,8 @@ public struct InteractionEnv {
             "\(c.softState) commit=\(c.commitIndex) last=\(c.lastTerm)/\(c.lastIndex) applied=\(n.stateMachine.appliedIndex) \(c.membership)"
         ]
         for peer in c.progress.keys.sorted() { out.append("  \(peer): \(c.progress[peer]!)") }
+        for peer in c.departing.keys.sorted() { out.append("  departing: \(peer) until it holds \(c.departing[peer]!)") }
+        if c.isRemoved { out.append("  removed from the cluster") }
         let values = n.stateMachine.values.keys.sorted().map { "\($0)=\(n.stateMachine.values[$0]!)" }
         if !values.isEmpty { out.append("  state: " + values.joined(separator: " ")) }
         return out

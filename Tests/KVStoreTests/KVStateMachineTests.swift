@@ -147,7 +147,7 @@ struct KVStateMachineTests {
             }
             _ = sm.apply(log.entry(command, at: UInt64(i) * 10, client: UInt64(i % 17), seq: UInt64(i)))
         }
-        let membership = Membership(voters: [1, 2, 3], learners: [4])
+        let membership = Membership(voters: [1, 2, 3], learners: [4], addresses: [4: "127.0.0.1:9084"])
         let image = sm.snapshot(membership: membership)
         var (restored, meta) = try KVStateMachine.restore(from: image)
         #expect(meta == SnapshotMetadata(index: sm.appliedIndex, term: sm.appliedTerm, membership: membership))

@@ -78,7 +78,8 @@ struct PeerTransportSocketTests {
                 a.transport.send(heartbeat(from: 1, to: 2, round: round))
                 b.transport.send(heartbeat(from: 2, to: 1, round: round))
             }
-            let meta = SnapshotMetadata(index: 10, term: 2, membership: Membership(voters: [1, 2]))
+            let meta = SnapshotMetadata(
+                index: 10, term: 2, membership: Membership(voters: [1, 2], addresses: [1: "127.0.0.1:1", 2: "h:2"]))
             let snapshot = Message(from: 1, to: 2, term: 2, body: .installSnapshot(meta))
             let data = (0..<300_000).map { UInt8(truncatingIfNeeded: $0) }
             a.transport.send(snapshot, snapshotData: data)

@@ -85,7 +85,8 @@ enum Generate {
             return .heartbeatResponse(round: u64(using: &rng))
         case 7:
             let voters = nodeSet(using: &rng)
-            let membership = Membership(voters: voters, learners: nodeSet(using: &rng).subtracting(voters))
+            var membership = Membership(voters: voters, learners: nodeSet(using: &rng).subtracting(voters))
+            for id in membership.members where rng.next() % 2 == 0 { membership.addresses[id] = "10.0.0.\(id % 250):\(id % 65_000 + 1)" }
             return .installSnapshot(
                 SnapshotMetadata(index: u64(using: &rng), term: u64(using: &rng), membership: membership))
         default:

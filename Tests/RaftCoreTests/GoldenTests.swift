@@ -16,6 +16,7 @@ import Testing
         let expected = [
             "election.txt", "figure8.txt", "partitioned_leader.txt", "prevote_rejoin.txt", "stale_leader_read.txt",
             "learner_promotion.txt", "snapshot_install.txt", "leadership_transfer.txt", "membership_rules.txt",
+            "removed_follower.txt",
         ]
         for name in expected { #expect(Self.files.contains(name), "missing golden scenario \(name)") }
     }

@@ -111,6 +111,13 @@ import Testing
         #expect(ConfigChangeRecord(encoded: record.encoded) == record)
         #expect(ConfigChangeRecord(encoded: Array(record.encoded.dropLast())) == nil)
         #expect(ConfigChangeRecord(encoded: [9, 0, 0, 0, 0, 0, 0, 0, 1] + [UInt8](repeating: 0, count: 8)) == nil)
+        // With the replicated address table; a record without one (written before it existed) still decodes.
+        let addressed = ConfigChangeRecord(
+            change: .addLearner(5),
+            result: Membership(voters: [1, 2, 4], learners: [5], addresses: [1: "10.0.0.1:9081", 5: "[::1]:9085"]))
+        #expect(ConfigChangeRecord(encoded: addressed.encoded) == addressed)
+        #expect(ConfigChangeRecord(encoded: Array(addressed.encoded.dropLast())) == nil)
+        #expect(ConfigChangeRecord(encoded: addressed.encoded + [0]) == nil)
         var rng = SplitMix64(seed: 7)
         for _ in 0..<2000 {
             let bytes = (0..<Int(rng.next() % 40)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }

@@ -124,7 +124,7 @@ struct ConformanceTests {
     func snapshotAndCompaction(kind: StorageKind) throws {
         let s = try Subject(kind)
         try s.storage.append(makeEntries(1...20, term: 1))
-        let members = Membership(voters: [1, 2, 3])
+        let members = Membership(voters: [1, 2, 3], addresses: [1: "127.0.0.1:9081", 3: "node3.example:9083"])
         // A local snapshot that matches the log keeps it.
         try s.storage.applySnapshot(SnapshotMetadata(index: 15, term: 1, membership: members))
         #expect(s.storage.lastIndex == 20)
