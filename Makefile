@@ -57,11 +57,11 @@ start-node2: build ## Run node 2 in the foreground (config/n2.toml)
 start-node3: build ## Run node 3 in the foreground (config/n3.toml)
 	CONFIG_PATH=config/n3 $(DNODE)
 
-join-node4: build ## Start node 4 (learner, config/n4.toml) in the background
-	scripts/cluster.sh start 4
+join-node4: build ## Start node 4 (config/n4.toml): it joins as a learner; then `dctl promote 4 --wait`
+	$(DCTL) join 4
 
-join-node5: build ## Start node 5 (learner, config/n5.toml) in the background
-	scripts/cluster.sh start 5
+join-node5: build ## Start node 5 (config/n5.toml): it joins as a learner; then `dctl promote 5 --wait`
+	$(DCTL) join 5
 
 clean: ## swift package clean, and remove db/, logs/, run/
 	$(SWIFT) package clean

@@ -62,6 +62,14 @@ public struct ReplicationView: Sendable, Hashable {
     public var lagMs: UInt64?
     public var state: PeerReplicationState
     public var lagClass: LagClass
+    /// How much of the leader's log the member holds, 0-100 (`match_index / last_log_index` of the leader); what
+    /// dtop shows beside a learner while it catches up.
+    public var catchUpPercent: Double = 100
+
+    static func percent(match: UInt64, leaderLast: UInt64) -> Double {
+        guard leaderLast > 0 else { return 100 }
+        return min(100, Double(match) * 100 / Double(leaderLast))
+    }
 }
 
 /// Everything dtop remembers about one row.
@@ -423,7 +431,8 @@ public struct DashboardModel: Sendable, Hashable {
                 lagMs: Self.estimateLagMs(
                     lagEntries: peer.lagEntries, lastAckMsAgo: peer.lastAckMsAgo, leaderCommitsPerSecond: leaderRate),
                 state: peer.state,
-                lagClass: LagClass.classify(lagEntries: peer.lagEntries, lastAckMsAgo: peer.lastAckMsAgo))
+                lagClass: LagClass.classify(lagEntries: peer.lagEntries, lastAckMsAgo: peer.lastAckMsAgo),
+                catchUpPercent: ReplicationView.percent(match: peer.matchIndex, leaderLast: leaderStatus.lastLogIndex))
             if let previous, previous.lagClass != view.lagClass {
                 record(
                     nowMs, .lagChange,

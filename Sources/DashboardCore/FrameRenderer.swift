@@ -193,7 +193,7 @@ public enum FrameRenderer {
         case .up:
             marker = row.isLeader ? "*" : row.role == .candidate ? "?" : " "
             style = row.isLeader ? .leader : .normal
-            role = row.isLeader ? "LEADER" : row.role?.rawValue ?? "-"
+            role = row.isLeader ? "LEADER" : Self.roleText(row)
         case .down:
             (marker, style, role) = ("x", .dim, "DOWN")
         case .pending:
@@ -224,6 +224,14 @@ public enum FrameRenderer {
             }
         }
         return StyledLine(spans)
+    }
+
+    /// The role; a learner that is still behind with its catch-up percentage (`learner 87%`, floored, at most 99):
+    /// plain `learner` once it holds the leader's whole log.
+    static func roleText(_ row: NodeRow) -> String {
+        guard let role = row.role else { return "-" }
+        guard role == .learner, let view = row.replication, view.lagEntries > 0 else { return role.rawValue }
+        return "learner \(min(99, Int(view.catchUpPercent.rounded(.down))))%"
     }
 
     private static func reason(_ row: NodeRow) -> String {
@@ -356,7 +364,7 @@ enum Column: CaseIterable {
         switch self {
         case .id: return 3
         case .address: return 15
-        case .role: return 10
+        case .role: return 11
         case .term: return 5
         case .commit, .applied, .lastLog: return 8
         case .lag: return 6

@@ -16,6 +16,8 @@ public struct JSONFrame: Sendable, Codable, Hashable {
         public var lagEntries: UInt64?
         public var lagMs: UInt64?
         public var lagClass: LagClass?
+        /// The leader's view of how much of its log this member holds (0-100); `null` without a leader's view.
+        public var catchUpPercent: Double?
         public var opsPerSecond: Double?
         /// The node's `/status` as it answered (the last answer when it is unreachable; `null` if never).
         public var status: NodeStatus?
@@ -26,6 +28,7 @@ public struct JSONFrame: Sendable, Codable, Hashable {
             case lagEntries = "lag_entries"
             case lagMs = "lag_ms"
             case lagClass = "lag_class"
+            case catchUpPercent = "catch_up_percent"
             case opsPerSecond = "ops_per_sec"
         }
 
@@ -38,6 +41,7 @@ public struct JSONFrame: Sendable, Codable, Hashable {
             try container.encode(lagEntries, forKey: .lagEntries)
             try container.encode(lagMs, forKey: .lagMs)
             try container.encode(lagClass, forKey: .lagClass)
+            try container.encode(catchUpPercent, forKey: .catchUpPercent)
             try container.encode(opsPerSecond, forKey: .opsPerSecond)
             try container.encode(status, forKey: .status)
         }
@@ -96,7 +100,8 @@ public struct JSONFrame: Sendable, Codable, Hashable {
                 endpoint: track.endpoint?.description, nodeID: track.nodeID, reachable: track.reachable == true,
                 error: track.reachable == true ? nil : (track.error ?? "not polled yet"),
                 lagEntries: track.replication?.lagEntries, lagMs: track.replication?.lagMs,
-                lagClass: track.replication?.lagClass, opsPerSecond: track.opsPerSecond, status: track.status)
+                lagClass: track.replication?.lagClass, catchUpPercent: track.replication?.catchUpPercent,
+                opsPerSecond: track.opsPerSecond, status: track.status)
         }
         events = model.events
     }

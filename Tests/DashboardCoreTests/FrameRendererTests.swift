@@ -25,6 +25,28 @@ struct FrameRendererTests {
         try Golden.check(text, file: "failover.txt")
     }
 
+    @Test("a learner shows how much of the leader's log it holds, in the frame and in the JSON")
+    func learnerCatchUp() throws {
+        let endpoints = (1...4).map { Endpoint(host: "127.0.0.1", port: 8080 + $0) }
+        var model = DashboardModel(endpoints: endpoints)
+        let peers = [
+            Fixture.peer(2, match: 400), Fixture.peer(3, match: 400),
+            PeerStatus(id: 4, address: "127.0.0.1:9084", matchIndex: 348, lagEntries: 52, lastAckMsAgo: 20, state: .replicate),
+        ]
+        model.apply(
+            [
+                Fixture.up(Fixture.status(1, role: .leader, term: 3, leader: 1, commit: 400, lastLog: 400, learners: [4], peers: peers)),
+                Fixture.up(Fixture.status(2, role: .follower, term: 3, leader: 1, commit: 400, learners: [4])),
+                Fixture.up(Fixture.status(3, role: .follower, term: 3, leader: 1, commit: 400, learners: [4])),
+                Fixture.up(Fixture.status(4, role: .learner, term: 3, leader: 1, commit: 348, learners: [4])),
+            ], nowMs: Fixture.t0)
+        let text = FrameRenderer.plainText(model, Fixture.options(at: Fixture.t0 + 100))
+        let row = try #require(text.split(separator: "\n").first { $0.contains("127.0.0.1:9084") })
+        #expect(row.contains("learner 87%"), "\(row)")
+        let json = try JSONFrame(model, nowMs: Fixture.t0 + 100).encoded()
+        #expect(json.contains("\"catch_up_percent\":87"), "\(json)")
+    }
+
     @Test("a narrow window drops the least important columns but keeps id, role, term, commit and lag")
     func narrow() {
         var model = DashboardModel(endpoints: Fixture.endpoints)

@@ -44,6 +44,17 @@ import Testing
         #expect(config.cluster.bootstrapVoters.map(\.id) == [1, 2, 3])
     }
 
+    @Test(arguments: 1...3)
+    func singleNodeBootstrapLoads(node: Int) throws {
+        let config = try NodeConfig.load(path: "\(repositoryRoot)/config/single/n\(node).toml", environment: [:])
+        #expect(config.cluster.nodeID == UInt64(node))
+        #expect(config.cluster.initialClusterSize == 1)
+        #expect(config.cluster.bootstrapVoters.map(\.id) == [1])
+        #expect(config.cluster.initialCluster.map(\.id) == [1, 2, 3])
+        #expect(config.cluster.dbRootDir == "./db/single/\(node)")
+        #expect(config.cluster.listenAddress.port == 9080 + node)
+    }
+
     @Test func peerAddressesDialLoopback() throws {
         let config = try NodeConfig.load(path: "\(repositoryRoot)/config/n1.toml", environment: [:])
         let dial = config.cluster.peers.map(\.dialAddress.description)
