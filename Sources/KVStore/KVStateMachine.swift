@@ -247,6 +247,15 @@ public struct KVStateMachine: Sendable {
         return w.bytes
     }
 
+    /// Whether `bytes` look like an intact image: the magic and the trailing checksum (cheap; `restore` checks all).
+    public static func isIntactImage(_ bytes: Bytes) -> Bool {
+        guard bytes.count >= snapshotMagic.count + 1 + 8, bytes.starts(with: snapshotMagic) else { return false }
+        var h = FNV1a64()
+        h.add(Array(bytes[..<(bytes.count - 8)]))
+        var tail = KVReader(Array(bytes[(bytes.count - 8)...]))
+        return (try? tail.u64("checksum")) == h.value
+    }
+
     /// Rebuilds a state machine from `snapshot(membership:)` bytes. Throws `KVDecodeError` on any damage.
     public static func restore(from bytes: Bytes, options: Options = Options()) throws -> (
         KVStateMachine, SnapshotMetadata

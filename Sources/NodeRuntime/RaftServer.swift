@@ -205,10 +205,17 @@ public final class RaftServer: @unchecked Sendable {
     // MARK: - Peer input
 
     func receive(_ message: Message, snapshotData: [UInt8]?) {
+        // Checked on the transport's thread, not the Raft loop: a large image takes a while to hash.
+        let intact = snapshotData.map(KVStateMachine.isIntactImage) ?? true
         loop.execute {
             guard !self.stopped, message.to == self.settings.raft.id else { return }
             if case .installSnapshot(let meta) = message.body {
                 guard let data = snapshotData else { return }
+                // A damaged image is dropped here, before the core accepts it; the leader sends it again.
+                guard intact else {
+                    self.log.warn("dropped snapshot \(meta) from node \(message.from): the image fails its checksum")
+                    return
+                }
                 self.stagedSnapshots = [meta.index: data]
             }
             self.core.step(message)

@@ -96,32 +96,46 @@ public enum WALRecord: Sendable, Equatable {
         return out
     }
 
+    /// Set in the voter count when an address table follows the learners. Records written before addresses were
+    /// replicated never set it (counts are far below 2^31), so they still decode.
+    static let addressTableFlag: UInt32 = 0x8000_0000
+
     static func encode(_ meta: SnapshotMetadata, into w: inout ByteWriter) {
         w.u64(meta.index)
         w.u64(meta.term)
-        w.u32(UInt32(meta.membership.voters.count))
+        let hasAddresses = !meta.membership.addresses.isEmpty
+        w.u32(UInt32(meta.membership.voters.count) | (hasAddresses ? addressTableFlag : 0))
         for id in meta.membership.voters.sorted() { w.u64(id) }
         w.u32(UInt32(meta.membership.learners.count))
         for id in meta.membership.learners.sorted() { w.u64(id) }
-        w.blob(meta.membership.encodedAddresses)
+        if hasAddresses { w.blob(meta.membership.encodedAddresses) }
     }
 
     static func decodeSnapshotMetadata(_ r: inout ByteReader) throws -> SnapshotMetadata {
         let index = try r.u64("snapshot index")
         let term = try r.u64("snapshot term")
-        func ids(_ what: String) throws -> Set<NodeID> {
-            let n = Int(try r.u32("\(what) count"))
+        var hasAddresses = false
+        func ids(_ what: String, flagged: Bool = false) throws -> Set<NodeID> {
+            var n = Int(try r.u32("\(what) count"))
+            if flagged && n & Int(addressTableFlag) != 0 {
+                hasAddresses = true
+                n &= ~Int(addressTableFlag)
+            }
             guard n <= r.remaining / 8 else { throw DecodeError("\(what) count \(n) exceeds the record") }
             var set = Set<NodeID>()
             for _ in 0..<n { set.insert(try r.u64(what)) }
             return set
         }
-        let voters = try ids("voters")
+        let voters = try ids("voters", flagged: true)
         let learners = try ids("learners")
-        let table = try r.blob("address table")
-        var offset = 0
-        guard let addresses = Membership.decodeAddresses(table, at: &offset), offset == table.count else {
-            throw DecodeError("malformed address table")
+        var addresses: [NodeID: String] = [:]
+        if hasAddresses {
+            let table = try r.blob("address table")
+            var offset = 0
+            guard let decoded = Membership.decodeAddresses(table, at: &offset), offset == table.count else {
+                throw DecodeError("malformed address table")
+            }
+            addresses = decoded
         }
         return SnapshotMetadata(
             index: index, term: term, membership: Membership(voters: voters, learners: learners, addresses: addresses))

@@ -149,6 +149,11 @@ struct KVStateMachineTests {
         }
         let membership = Membership(voters: [1, 2, 3], learners: [4], addresses: [4: "127.0.0.1:9084"])
         let image = sm.snapshot(membership: membership)
+        #expect(KVStateMachine.isIntactImage(image))
+        var damaged = image
+        damaged[damaged.count / 2] ^= 0x40
+        #expect(!KVStateMachine.isIntactImage(damaged))
+        #expect(!KVStateMachine.isIntactImage(Array(image.dropLast())))
         var (restored, meta) = try KVStateMachine.restore(from: image)
         #expect(meta == SnapshotMetadata(index: sm.appliedIndex, term: sm.appliedTerm, membership: membership))
         #expect(restored.stateHash == sm.stateHash)
