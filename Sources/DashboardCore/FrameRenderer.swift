@@ -372,7 +372,7 @@ enum Column: CaseIterable {
         case .lease, .seen: return 6
         case .ops: return 7
         case .p99: return 7
-        case .trend: return 10
+        case .trend: return 9
         }
     }
 

@@ -38,9 +38,14 @@ struct PeerConnectionStateMachine {
 
     let role: Role
     private(set) var state: State = .awaitingHello
+    /// Reassembles chunked snapshots arriving on this connection.
+    private(set) var assembler: SnapshotAssembler
+    /// Chunks that did not fit a transfer (each drops the transfer; the leader sends the snapshot again).
+    private(set) var rejectedChunks = 0
 
-    init(role: Role) {
+    init(role: Role, maxSnapshotBytes: UInt64 = 16 << 30) {
         self.role = role
+        self.assembler = SnapshotAssembler(maxTotal: maxSnapshotBytes)
     }
 
     mutating func received(_ frame: PeerFrame) -> Action {
@@ -66,6 +71,16 @@ struct PeerConnectionStateMachine {
             return close(.unexpectedFrame("second hello"))
         case (.established, .raft(let message, let data)):
             return .deliver(message, snapshotData: data)
+        case (.established, .snapshotChunk(let chunk)):
+            switch assembler.accept(chunk) {
+            case .incomplete:
+                return .none
+            case .complete(let message, let image):
+                return .deliver(message, snapshotData: image)
+            case .rejected:
+                rejectedChunks += 1
+                return .none
+            }
         case (.established, .forwardRequest(let id, let request)):
             guard role == .acceptor else { return close(.unexpectedFrame("forwardRequest on a dialled connection")) }
             return .serveForward(id: id, request)
@@ -94,6 +109,7 @@ extension PeerFrame {
         case .raft: return "raft"
         case .forwardRequest: return "forwardRequest"
         case .forwardResponse: return "forwardResponse"
+        case .snapshotChunk: return "snapshotChunk"
         }
     }
 }

@@ -13,6 +13,8 @@ public enum PeerFrame: Sendable, Equatable, CustomStringConvertible {
     case forwardRequest(id: UInt64, ForwardedRequest)
     /// The leader's answer to a `forwardRequest`.
     case forwardResponse(id: UInt64, ForwardedResponse)
+    /// One piece of a snapshot too large for one frame; the last piece carries its `installSnapshot` message.
+    case snapshotChunk(SnapshotChunk)
 
     /// A stable one-line description, used by logs and tests.
     public var description: String {
@@ -22,6 +24,9 @@ public enum PeerFrame: Sendable, Equatable, CustomStringConvertible {
             return data.map { "Raft \(message) data=\($0.count)B" } ?? "Raft \(message)"
         case .forwardRequest(let id, let request): return "Forward#\(id) \(request.method) \(request.uri)"
         case .forwardResponse(let id, let response): return "ForwardResp#\(id) \(response.status)"
+        case .snapshotChunk(let chunk):
+            return "SnapshotChunk#\(chunk.transfer) \(chunk.offset)+\(chunk.data.count)/\(chunk.total)"
+                + (chunk.message.map { " \($0)" } ?? "")
         }
     }
 }
@@ -135,5 +140,133 @@ public enum PeerWireError: Error, Sendable, Equatable, CustomStringConvertible {
         case .unsupportedVersion(let version): return "unsupported protocol version \(version)"
         case .unexpectedFrame(let what): return "unexpected frame: \(what)"
         }
+    }
+}
+
+// MARK: - Snapshot chunks
+
+/// A slice of a snapshot's bulk data. A transfer is the chunks of one snapshot, in order on one connection, from
+/// offset 0 to `total`; each is checked by its own FNV-1a-64 checksum, and the last one carries the
+/// `installSnapshot` message. A receiver that misses a chunk, or sees a bad one, drops the transfer; a chunk at
+/// offset 0 starts a new one (the sender restarts from 0 after a reconnect).
+public struct SnapshotChunk: Sendable, Equatable {
+    public var transfer: UInt64
+    public var offset: UInt64
+    public var total: UInt64
+    public var checksum: UInt64
+    public var data: [UInt8]
+    public var message: Message?
+
+    public init(transfer: UInt64, offset: UInt64, total: UInt64, data: [UInt8], message: Message? = nil) {
+        self.transfer = transfer
+        self.offset = offset
+        self.total = total
+        self.data = data
+        self.checksum = SnapshotChunk.fnv1a(data)
+        self.message = message
+    }
+
+    init(transfer: UInt64, offset: UInt64, total: UInt64, checksum: UInt64, data: [UInt8], message: Message?) {
+        self.transfer = transfer
+        self.offset = offset
+        self.total = total
+        self.checksum = checksum
+        self.data = data
+        self.message = message
+    }
+
+    /// FNV-1a, 64 bits.
+    public static func fnv1a(_ bytes: [UInt8]) -> UInt64 {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        bytes.withUnsafeBufferPointer { buffer in
+            for byte in buffer {
+                hash ^= UInt64(byte)
+                hash = hash &* 0x0000_0100_0000_01B3
+            }
+        }
+        return hash
+    }
+
+    /// Splits `data` into chunks of at most `size` bytes; the last carries `message`.
+    public static func split(_ data: [UInt8], message: Message, transfer: UInt64, size: Int) -> [SnapshotChunk] {
+        precondition(size > 0)
+        var chunks: [SnapshotChunk] = []
+        var offset = 0
+        repeat {
+            let end = min(data.count, offset + size)
+            chunks.append(
+                SnapshotChunk(
+                    transfer: transfer, offset: UInt64(offset), total: UInt64(data.count), data: Array(data[offset..<end]),
+                    message: end == data.count ? message : nil))
+            offset = end
+        } while offset < data.count
+        return chunks
+    }
+}
+
+/// Reassembles the chunks of one connection (see ``SnapshotChunk``). Pure; bounded by `maxTotal`.
+struct SnapshotAssembler {
+    enum Outcome: Equatable {
+        /// More chunks to come.
+        case incomplete
+        /// The whole image and its message.
+        case complete(Message, [UInt8])
+        /// The chunk does not fit the transfer in progress (or is damaged); the transfer is dropped.
+        case rejected(String)
+    }
+
+    let maxTotal: UInt64
+    private(set) var transfer: UInt64?
+    private var total: UInt64 = 0
+    private var data: [UInt8] = []
+
+    init(maxTotal: UInt64) {
+        self.maxTotal = maxTotal
+    }
+
+    var receivedBytes: Int { data.count }
+
+    mutating func accept(_ chunk: SnapshotChunk) -> Outcome {
+        if chunk.offset == 0 {
+            transfer = nil
+            data = []
+            guard chunk.total <= maxTotal else { return reject("snapshot of \(chunk.total) bytes exceeds \(maxTotal)") }
+            transfer = chunk.transfer
+            total = chunk.total
+            data.reserveCapacity(Int(min(chunk.total, 64 << 20)))
+        }
+        guard let current = transfer, current == chunk.transfer, chunk.total == total,
+            chunk.offset == UInt64(data.count)
+        else {
+            return reject("chunk \(chunk.transfer)@\(chunk.offset) does not continue the transfer in progress")
+        }
+        guard SnapshotChunk.fnv1a(chunk.data) == chunk.checksum else {
+            return reject("chunk \(chunk.transfer)@\(chunk.offset) fails its checksum")
+        }
+        guard UInt64(data.count) + UInt64(chunk.data.count) <= total else {
+            return reject("chunk \(chunk.transfer)@\(chunk.offset) runs past the total \(total)")
+        }
+        data.append(contentsOf: chunk.data)
+        let done = UInt64(data.count) == total
+        switch (done, chunk.message) {
+        case (false, nil):
+            return .incomplete
+        case (true, let message?):
+            guard case .installSnapshot = message.body else { return reject("the last chunk carries \(message)") }
+            let image = data
+            transfer = nil
+            data = []
+            return .complete(message, image)
+        case (true, nil):
+            return reject("the transfer ended without its message")
+        case (false, .some):
+            return reject("a message arrived before the last chunk")
+        }
+    }
+
+    private mutating func reject(_ why: String) -> Outcome {
+        transfer = nil
+        data = []
+        return .rejected(why)
     }
 }

@@ -64,6 +64,11 @@ public final class PeerTransport: Sendable {
         /// the bounded queue.
         public var writeBufferLowWaterMark = 256 * 1024
         public var writeBufferHighWaterMark = 1024 * 1024
+        /// Snapshot data above this size travels as ``SnapshotChunk``s of this size, one queued at a time, so that
+        /// other frames to the same peer (heartbeats, appends) slip in between and no frame limit caps a snapshot.
+        public var snapshotChunkBytes = 1024 * 1024
+        /// The largest chunked snapshot a receiver assembles.
+        public var maxSnapshotBytes: UInt64 = 16 << 30
 
         public init() {}
     }
@@ -79,10 +84,21 @@ public final class PeerTransport: Sendable {
     private struct Link {
         var machine: PeerLinkStateMachine
         var reconnectTimer: Scheduled<Void>?
+        /// The chunked snapshot being sent to this peer, if any.
+        var transfer: OutboundTransfer?
+    }
+
+    /// A snapshot on its way out, one chunk at a time.
+    private struct OutboundTransfer {
+        var id: UInt64
+        var message: Message
+        var data: [UInt8]
+        var nextOffset = 0
     }
 
     private struct State {
         var links: [NodeID: Link] = [:]
+        var nextTransferID: UInt64 = 0
         var inbound: [ObjectIdentifier: Channel] = [:]
         var isShutdown = false
     }
@@ -119,6 +135,10 @@ public final class PeerTransport: Sendable {
     /// message and reports the peer unreachable. Messages to one peer are delivered in order while its connection
     /// lasts.
     public func send(_ message: Message, snapshotData: [UInt8]? = nil) {
+        if let data = snapshotData, data.count > configuration.snapshotChunkBytes {
+            onLoop { self.startTransfer(message, data: data) }
+            return
+        }
         let frame = PeerWire.encode(.raft(message, snapshotData: snapshotData), allocator: allocator)
         let peer = message.to
         onLoop { self.enqueueRaft(frame, to: peer) }
@@ -222,6 +242,31 @@ public final class PeerTransport: Sendable {
         perform(action, peer: peer)
     }
 
+    /// Starts sending a snapshot in chunks, replacing one still in progress to the same peer.
+    private func startTransfer(_ message: Message, data: [UInt8]) {
+        let peer = message.to
+        guard state.value.links[peer] != nil else { return }
+        state.value.nextTransferID += 1
+        let id = state.value.nextTransferID
+        state.value.links[peer]?.transfer = OutboundTransfer(id: id, message: message, data: data)
+        pumpTransfer(peer: peer)
+    }
+
+    /// Queues the next chunk of `peer`'s transfer once its queue is empty: at most one chunk waits at a time.
+    private func pumpTransfer(peer: NodeID) {
+        guard var transfer = state.value.links[peer]?.transfer,
+            state.value.links[peer]?.machine.queuedBytes == 0
+        else { return }
+        let end = min(transfer.data.count, transfer.nextOffset + configuration.snapshotChunkBytes)
+        let last = end == transfer.data.count
+        let chunk = SnapshotChunk(
+            transfer: transfer.id, offset: UInt64(transfer.nextOffset), total: UInt64(transfer.data.count),
+            data: Array(transfer.data[transfer.nextOffset..<end]), message: last ? transfer.message : nil)
+        transfer.nextOffset = end
+        state.value.links[peer]?.transfer = last ? nil : transfer
+        enqueueRaft(PeerWire.encode(.snapshotChunk(chunk), allocator: allocator), to: peer)
+    }
+
     private func startForward(
         _ request: ForwardedRequest, to peer: NodeID, timeout: TimeAmount,
         promise: EventLoopPromise<ForwardedResponse>
@@ -321,9 +366,13 @@ public final class PeerTransport: Sendable {
     private func drain(peer: NodeID) {
         // Mutate the link in place: a copy would duplicate the queue's storage.
         let writable = state.value.links[peer]?.machine.connectedChannel?.isWritable ?? false
-        guard let batch = state.value.links[peer]?.machine.drain(writable: writable) else { return }
+        guard let batch = state.value.links[peer]?.machine.drain(writable: writable) else {
+            if writable { pumpTransfer(peer: peer) }
+            return
+        }
         for frame in batch.frames { batch.channel.write(frame, promise: nil) }
         batch.channel.flush()
+        if batch.channel.isWritable { pumpTransfer(peer: peer) }
         // Frames left over go next tick while the channel stays writable, else on its writability change.
         if batch.more, batch.channel.isWritable {
             state.value.links[peer]?.machine.drainRescheduled()
@@ -406,6 +455,8 @@ public final class PeerTransport: Sendable {
             let jitter = Double.random(in: 0..<1)
             guard let down = self.state.value.links[peer]?.machine.connectionClosed(attempt: attempt, jitter: jitter)
             else { return }
+            // The receiver drops a half-received transfer with its connection: start it again from the beginning.
+            self.state.value.links[peer]?.transfer?.nextOffset = 0
             self.perform(down, peer: peer)
         }
     }
@@ -442,7 +493,7 @@ final class PeerChannelHandler: ChannelInboundHandler {
 
     init(transport: PeerTransport, role: PeerConnectionStateMachine.Role, attempt: UInt64 = 0) {
         self.transport = transport
-        self.machine = PeerConnectionStateMachine(role: role)
+        self.machine = PeerConnectionStateMachine(role: role, maxSnapshotBytes: transport.configuration.maxSnapshotBytes)
         if case .dialer(let peer) = role {
             self.dialled = (peer, attempt)
         } else {

@@ -42,6 +42,7 @@ public enum PeerWire {
         case raft = 2
         case forwardRequest = 3
         case forwardResponse = 4
+        case snapshotChunk = 5
     }
 
     /// Message body tags.
@@ -141,6 +142,19 @@ public enum PeerWire {
             buffer.writeInteger(UInt16(clamping: response.status))
             writeHeaders(response.headers, into: &buffer)
             writeBytesField(response.body, into: &buffer)
+        case .snapshotChunk(let chunk):
+            buffer.writeInteger(FrameType.snapshotChunk.rawValue)
+            buffer.writeInteger(chunk.transfer)
+            buffer.writeInteger(chunk.offset)
+            buffer.writeInteger(chunk.total)
+            buffer.writeInteger(chunk.checksum)
+            writeBytesField(chunk.data, into: &buffer)
+            if let message = chunk.message {
+                buffer.writeInteger(UInt8(1))
+                writeMessage(message, into: &buffer)
+            } else {
+                buffer.writeInteger(UInt8(0))
+            }
         }
         assert(buffer.writerIndex - start == frameHeaderLength + payload, "payloadLength(of:) disagrees with encode")
     }
@@ -157,6 +171,8 @@ public enum PeerWire {
                 + 4 + request.body.count
         case .forwardResponse(_, let response):
             return 8 + 2 + headersLength(response.headers) + 4 + response.body.count
+        case .snapshotChunk(let chunk):
+            return 8 * 4 + 4 + chunk.data.count + 1 + (chunk.message.map(messageLength) ?? 0)
         }
     }
 
@@ -337,6 +353,16 @@ public enum PeerWire {
             let headers = try payload.wireHeaders()
             let body = try payload.wireBytes()
             frame = .forwardResponse(id: id, ForwardedResponse(status: status, headers: headers, body: body))
+        case .snapshotChunk:
+            let transfer = try payload.wireU64()
+            let offset = try payload.wireU64()
+            let total = try payload.wireU64()
+            let checksum = try payload.wireU64()
+            let data = try payload.wireBytes()
+            let message = try payload.wireBool(field: "snapshotChunk.message.present") ? try readMessage(from: &payload) : nil
+            frame = .snapshotChunk(
+                SnapshotChunk(
+                    transfer: transfer, offset: offset, total: total, checksum: checksum, data: data, message: message))
         }
         guard payload.readableBytes == 0 else { throw .trailingBytes(payload.readableBytes) }
         return frame

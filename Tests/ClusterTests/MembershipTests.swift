@@ -64,7 +64,7 @@ struct MembershipTests {
         }
     }
 
-    @Test("a learner joining after the log was compacted catches up by snapshot, then by log")
+    @Test("a learner joining after the log was compacted catches up by a chunked snapshot, then by log")
     func learnerCatchesUpBySnapshot() async throws {
         var options = LocalCluster.Options()
         options.joiners = [4]
@@ -73,7 +73,9 @@ struct MembershipTests {
         try await withLocalCluster(nodes: 4, options: options, start: false) { cluster in
             try await cluster.start([1, 2, 3])
             let leader = Int(try await cluster.waitForLeader(among: [1, 2, 3], requireMajority: true).nodeID)
-            for i in 0..<400 { _ = try await cluster.client(leader).putOK("s\(i)", "v\(i)") }
+            // 4 KiB values: the snapshot (about 1.6 MiB) is larger than one chunk, so it travels in pieces.
+            let padding = String(repeating: "x", count: 4096)
+            for i in 0..<400 { _ = try await cluster.client(leader).putOK("s\(i)", "v\(i)" + padding) }
             let compacted = try await waitFor("the leader to compact its log", timeout: .seconds(5)) {
                 () async throws -> NodeStatus? in
                 let status = try await cluster.status(leader)
@@ -91,7 +93,8 @@ struct MembershipTests {
             // It could not have got the compacted prefix from the log: a snapshot was installed.
             #expect(learner.snapshotIndex >= compacted.snapshotIndex, "node 4: \(learner)")
             #expect(learner.role == .learner)
-            #expect(try await cluster.client(4).value(of: "s0", consistency: .eventual) == "v0")
+            #expect(try await cluster.client(4).value(of: "s0", consistency: .eventual) == "v0" + padding)
+            #expect(try await cluster.client(4).value(of: "s399", consistency: .eventual) == "v399" + padding)
 
             // Then by log: later writes reach it without another snapshot.
             for i in 400..<430 { _ = try await cluster.client(leader).putOK("s\(i)", "v\(i)") }

@@ -99,6 +99,35 @@ struct PeerTransportSocketTests {
         }
     }
 
+    @Test("a large snapshot travels in chunks with heartbeats in between, and arrives whole")
+    func chunkedSnapshot() async throws {
+        var configuration = Self.fast
+        configuration.snapshotChunkBytes = 64 * 1024
+        let chunked = configuration
+        try await withGroup { group in
+            let a = try await makeNode(1, group: group, configuration: chunked)
+            let b = try await makeNode(2, group: group, configuration: chunked)
+            a.transport.updatePeers([2: b.address])
+            b.transport.updatePeers([1: a.address])
+            let meta = SnapshotMetadata(index: 50, term: 3, membership: Membership(voters: [1, 2]))
+            let snapshot = Message(from: 1, to: 2, term: 3, body: .installSnapshot(meta))
+            let data = (0..<(6 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 12) }
+            a.transport.send(snapshot, snapshotData: data)
+            // Heartbeats sent after the snapshot started do not wait for all of it.
+            for round in 0..<20 as Range<UInt64> { a.transport.send(heartbeat(from: 1, to: 2, round: round)) }
+
+            try await waitUntil("the snapshot and the heartbeats arrived", timeout: .seconds(20)) {
+                try await b.handler.snapshot().messages.count == 21
+            }
+            let log = try await b.handler.snapshot()
+            let position = try #require(log.messages.firstIndex(of: snapshot))
+            #expect(position > 0, "every heartbeat waited behind the whole snapshot")
+            #expect(log.snapshotData[position] == .some(data))
+            #expect(log.messages.filter { $0 != snapshot } == (0..<20).map { heartbeat(from: 1, to: 2, round: $0) })
+            try await stop(a, b)
+        }
+    }
+
     @Test("forwarded requests are answered on the requester's connection; failures are typed")
     func forwarding() async throws {
         try await withGroup { group in
