@@ -91,6 +91,10 @@ public struct ClusterView: Sendable {
                 lagEntries: id == leader?.nodeID && leader != nil ? 0 : peer?.lagEntries,
                 lastSeenMsAgo: peer?.lastAckMsAgo, health: "ok")
             row.health = Self.judge(row, leader: leader, maxLag: maxLag)
+            // A node the cluster no longer lists (removed, or never joined) is not a health problem.
+            if let id, reference != nil, !voters.contains(id), !learners.contains(id) {
+                row.health = probe.status?.role == .removed ? Self.removed : Self.notAMember
+            }
             rows.append(row)
         }
         // Members the cluster reports that no endpoint reached: listed, never dropped.
@@ -119,7 +123,7 @@ public struct ClusterView: Sendable {
             health = .unavailable
             reasons.append("only \(votersUp) of \(voters.count) voters answered; a quorum needs \(voters.count / 2 + 1)")
         } else {
-            for row in rows where row.health != "ok" {
+            for row in rows where row.health != "ok" && row.health != Self.removed && row.health != Self.notAMember {
                 reasons.append("\(row.id.map { "node \($0)" } ?? row.address): \(row.health)")
             }
             health = reasons.isEmpty ? .healthy : .degraded
@@ -129,6 +133,11 @@ public struct ClusterView: Sendable {
             term: reference?.term, votersUp: votersUp, voterCount: voters.count, reasons: reasons, rows: rows)
         self.voterIDs = voters
     }
+
+    /// The health of a row whose node says it was removed from the cluster.
+    public static let removed = "removed from the cluster"
+    /// The health of a row whose node the cluster does not list (and that does not answer, or has not joined yet).
+    public static let notAMember = "not a member"
 
     private static func judge(_ row: NodeRow, leader: NodeStatus?, maxLag: UInt64) -> String {
         guard let status = row.status else { return "unreachable: \(row.error ?? "no answer")" }

@@ -551,9 +551,12 @@ public final class RaftServer: @unchecked Sendable {
             for (id, address) in membership.addresses { book[id] = address }
             return book
         }
+        // Every node with a known address stays dialable, members or not: a follower that appends the removal of
+        // the leader must still hear the leader's answer to a request it forwarded, and the leader must still reach
+        // a departing node. Links connect only when something is sent to them.
         var peers: [NodeID: (host: String, port: Int)] = [:]
-        for id in membership.members.union(departing).union(settings.addresses.keys) where id != settings.raft.id {
-            guard let text = book[id], let address = HostPort(text)?.dialAddress else { continue }
+        for (id, text) in book where id != settings.raft.id {
+            guard let address = HostPort(text)?.dialAddress else { continue }
             peers[id] = (address.host, address.port)
         }
         transport?.updatePeers(peers)

@@ -56,6 +56,36 @@ let leaderPeers = [
         #expect(view.reasons == ["node 3: unreachable: connection refused"])
     }
 
+    @Test func removedAndDepartedNodesAreListedButNotAProblem() {
+        var leader = makeStatus(1, role: .leader, peers: [leaderPeers[0]])
+        leader.voters = [1, 2]
+        var follower = makeStatus(2, role: .follower)
+        follower.voters = [1, 2]
+        var removed = makeStatus(3, role: .removed, leader: nil)
+        removed.voters = [1, 2]
+        let stillUp = ClusterView(probes: [
+            NodeProbe(target: target(1), status: leader, error: nil),
+            NodeProbe(target: target(2), status: follower, error: nil),
+            NodeProbe(target: target(3), status: removed, error: nil),
+        ])
+        #expect(stillUp.health == .healthy, "\(stillUp.reasons)")
+        #expect(stillUp.rows[2].health == ClusterView.removed)
+        #expect(stillUp.votersUp == 2 && stillUp.voterCount == 2)
+        let stopped = ClusterView(probes: [
+            NodeProbe(target: target(1), status: leader, error: nil),
+            NodeProbe(target: target(2), status: follower, error: nil),
+            NodeProbe(target: target(3), status: nil, error: "connection refused"),
+        ])
+        #expect(stopped.health == .healthy, "\(stopped.reasons)")
+        #expect(stopped.rows[2].health == ClusterView.notAMember)
+        // A voter that is down is still a problem.
+        let voterDown = ClusterView(probes: [
+            NodeProbe(target: target(1), status: leader, error: nil),
+            NodeProbe(target: target(2), status: nil, error: "connection refused"),
+        ])
+        #expect(voterDown.health == .unavailable)
+    }
+
     @Test func noQuorumOrNobodyIsUnavailable() {
         let twoDown = ClusterView(probes: [
             NodeProbe(target: target(1), status: makeStatus(1, role: .leader), error: nil),

@@ -203,4 +203,53 @@ import Darwin
         #expect(down.elapsed < .seconds(2), "\(down)")
         #expect(down.stdout.components(separatedBy: "\"reachable\":false").count == 4, "\(down)")
     }
+
+    @Test(.enabled(if: ProcessInfo.processInfo.environment["SKIP_CLUSTER_TESTS"] == nil))
+    func membership() throws {
+        let cluster = try ClusterDirectory(nodes: 3, joiners: 1)
+        defer { cluster.cleanup() }
+        let start = try cluster.dctl(["cluster", "start"])
+        #expect(start.code == 0, "\(start)")
+        #expect(!cluster.isRunning(4), "cluster start starts the voters only")
+
+        // join: starts node 4, which asks to be added; returns once the cluster lists it.
+        let join = try cluster.dctl(["join", "4"])
+        #expect(join.code == 0, "\(join)")
+        #expect(join.stdout.contains("node 4 joined as a learner"), "\(join)")
+        #expect(cluster.isRunning(4))
+
+        // A frozen learner falls behind: promote is refused with its progress; --wait gives up at its timeout.
+        let learner = try #require(cluster.pid(4))
+        kill(learner, SIGSTOP)
+        for i in 0..<110 {
+            let put = try cluster.dctl(["put", "k\(i)", "v"])
+            #expect(put.code == 0, "\(put)")
+        }
+        let refused = try cluster.dctl(["promote", "4"])
+        #expect(refused.code == 1 && refused.stderr.contains("not_caught_up"), "\(refused)")
+        #expect(refused.stderr.contains("entries behind") || refused.stderr.contains("not answered"), "\(refused)")
+        let gaveUp = try cluster.dctl(["promote", "4", "--wait", "--timeout", "1500ms"])
+        #expect(gaveUp.code == 5 && gaveUp.stderr.contains("waiting:"), "\(gaveUp)")
+        kill(learner, SIGCONT)
+        let promoted = try cluster.dctl(["promote", "4", "--wait", "--timeout", "20s"])
+        #expect(promoted.code == 0 && promoted.stdout.contains("node 4 is a voter"), "\(promoted)")
+
+        // transfer-leader, then remove the leader: a new one is elected, the removed node is listed but healthy.
+        let transfer = try cluster.dctl(["transfer-leader", "4"])
+        #expect(transfer.code == 0 && transfer.stdout == "node 4 is the leader\n", "\(transfer)")
+        let remove = try cluster.dctl(["remove", "4", "--endpoints", cluster.endpoint(2)])
+        #expect(remove.code == 0 && remove.stdout.contains("node 4 removed"), "\(remove)")
+        let leader = try cluster.dctl(["wait", "--for", "healthy", "--timeout", "10s"])
+        #expect(leader.code == 0, "\(leader)")
+        let all = (1...4).map { cluster.endpoint($0) }.joined(separator: ",")
+        let metrics = cluster.metricsPorts.map { "127.0.0.1:\($0)" }.joined(separator: ",")
+        let status = try cluster.dctl(["status", "--endpoints", all, "--metrics-endpoints", metrics])
+        #expect(status.code == 0, "\(status)")
+        #expect(status.stdout.contains("removed from the cluster"), "\(status)")
+        let unknown = try cluster.dctl(["remove", "9"])
+        #expect(unknown.code == 3, "\(unknown)")
+        let get = try cluster.dctl(["get", "k109", "--consistency", "linearizable"])
+        #expect(get.code == 0 && get.stdout == "v\n", "\(get)")
+        _ = try cluster.dctl(["cluster", "stop", "--force"])
+    }
 }

@@ -127,14 +127,19 @@ final class ClusterDirectory: @unchecked Sendable {
     let clientPorts: [Int]
     let metricsPorts: [Int]
 
-    init(nodes: Int = 3) throws {
+    /// `nodes` voters; `joiners` more nodes (ids after the voters) whose own config lists them as learners (role 4)
+    /// and which the voters' configs do not list: they join when started (`dctl join N`).
+    init(nodes: Int = 3, joiners: Int = 0) throws {
         root = NSTemporaryDirectory() + "dctl-tests/\(getpid())-\(UUID().uuidString.prefix(8))"
-        let ports = Ports.allocate(2 * nodes)
-        clientPorts = Array(ports[0..<nodes])
-        metricsPorts = Array(ports[nodes...])
+        let total = nodes + joiners
+        let ports = Ports.allocate(2 * total)
+        clientPorts = Array(ports[0..<total])
+        metricsPorts = Array(ports[total...])
         try FileManager.default.createDirectory(atPath: root + "/config", withIntermediateDirectories: true)
-        let members = (1...nodes).map { "  { id = \($0), address = \"127.0.0.1:\(clientPorts[$0 - 1])\", role = 1, status = 2 }," }
-        for id in 1...nodes {
+        let voters = (1...nodes).map { "  { id = \($0), address = \"127.0.0.1:\(clientPorts[$0 - 1])\", role = 1, status = 2 }," }
+        for id in 1...total {
+            let members = id <= nodes
+                ? voters : voters + ["  { id = \(id), address = \"127.0.0.1:\(clientPorts[id - 1])\", role = 4, status = 1 },"]
             let text = """
                 [cluster]
                 node_id = \(id)
