@@ -60,7 +60,8 @@ public final class NodeBackend: ClientAPIBackend, @unchecked Sendable {
     // MARK: - Forwarding
 
     public func forwardIfNeeded(_ request: ForwardableRequest, context: ClientRequestContext) -> ForwardDecision {
-        guard forwarding else { return .handleLocally }
+        // A removed node forwards nothing: it answers every request itself, with 503.
+        guard forwarding, !raft.removedFlag.withLockedValue({ $0 }) else { return .handleLocally }
         let needsLeader: Bool
         switch request.command {
         case .put, .delete, .cas, .join, .promote, .remove, .transferLeader: needsLeader = true

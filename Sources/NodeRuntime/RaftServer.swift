@@ -54,6 +54,8 @@ public final class RaftServer: @unchecked Sendable {
     /// Where members listen: the config files' addresses overlaid with every replicated address ever seen (kept after
     /// a removal, so that the leader can still tell a removed node). Written on the loop, read anywhere.
     let addressBook: NIOLockedValueBox<[NodeID: String]>
+    /// Whether this node knows it was removed (read by the HTTP layer, which then forwards nothing).
+    let removedFlag = NIOLockedValueBox(false)
 
     // MARK: loop-confined state
     private var core: RaftNode
@@ -560,6 +562,7 @@ public final class RaftServer: @unchecked Sendable {
             peers[id] = (address.host, address.port)
         }
         transport?.updatePeers(peers)
+        removedFlag.withLockedValue { $0 = core.isRemoved }
         if core.isRemoved && !announcedRemoval {
             announcedRemoval = true
             log.always(

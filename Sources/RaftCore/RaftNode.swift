@@ -583,6 +583,14 @@ public struct RaftNode: Sendable {
         for peer in log.membership.members where peer != id {
             progress[peer] = Progress(next: log.lastIndex + 1, now: now)
         }
+        // A node removed by the latest configuration entry may not hold it yet (the previous leader fell before it
+        // could tell it): keep telling it until it does.
+        if log.lastConfigIndex > 0, let entry = log.entry(at: log.lastConfigIndex),
+            case .remove(let removed)? = ConfigChangeRecord(encoded: entry.data)?.change, removed != id
+        {
+            progress[removed] = Progress(next: log.lastIndex + 1, now: now)
+            departing[removed] = log.lastConfigIndex
+        }
         // Raft §5.4.2 / §8: commit something of our own term so that earlier entries commit with it.
         appendAsLeader([Entry(term: term, index: log.lastIndex + 1, kind: .noop)])
         // The no-op's AppendEntries asserts leadership; the first heartbeat follows one interval later.

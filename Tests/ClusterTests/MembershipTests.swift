@@ -182,6 +182,11 @@ struct MembershipTests {
             }
             let last = Int(next.nodeID)
             for i in 30..<40 { try await ackedPut(cluster, writes, "t\(i)", via: last) }
+            // The removed nodes may know the leader by now; they still forward nothing.
+            for removedNode in [chosen, follower] {
+                let response = try await cluster.client(removedNode).put("t-removed", "x")
+                #expect(response.status == 503, "node \(removedNode): \(response)")
+            }
             let refused = try await membershipChange(cluster, "/remove", node: last, via: last)
             #expect(refused.status == 409, "\(refused)")
             try await expectNoLostWrites(writes, cluster: cluster, readers: [last])
