@@ -620,21 +620,32 @@ public final class RaftServer: @unchecked Sendable {
         let snapshots = self.snapshots
         let lock = snapshotLock
         let started = RaftServer.monotonicMillis()
-        io.runIfActive(eventLoop: loop) {
+        io.runIfActive(eventLoop: loop) { () -> KVStateMachine? in
+            // A received snapshot is decoded here, off the Raft loop (a large image takes a while), before it is
+            // recorded: an image that does not decode never reaches the WAL.
+            var restored: KVStateMachine?
             if let snap = rd.snapshot, let data = snapshotData {
+                do {
+                    restored = try KVStateMachine.restore(from: data).0
+                } catch {
+                    throw NodeStartupError("snapshot \(snap) to install does not decode: \(error)")
+                }
                 try lock.withLock { _ = try snapshots.save(metadata: snap, data: data) }
             }
             try writer.persist(entries: rd.entries, hardState: rd.hardState, snapshot: rd.snapshot)
+            return restored
         }.whenComplete { result in
             switch result {
             case .failure(let error):
                 self.fatal(error)
-            case .success:
+            case .success(let restored):
                 self.persisting = false
                 self.metrics.persistBatches += 1
                 self.metrics.persistedEntries += UInt64(rd.entries.count)
                 self.metrics.persistMs.record(RaftServer.monotonicMillis() - started)
-                if let snap = rd.snapshot, let data = snapshotData { self.installSnapshot(snap, data: data) }
+                if let snap = rd.snapshot, let data = snapshotData, let restored {
+                    self.installSnapshot(snap, data: data, restored: restored)
+                }
                 self.afterPersist(rd)
             }
         }
@@ -697,16 +708,11 @@ public final class RaftServer: @unchecked Sendable {
         applyWaiters = remaining
     }
 
-    private func installSnapshot(_ meta: SnapshotMetadata, data: [UInt8]) {
-        do {
-            let (restored, _) = try KVStateMachine.restore(from: data)
-            stateMachine = restored
-            latestSnapshot = (meta, data)
-            lastSnapshotIndex = meta.index
-            log.info("installed snapshot \(meta)")
-        } catch {
-            fatal(NodeStartupError("installed snapshot \(meta) does not decode: \(error)"))
-        }
+    private func installSnapshot(_ meta: SnapshotMetadata, data: [UInt8], restored: KVStateMachine) {
+        stateMachine = restored
+        latestSnapshot = (meta, data)
+        lastSnapshotIndex = meta.index
+        log.info("installed snapshot \(meta) (\(data.count) bytes)")
     }
 
     private func maybeSnapshot() {
