@@ -67,6 +67,8 @@ public final class RaftServer: @unchecked Sendable {
     private var flushTask: RepeatedTask?
     private var lastRole: Role = .follower
     var metrics = NodeMetrics()
+    /// `state_hash` of `/status`, cached per applied index (the hash is a function of it).
+    private var stateHashCache: (index: LogIndex, hash: String)?
     /// Called on the loop whenever the role or the known leader changes.
     var onLeadershipChange: (@Sendable (_ isLeader: Bool, _ leader: NodeID?) -> Void)?
     private var transferWaiters: [(target: NodeID, deadline: UInt64, done: (Result<MembershipChangeResponse, APIError>) -> Void)] = []
@@ -580,7 +582,7 @@ public final class RaftServer: @unchecked Sendable {
                             state: state))
                 }
             }
-            return NodeStatus(
+            var status = NodeStatus(
                 nodeID: self.settings.raft.id, address: self.settings.selfAddress, role: role, term: core.term,
                 leaderID: core.leader, commitIndex: core.commitIndex, appliedIndex: self.stateMachine.appliedIndex,
                 lastLogIndex: core.lastIndex, snapshotIndex: core.snapshotMetadata?.index ?? 0,
@@ -589,6 +591,12 @@ public final class RaftServer: @unchecked Sendable {
                 stats: NodeStats(
                     writesTotal: self.metrics.writes, readsTotal: self.metrics.reads,
                     writeP99Ms: self.metrics.writeLatencyMs.quantile(0.99)))
+            if self.stateHashCache?.index != self.stateMachine.appliedIndex {
+                let hash = String(self.stateMachine.stateHash, radix: 16)
+                self.stateHashCache = (self.stateMachine.appliedIndex, String(repeating: "0", count: 16 - hash.count) + hash)
+            }
+            status.stateHash = self.stateHashCache?.hash
+            return status
         }
     }
 
