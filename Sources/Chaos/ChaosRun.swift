@@ -111,7 +111,7 @@ public struct ChaosRun: Sendable {
         report.faultsNotApplied = nemesis.faultsNotApplied
         report.keys = workload.keys.count
         let checkStarted = ContinuousClock.now
-        let (result, order) = LinearizabilityChecker.linearize(history, model: KVModel(), timeout: options.checkTimeout)
+        let result = LinearizabilityChecker.check(history, model: KVModel(), timeout: options.checkTimeout)
         report.checkSeconds = Double((ContinuousClock.now - checkStarted) / .milliseconds(1)) / 1000
         switch result {
         case .linearizable: report.linearizability = "linearizable"
@@ -120,9 +120,9 @@ public struct ChaosRun: Sendable {
             report.linearizability = "NOT linearizable"
             report.violations.append("linearizability violation:\n\(witness)")
         }
-        let writes =
-            order.isEmpty
-            ? EventualReads.writesByIndex(history) : EventualReads.writesByLinearization(history, order: order)
+        // Writes ranked by the log index the server returned: the real commit order. (A linearization found by the
+        // checker is one valid order, not necessarily the one that happened: concurrent writes may come out swapped.)
+        let writes = EventualReads.writesByIndex(history)
         let eventual = EventualReads.check(reads: workload.eventual, writes: writes)
         report.eventualReads = workload.eventual.count
         for violation in eventual.prefix(20) { report.violations.append("eventual read: \(violation)") }
@@ -145,9 +145,9 @@ public struct ChaosRun: Sendable {
 
     /// A linearizable read of every key the workload used, recorded into the history (process -1), so that a lost
     /// write shows up as a violation; also returns the values for the lost-write check.
-    private func finalReads(cluster: ChaosCluster, workload: Workload, report: inout ChaosReport) async -> [String:
-        String?]
-    {
+    private func finalReads(
+        cluster: ChaosCluster, workload: Workload, report: inout ChaosReport
+    ) async -> [String: String?] {
         var values: [String: String?] = [:]
         for key in workload.keys {
             let deadline = ContinuousClock.now + .seconds(15)
