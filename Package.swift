@@ -12,6 +12,7 @@ let package = Package(
         .executable(name: "dctl", targets: ["dctl"]),
         .executable(name: "dtop", targets: ["dtop"]),
         .executable(name: "raftsim", targets: ["raftsim"]),
+        .executable(name: "dchaos", targets: ["dchaos"]),
         .library(name: "RaftCore", targets: ["RaftCore"]),
     ],
     dependencies: [
@@ -67,6 +68,12 @@ let package = Package(
         ),
         // Linearizability checker (Wing & Gong / Lowe, porcupine-style) for the torture test; no dependencies.
         .target(name: "Linearizability", swiftSettings: optimizedInTests),
+        // Fault-injection torture test: real dnode processes, network namespaces, nemesis, workload, checks.
+        .target(name: "Chaos", dependencies: ["Linearizability", "ClusterAPI", "ClusterClient", "RaftCore"]),
+        .executableTarget(
+            name: "dchaos",
+            dependencies: ["Chaos", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
         .executableTarget(name: "Node", dependencies: ["NodeRuntime"]),
         .executableTarget(
             name: "dctl",
@@ -103,8 +110,17 @@ let package = Package(
         .testTarget(name: "NodeConfigTests", dependencies: ["NodeConfig", "ClusterAPI"]),
         // Process-level tests: run the built `dnode` binaries (never linked in) as a local cluster.
         // Shared by the process-level suites: LocalCluster (real dnode processes on free ports), HTTP client, waits.
-        .target(name: "ClusterTestSupport", dependencies: ["ClusterAPI"], path: "Tests/ClusterTestSupport"),
+        .target(name: "ClusterTestSupport", dependencies: ["ClusterAPI", "Chaos"], path: "Tests/ClusterTestSupport"),
         .testTarget(name: "ClusterTests", dependencies: ["ClusterAPI", "ClusterTestSupport"]),
+        // The torture test (short runs), the planted-bug check, and fuzzing of the HTTP layer and peer decoder.
+        .testTarget(
+            name: "ChaosTests",
+            dependencies: [
+                "Chaos", "Linearizability", "ClusterAPI", "ClusterClient", "ClusterTestSupport", "PeerTransport",
+                "RaftCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
         .testTarget(name: "ClusterClientTests", dependencies: ["ClusterClient", "ClusterAPI"]),
         // Runs the built `dctl` (and `dnode`) binaries; golden files in Tests/DctlTests/testdata.
         .testTarget(name: "DctlTests", dependencies: ["ClusterClient", "ClusterAPI"], exclude: ["testdata"]),

@@ -117,6 +117,9 @@ public struct NodeStatus: Sendable, Hashable, Codable {
     /// The leader's view of its peers; empty on any other node.
     public var peers: [PeerStatus]
     public var stats: NodeStats
+    /// A hash of the state machine at `applied_index` (16 hex digits); replicas at the same applied index agree.
+    /// Optional: omitted by nodes that do not report it. Used by the chaos harness's convergence check.
+    public var stateHash: String?
 
     public init(
         schemaVersion: Int = NodeStatus.currentSchemaVersion, nodeID: UInt64, address: String, role: NodeRole,
@@ -155,6 +158,7 @@ public struct NodeStatus: Sendable, Hashable, Codable {
         case leaseRemainingMs = "lease_remaining_ms"
         case uptimeMs = "uptime_ms"
         case peers, stats
+        case stateHash = "state_hash"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -175,6 +179,7 @@ public struct NodeStatus: Sendable, Hashable, Codable {
         uptimeMs = try container.decode(UInt64.self, forKey: .uptimeMs)
         peers = try container.decode([PeerStatus].self, forKey: .peers)
         stats = try container.decode(NodeStats.self, forKey: .stats)
+        stateHash = try container.decodeIfPresent(String.self, forKey: .stateHash)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -195,5 +200,6 @@ public struct NodeStatus: Sendable, Hashable, Codable {
         try container.encode(uptimeMs, forKey: .uptimeMs)
         try container.encode(peers, forKey: .peers)
         try container.encode(stats, forKey: .stats)
+        try container.encodeIfPresent(stateHash, forKey: .stateHash)
     }
 }

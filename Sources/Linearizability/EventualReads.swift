@@ -9,8 +9,9 @@
 ///
 /// The write order comes from a *rank* per write: the Raft log index the server returned (``writesByIndex(_:)``),
 /// or the position in a linearization of the linearizable writes (``writesByLinearization(_:order:)``). A write
-/// with no known rank (say an `.info` write) still counts for rule 1 but is skipped by rule 2. Values may repeat;
-/// a read is stale only if every write of its value ranks below every write of the value read before.
+/// with no known rank (say an `.info` write) still counts for rule 1, and a value that has one is never judged older
+/// by rule 2 (that write may have landed last). Values may repeat; a read is stale only if every write of its value
+/// ranks below every write of the value read before.
 ///
 /// When reads carry the applied index they were served at, that index must not decrease per node either.
 /// Appends are not supported (their values are concatenations); use puts, deletes and compare-and-swaps.
@@ -93,12 +94,17 @@ public enum EventualReads {
     public static func check(reads: [Read], writes: [Write], initialValue: String? = nil) -> [Violation] {
         struct Ranks {
             var written = false
+            /// Some write of this value has no rank (an `.info` write): it may have landed at any position.
+            var unranked = false
             var lowest: UInt64?
             var highest: UInt64?
 
             mutating func add(_ rank: UInt64?) {
                 written = true
-                guard let rank else { return }
+                guard let rank else {
+                    unranked = true
+                    return
+                }
                 lowest = min(lowest ?? rank, rank)
                 highest = max(highest ?? rank, rank)
             }
@@ -131,7 +137,8 @@ public enum EventualReads {
             if let earlier = lastByNodeKey[read.node]?[read.key] {
                 var previous = ranks[Slot(key: earlier.key, value: earlier.value)] ?? Ranks()
                 if earlier.value == initialValue { previous.add(0) }
-                if let newest = current.highest, let oldest = previous.lowest, newest < oldest {
+                // A value with an unranked write may be the newest there is: it cannot be shown to be older.
+                if !current.unranked, let newest = current.highest, let oldest = previous.lowest, newest < oldest {
                     violations.append(.wentBackwards(read, earlier: earlier))
                     continue
                 }

@@ -120,6 +120,14 @@ public enum NodeMain {
         raftConfig.leaseDuration = leaseUsed ? UInt64(config.raft.readConsistency.leaseDurationMs) : 0
         raftConfig.clockDriftMargin = UInt64(NodeConfig.leaseDriftMargin(electionTimeoutMin: config.raft.election.electionTimeoutMin))
         raftConfig.randomSeed = UInt64(truncatingIfNeeded: Int64(Date().timeIntervalSince1970 * 1000)) ^ id
+        // TEST-ONLY: the chaos harness (docs/chaos.md) plants a deliberate bug to prove it catches it. Never set it.
+        if let bug = ProcessInfo.processInfo.environment["DNODE_PLANTED_BUG"], !bug.isEmpty {
+            guard let planted = PlantedBug(rawValue: bug) else {
+                throw NodeStartupError("DNODE_PLANTED_BUG=\(bug) is not a planted bug", exitCode: 78)
+            }
+            raftConfig.plantedBug = planted
+            log.always("WARNING: test-only planted bug \(bug) is active; this node is deliberately unsafe")
+        }
         do {
             try raftConfig.validate()
         } catch {

@@ -81,6 +81,8 @@ public final class RaftServer: @unchecked Sendable {
     private var knownDeparting: Set<NodeID> = []
     private var announcedRemoval = false
     var metrics = NodeMetrics()
+    /// `state_hash` of `/status`, cached per applied index (the hash is a function of it).
+    private var stateHashCache: (index: LogIndex, hash: String)?
     /// Called on the loop whenever the role or the known leader changes.
     var onLeadershipChange: (@Sendable (_ isLeader: Bool, _ leader: NodeID?) -> Void)?
     private var transferWaiters: [(target: NodeID, deadline: UInt64, done: (Result<MembershipChangeResponse, APIError>) -> Void)] = []
@@ -816,7 +818,7 @@ public final class RaftServer: @unchecked Sendable {
                             state: state))
                 }
             }
-            return NodeStatus(
+            var status = NodeStatus(
                 nodeID: self.settings.raft.id, address: self.settings.selfAddress, role: role, term: core.term,
                 leaderID: core.leader, commitIndex: core.commitIndex, appliedIndex: self.stateMachine.appliedIndex,
                 lastLogIndex: core.lastIndex, snapshotIndex: core.snapshotMetadata?.index ?? 0,
@@ -825,6 +827,12 @@ public final class RaftServer: @unchecked Sendable {
                 stats: NodeStats(
                     writesTotal: self.metrics.writes, readsTotal: self.metrics.reads,
                     writeP99Ms: self.metrics.writeLatencyMs.quantile(0.99)))
+            if self.stateHashCache?.index != self.stateMachine.appliedIndex {
+                let hash = String(self.stateMachine.stateHash, radix: 16)
+                self.stateHashCache = (self.stateMachine.appliedIndex, String(repeating: "0", count: 16 - hash.count) + hash)
+            }
+            status.stateHash = self.stateHashCache?.hash
+            return status
         }
     }
 

@@ -527,6 +527,18 @@ final class PeerChannelHandler: ChannelInboundHandler {
         context.close(promise: nil)
     }
 
+    /// The shared port allows half-closure (HTTP clients half-close after their request), but a peer never does on
+    /// purpose: the end of its input is the end of the connection. Without this, every peer that went away (a
+    /// `kill -9`, a fuzzer) left an inbound channel in CLOSE_WAIT holding a descriptor for good.
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? ChannelEvent, event == .inputClosed {
+            machine.failed()
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
     func channelInactive(context: ChannelHandlerContext) {
         machine.failed()
         if let dialled {

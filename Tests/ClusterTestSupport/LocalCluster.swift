@@ -1,3 +1,4 @@
+import Chaos
 import ClusterAPI
 import Foundation
 
@@ -272,7 +273,7 @@ final class LocalCluster: @unchecked Sendable {
         }
         process.standardOutput = stdout
         process.standardError = stderr
-        try Self.spawnWithDefaultSignalMask(process)
+        try Command.spawn(process)
         ChildRegistry.register(process.processIdentifier)
         lock.withLock {
             processes[id] = process
@@ -506,34 +507,6 @@ final class LocalCluster: @unchecked Sendable {
         for (key, value) in options.environment { environment[key] = value }
         for (key, value) in extra { environment[key] = value }
         return environment
-    }
-
-    /// Runs `process` from a fresh thread whose signal mask is empty.
-    ///
-    /// A child inherits the signal mask of the thread that spawns it, and Foundation's `Process` does not reset it.
-    /// Dispatch's worker threads (Swift concurrency's pool on Linux) block SIGTERM, SIGINT and most other
-    /// asynchronous signals, so a node spawned from one would never see the SIGTERM a test sends it.
-    private static func spawnWithDefaultSignalMask(_ process: Process) throws {
-        let done = DispatchSemaphore(value: 0)
-        let outcome = SpawnOutcome()
-        let thread = Thread {
-            var empty = sigset_t()
-            sigemptyset(&empty)
-            _ = pthread_sigmask(SIG_SETMASK, &empty, nil)
-            do {
-                try process.run()
-            } catch {
-                outcome.error = error
-            }
-            done.signal()
-        }
-        thread.start()
-        done.wait()
-        if let error = outcome.error { throw error }
-    }
-
-    private final class SpawnOutcome: @unchecked Sendable {
-        var error: (any Error)?
     }
 
     private static func appendHandle(_ path: String, banner: String) throws -> FileHandle {

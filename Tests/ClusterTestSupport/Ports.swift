@@ -1,3 +1,4 @@
+import Chaos
 import Foundation
 
 #if canImport(Glibc)
@@ -45,25 +46,5 @@ enum PortAllocator {
     }
 
     /// Whether a listening socket could bind `host:port` now (with SO_REUSEADDR, as the node's server does).
-    static func isFree(_ port: Int, host: String) -> Bool {
-        #if canImport(Glibc)
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        #else
-        let fd = socket(AF_INET, SOCK_STREAM, 0)
-        #endif
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        var one: Int32 = 1
-        _ = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        _ = inet_pton(AF_INET, host, &address.sin_addr)
-        let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        return result == 0
-    }
+    static func isFree(_ port: Int, host: String) -> Bool { PortProbe.isFree(port, host: host) }
 }

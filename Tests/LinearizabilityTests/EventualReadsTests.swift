@@ -43,6 +43,17 @@ import Testing
         )
     }
 
+    /// Found by a 10-minute chaos run: put "2" (acknowledged at 20), then a delete whose outcome is unknown. A node
+    /// that read "2" and then finds the key absent may have applied that delete; the initial absence ranking 0 must
+    /// not make the read look stale.
+    @Test func valueWithAnUnrankedWriteIsNeverOlder() {
+        let withInfoDelete = writes + [Write(key: "k", value: nil, rank: nil)]
+        let reads = [Read(node: "n1", key: "k", value: "2", id: 0), Read(node: "n1", key: "k", value: nil, id: 1)]
+        #expect(EventualReads.check(reads: reads, writes: withInfoDelete).isEmpty)
+        // Without the delete, absence after "2" is stale.
+        #expect(EventualReads.check(reads: reads, writes: writes) == [.wentBackwards(reads[1], earlier: reads[0])])
+    }
+
     @Test func neverWrittenValueIsFlagged() {
         let reads = [Read(node: "n1", key: "k", value: "9", id: 0), Read(node: "n1", key: "j", value: "1", id: 1)]
         let violations = EventualReads.check(reads: reads, writes: writes)
