@@ -73,9 +73,11 @@ public struct ChaosReport: Sendable {
     }
 
     /// Writes `history.txt` (one operation a line), `eventual.txt`, `nemesis.log` and `report.txt` into `directory`.
-    func write(history: History<KVInput, KVOutput>, eventualReads: [EventualReads.Read], to directory: URL) throws {
+    func write(
+        history: History<KVInput, KVOutput>, targets: [Int: Int], eventualReads: [EventualReads.Read], to directory: URL
+    ) throws {
         let model = KVModel()
-        var text = "# id process invoke return outcome operation index\n"
+        var text = "# id process node invoke return outcome operation index\n"
         for (id, operation) in history.operations.enumerated() {
             let outcome: String
             switch operation.outcome {
@@ -84,7 +86,7 @@ public struct ChaosReport: Sendable {
             case .info: outcome = "info"
             }
             text +=
-                "#\(id) p\(operation.process) \(operation.invokedAt) "
+                "#\(id) p\(operation.process) n\(targets[id].map(String.init) ?? "?") \(operation.invokedAt) "
                 + "\(operation.returnedAt.map(String.init) ?? "∞") \(outcome) "
             text += model.describe(operation.input, operation.output) + (operation.index.map { " @\($0)" } ?? "") + "\n"
         }

@@ -133,7 +133,8 @@ public struct ChaosRun: Sendable {
         await cluster.shutdown()
         report.duration = ContinuousClock.now - started
         report.nemesisLog = nemesis.logLines
-        try? report.write(history: history, eventualReads: workload.eventual, to: root)
+        try? report.write(
+            history: history, targets: workload.operationTargets, eventualReads: workload.eventual, to: root)
         if report.valid && !options.keepFiles {
             try? FileManager.default.removeItem(at: root)
             report.directory = nil

@@ -86,6 +86,7 @@ public final class Workload: @unchecked Sendable {
     private var usedKeys: Set<String> = []
     private var stopping = false
     private var valueCounter = 0
+    private var targets: [Int: Int] = [:]
 
     public init(cluster: ChaosCluster, seed: UInt64, options: Options) {
         self.cluster = cluster
@@ -96,6 +97,14 @@ public final class Workload: @unchecked Sendable {
     public var operationCounts: OperationCounts { lock.withLock { counts } }
     public var keys: [String] { lock.withLock { usedKeys.sorted() } }
     public var eventual: [EventualReads.Read] { lock.withLock { eventualReads } }
+    /// The node each recorded operation was sent to, by operation id.
+    public var operationTargets: [Int: Int] { lock.withLock { targets } }
+
+    private func invoke(_ process: Int, _ input: KVInput, _ target: Int) -> Int {
+        let id = recorder.invoke(process: process, input)
+        lock.withLock { targets[id] = target }
+        return id
+    }
 
     /// Runs the clients until `stop()`; returns when every client has finished its last request.
     public func run() async {
@@ -188,7 +197,7 @@ public final class Workload: @unchecked Sendable {
     }
 
     func put(_ process: Int, _ key: String, _ value: String, _ target: Int) async -> Completion {
-        let id = recorder.invoke(process: process, .put(key: key, value: value))
+        let id = invoke(process, .put(key: key, value: value), target)
         let body = try? WireJSON.encode(PutRequest(key: key, value: value))
         let completion = await exchange("POST", target, "/put", body)
         finish(id, "put", completion) { body, status in
@@ -199,7 +208,7 @@ public final class Workload: @unchecked Sendable {
     }
 
     func cas(_ process: Int, _ key: String, _ expected: String?, _ value: String, _ target: Int) async -> Completion {
-        let id = recorder.invoke(process: process, .cas(key: key, expected: expected, new: value))
+        let id = invoke(process, .cas(key: key, expected: expected, new: value), target)
         let body = try? WireJSON.encode(CasRequest(key: key, expected: expected, value: value))
         let completion = await exchange("POST", target, "/cas", body)
         finish(id, "cas", completion) { body, status in
@@ -210,7 +219,7 @@ public final class Workload: @unchecked Sendable {
     }
 
     func delete(_ process: Int, _ key: String, _ target: Int) async -> Completion {
-        let id = recorder.invoke(process: process, .delete(key: key))
+        let id = invoke(process, .delete(key: key), target)
         let body = try? WireJSON.encode(DeleteRequest(key: key))
         let completion = await exchange("POST", target, "/delete", body)
         finish(id, "delete", completion) { body, status in
@@ -224,7 +233,7 @@ public final class Workload: @unchecked Sendable {
 
     /// A linearizable or lease read, checked for linearizability.
     func read(_ process: Int, _ key: String, _ consistency: ReadConsistency, _ target: Int) async -> Completion {
-        let id = recorder.invoke(process: process, .get(key: key))
+        let id = invoke(process, .get(key: key), target)
         let completion = await exchange("GET", target, "/get?key=\(key)&consistency=\(consistency.rawValue)", nil)
         finish(id, "get-\(consistency.rawValue)", completion) { body, status in
             if status == 404 { return (.value(nil), nil) }
