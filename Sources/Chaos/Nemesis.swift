@@ -28,9 +28,10 @@ public enum FaultKind: String, Sendable, CaseIterable, Codable {
         self == .isolateLeader || self == .partitionHalves || self == .partitionBridge || self == .pauseIsolated
     }
 
-    /// The kinds a run uses unless told otherwise (membership needs the membership endpoints; see docs/chaos.md).
+    /// The kinds a run uses unless told otherwise: all of them.
     public static let defaults: [FaultKind] = [
         .kill, .killMajority, .pause, .pauseIsolated, .isolateLeader, .partitionHalves, .partitionBridge, .clockSkew,
+        .membership,
     ]
 }
 

@@ -213,6 +213,8 @@ public final class RaftServer: @unchecked Sendable {
         let intact = snapshotData.map(KVStateMachine.isIntactImage) ?? true
         loop.execute {
             guard !self.stopped, message.to == self.settings.raft.id else { return }
+            // Messages from nodes this one has no address for are accepted: a node that missed the configuration
+            // entries adding a member learns its address from the entries that member, as leader, sends it.
             if case .installSnapshot(let meta) = message.body {
                 guard let data = snapshotData else { return }
                 // A damaged image is dropped here, before the core accepts it; the leader sends it again.

@@ -233,7 +233,7 @@ struct SnapshotAssembler {
             guard chunk.total <= maxTotal else { return reject("snapshot of \(chunk.total) bytes exceeds \(maxTotal)") }
             transfer = chunk.transfer
             total = chunk.total
-            data.reserveCapacity(Int(min(chunk.total, 64 << 20)))
+            data.reserveCapacity(Int(min(chunk.total, 8 << 20)))
         }
         guard let current = transfer, current == chunk.transfer, chunk.total == total,
             chunk.offset == UInt64(data.count)

@@ -11,6 +11,8 @@
 public struct RaftNode: Sendable {
     public let config: RaftConfig
     public var id: NodeID { config.id }
+    /// Messages with a term at or above this are ignored (see `step`).
+    public static let maxTerm: Term = 1 << 62
 
     var log: RaftLog
     public private(set) var term: Term
@@ -184,7 +186,9 @@ public struct RaftNode: Sendable {
 
     /// Feeds one message from a peer.
     public mutating func step(_ m: Message) {
-        guard m.to == id, m.from != id else { return }
+        // A term no real cluster reaches (2^62; a term per nanosecond would take 146 years) is garbage from the
+        // network: adopting it would let `term + 1` overflow at the next election.
+        guard m.to == id, m.from != id, m.term < RaftNode.maxTerm else { return }
         if m.term > term {
             switch m.body {
             case .requestVote(_, _, let preVote, let transfer):

@@ -18,7 +18,7 @@ struct DChaos: AsyncParsableCommand {
     static let plantHelp = "Test-only: plant a bug in every node (read-without-quorum, lease-stale-clock, "
         + "commit-old-term, vote-without-log-check)."
     static let faultsHelp = "Comma-separated fault kinds (\(FaultKind.allCases.map(\.rawValue).joined(separator: ", "))); "
-        + "default all but membership."
+        + "default all of them."
     @Option(help: ArgumentHelp(plantHelp)) var plant: String?
     @Option(help: ArgumentHelp(faultsHelp)) var faults: String?
     @Option(help: "The dnode binary (default: next to dchaos).") var dnode: String?

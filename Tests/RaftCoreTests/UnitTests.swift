@@ -94,6 +94,17 @@ import Testing
         return try RaftNode(config: config, storage: MemoryStorage(), now: 0)
     }
 
+    @Test func implausibleTermsFromTheNetworkAreIgnored() throws {
+        var n = try node(2, voters: [1, 2, 3])
+        n.step(Message(from: 7, to: 2, term: RaftNode.maxTerm, body: .heartbeat(commit: 0, round: 1)))
+        n.step(Message(from: 7, to: 2, term: .max, body: .requestVote(lastIndex: .max, lastTerm: .max, preVote: false, transfer: true)))
+        #expect(n.term == 0)
+        n.step(Message(from: 1, to: 2, term: 5, body: .heartbeat(commit: 0, round: 1)))
+        #expect(n.term == 5 && n.leader == 1)
+        n.tick(now: 100_000)  // campaigns from a sane term
+        #expect(n.term >= 5 && n.term < 10)
+    }
+
     @Test func configValidationNamesTheProblem() {
         var config = RaftConfig(id: 1, initialMembership: Membership(voters: [1]))
         config.leaseDuration = 950
