@@ -1,0 +1,94 @@
+# Shared by scripts/bench.sh and scripts/bench-memory.sh (sourced, not run): release build, a dedicated three-node
+# cluster of our own in a temporary directory (fresh data, the ports of config/n1..n3.toml), leader discovery.
+# Every process these functions start is recorded by PID and stopped by PID, never by name.
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SCRATCH=${SCRATCH:-.build}
+BIN="$ROOT/$SCRATCH/release"
+DURABILITY=${DURABILITY:-DiskFirst}
+DNODE=${DNODE_BIN:-$BIN/dnode}
+ENDPOINTS=${ENDPOINTS:-127.0.0.1:9081,127.0.0.1:9082,127.0.0.1:9083}
+
+bench_build() {
+    local product
+    for product in dnode dctl dbench; do
+        (cd "$ROOT" && swift build -c release --scratch-path "$SCRATCH" --product "$product") >&2
+    done
+}
+
+port_busy() { (exec 3<> "/dev/tcp/127.0.0.1/$1") 2> /dev/null; }
+
+# cluster_start WORKDIR: nodes 1-3 with their data and logs under WORKDIR, DURABILITY as the persistence strategy.
+cluster_start() {
+    local work=$1 n port
+    for port in 9081 9082 9083 8081 8082 8083; do
+        if port_busy "$port"; then
+            echo "port $port is busy: stop the local cluster first (make stop-cluster)" >&2
+            return 1
+        fi
+    done
+    mkdir -p "$work/config"
+    for n in 1 2 3; do
+        sed -e "s#\"./db/$n\"#\"$work/db/$n\"#" -e "s#\"./logs/$n\"#\"$work/logs/$n\"#" \
+            "$ROOT/config/n$n.toml" > "$work/config/n$n.toml"
+    done
+    (cd "$work" && RAFT__RAFT__PERSISTENCE__STRATEGY=$DURABILITY "$BIN/dctl" cluster start --config-dir config \
+        --dnode "$DNODE" --endpoints "$ENDPOINTS" > "$work/start.txt") || {
+        cat "$work/start.txt" >&2
+        return 1
+    }
+}
+
+cluster_stop() {
+    local work=$1
+    [[ -d $work/run ]] || return 0
+    (cd "$work" && "$BIN/dctl" cluster stop --config-dir config --endpoints "$ENDPOINTS" > /dev/null 2>&1) || true
+}
+
+# The PIDs of the dedicated cluster's nodes.
+cluster_pids() {
+    local work=$1 file
+    for file in "$work"/run/n*.pid; do
+        [[ -e $file ]] && cat "$file"
+    done
+}
+
+# ENDPOINTS reordered with the leader first (writes from one client go to the leader, as for etcd).
+leader_first() {
+    python3 - "$ENDPOINTS" << 'PY'
+import json, sys, urllib.request
+eps = sys.argv[1].split(",")
+try:
+    cluster = json.load(urllib.request.urlopen("http://%s/cluster" % eps[0], timeout=5))
+    port = next(m["address"].rsplit(":", 1)[1] for m in cluster["members"] if m["id"] == cluster["leader_id"])
+    eps.sort(key=lambda e: e.rsplit(":", 1)[1] != port)
+except Exception as error:
+    print("leader_first: %s; keeping the order" % error, file=sys.stderr)
+print(",".join(eps))
+PY
+}
+
+# etcd endpoints (2379,22379,32379) reordered with the leader first.
+etcd_leader_first() {
+    ETCDCTL_API=3 etcdctl --endpoints=127.0.0.1:2379,127.0.0.1:22379,127.0.0.1:32379 endpoint status -w json \
+        | python3 -c '
+import json, sys
+members = json.load(sys.stdin)
+members.sort(key=lambda m: m["Status"]["header"]["member_id"] != m["Status"]["leader"])
+print(",".join(m["Endpoint"].replace("http://", "") for m in members))'
+}
+
+git_commit() {
+    local commit
+    commit=$(cd "$ROOT" && git rev-parse --short HEAD)
+    if [[ -n $(cd "$ROOT" && git status --porcelain --untracked-files=no) ]]; then commit="$commit (with uncommitted changes)"; fi
+    echo "$commit"
+}
+
+durability_text() {
+    case $DURABILITY in
+        DiskFirst) echo "DiskFirst: a write is acknowledged after fsync on a quorum (one fsync per batch)" ;;
+        MemFirst) echo "MemFirst: acknowledged once written to the OS on a quorum; fsync per flush_policy (threshold 100, 20 ms)" ;;
+        *) echo "$DURABILITY" ;;
+    esac
+}
