@@ -7,7 +7,10 @@ SCRATCH=${SCRATCH:-.build}
 BIN="$ROOT/$SCRATCH/release"
 DURABILITY=${DURABILITY:-DiskFirst}
 DNODE=${DNODE_BIN:-$BIN/dnode}
-ENDPOINTS=${ENDPOINTS:-127.0.0.1:9081,127.0.0.1:9082,127.0.0.1:9083}
+# Node N listens on PORT_BASE+N (client API and peers) and METRICS_BASE+N (metrics), as in config/nN.toml by default.
+PORT_BASE=${PORT_BASE:-9080}
+METRICS_BASE=${METRICS_BASE:-8080}
+ENDPOINTS=127.0.0.1:$((PORT_BASE + 1)),127.0.0.1:$((PORT_BASE + 2)),127.0.0.1:$((PORT_BASE + 3))
 
 bench_build() {
     local product
@@ -18,22 +21,32 @@ bench_build() {
 
 port_busy() { (exec 3<> "/dev/tcp/127.0.0.1/$1") 2> /dev/null; }
 
-# cluster_start WORKDIR: nodes 1-3 with their data and logs under WORKDIR, DURABILITY as the persistence strategy.
+# cluster_start WORKDIR: nodes 1-3 from config/nN.toml with their data and logs under WORKDIR, their ports moved to
+# PORT_BASE+N / METRICS_BASE+N, and DURABILITY as the persistence strategy.
 cluster_start() {
     local work=$1 n port
-    for port in 9081 9082 9083 8081 8082 8083; do
-        if port_busy "$port"; then
-            echo "port $port is busy: stop the local cluster first (make stop-cluster)" >&2
-            return 1
-        fi
+    for n in 1 2 3; do
+        for port in $((PORT_BASE + n)) $((METRICS_BASE + n)); do
+            if port_busy "$port"; then
+                echo "port $port is busy: stop the local cluster (make stop-cluster) or set PORT_BASE/METRICS_BASE" >&2
+                return 1
+            fi
+        done
     done
     mkdir -p "$work/config"
     for n in 1 2 3; do
-        sed -e "s#\"./db/$n\"#\"$work/db/$n\"#" -e "s#\"./logs/$n\"#\"$work/logs/$n\"#" \
-            "$ROOT/config/n$n.toml" > "$work/config/n$n.toml"
+        python3 - "$ROOT/config/n$n.toml" "$work" "$n" "$PORT_BASE" "$METRICS_BASE" > "$work/config/n$n.toml" << 'PY'
+import re, sys
+path, work, n, port_base, metrics_base = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+text = open(path).read()
+text = text.replace('"./db/%s"' % n, '"%s/db/%s"' % (work, n)).replace('"./logs/%s"' % n, '"%s/logs/%s"' % (work, n))
+text = re.sub(r':908([1-9])"', lambda m: ':%d"' % (port_base + int(m.group(1))), text)
+text = re.sub(r':808([1-9])"', lambda m: ':%d"' % (metrics_base + int(m.group(1))), text)
+sys.stdout.write(text)
+PY
     done
     (cd "$work" && RAFT__RAFT__PERSISTENCE__STRATEGY=$DURABILITY "$BIN/dctl" cluster start --config-dir config \
-        --dnode "$DNODE" --endpoints "$ENDPOINTS" > "$work/start.txt") || {
+        --dnode "$DNODE" > "$work/start.txt") || {
         cat "$work/start.txt" >&2
         return 1
     }
@@ -42,7 +55,7 @@ cluster_start() {
 cluster_stop() {
     local work=$1
     [[ -d $work/run ]] || return 0
-    (cd "$work" && "$BIN/dctl" cluster stop --config-dir config --endpoints "$ENDPOINTS" > /dev/null 2>&1) || true
+    (cd "$work" && "$BIN/dctl" cluster stop --config-dir config > /dev/null 2>&1) || true
 }
 
 # The PIDs of the dedicated cluster's nodes.

@@ -48,7 +48,7 @@ while kill -0 "$load_pid" 2> /dev/null; do
         status=$(python3 -c '
 import json, sys, urllib.request
 s = json.load(urllib.request.urlopen("http://127.0.0.1:%s/status" % sys.argv[1], timeout=2))
-print("%d,%d" % (s["applied_index"], s["snapshot_index"]))' "808$n" 2> /dev/null || echo ",")
+print("%d,%d" % (s["applied_index"], s["snapshot_index"]))' "$((METRICS_BASE + n))" 2> /dev/null || echo ",")
         echo "$now,$n,${pids[$i]},$rss,$status" >> "$csv"
     done
     sleep "$SAMPLE"
