@@ -91,6 +91,40 @@ members.sort(key=lambda m: m["Status"]["header"]["member_id"] != m["Status"]["le
 print(",".join(m["Endpoint"].replace("http://", "") for m in members))'
 }
 
+# nginx_start DIR PORT: nginx answering every request with `return 200 "ok"` on 127.0.0.1:PORT, configured as
+# ../shared/bench/nginx-anchor.sh does (workers = CPUs, no access log, unlimited keep-alive); sets NGINX_PID.
+nginx_start() {
+    local dir=$1 port=$2
+    if port_busy "$port"; then
+        echo "port $port is busy (set NGINX_PORT)" >&2
+        return 1
+    fi
+    mkdir -p "$dir"
+    cat > "$dir/nginx.conf" << CONF
+worker_processes $(nproc);
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  client_body_temp_path $dir/body;
+  server {
+    listen 127.0.0.1:$port;
+    location / { return 200 "ok\n"; }
+  }
+}
+CONF
+    nginx -p "$dir" -c "$dir/nginx.conf" -g 'daemon off;' < /dev/null > "$dir/nginx.out" 2>&1 &
+    NGINX_PID=$!
+    for _ in $(seq 40); do
+        port_busy "$port" && return 0
+        sleep 0.25
+    done
+    echo "nginx did not start; see $dir/nginx.out" >&2
+    return 1
+}
+
 git_commit() {
     local commit
     commit=$(cd "$ROOT" && git rev-parse --short HEAD)

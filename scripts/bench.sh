@@ -11,6 +11,8 @@
 #   OUT [benches/reports/<YYYY-MM-DD>]   NAME [report, or vs-etcd-<durability> with etcd]
 #   SCRATCH [.build]         swift build --scratch-path
 #   SKIP_BUILD [0]           1: use the binaries already in SCRATCH/release
+#   CEILING [1]              1: read-lease's requests also go to nginx `return 200` on NGINX_PORT [39080], the HTTP
+#                            ceiling of the machine (as ../shared/bench/nginx-anchor.sh configures it)
 #
 # Endpoint policy, the same for both systems: write-1 goes to the leader (found before the runs), every other
 # scenario spreads its connections round-robin over the three nodes (followers forward to the leader).
@@ -30,7 +32,9 @@ if [[ $WITH_ETCD == 1 ]]; then NAME=${NAME:-vs-etcd-$DURABILITY}; else NAME=${NA
 [[ ${SKIP_BUILD:-0} == 1 ]] || bench_build
 
 WORK=$(mktemp -d /tmp/dengine-bench.XXXXXX)
+nginx_pid=""
 cleanup() {
+    if [[ -n $nginx_pid ]]; then kill -TERM "$nginx_pid" 2> /dev/null || true; fi
     cluster_stop "$WORK"
     if [[ $WITH_ETCD == 1 ]]; then "$ROOT/../shared/bench/peer-etcd.sh" stop "$WORK/etcd" > /dev/null 2>&1 || true; fi
     rm -rf "$WORK"
@@ -49,6 +53,11 @@ if [[ $WITH_ETCD == 1 ]]; then
     etcd_version=$(etcd --version 2> /dev/null | head -n 1)
 fi
 [[ -z ${SCENARIOS:-} ]] || args+=(--scenarios "$SCENARIOS")
+if [[ ${CEILING:-1} == 1 ]] && command -v nginx > /dev/null; then
+    nginx_start "$WORK/nginx" "${NGINX_PORT:-39080}"
+    nginx_pid=$NGINX_PID
+    args+=(--ceiling-endpoint "127.0.0.1:${NGINX_PORT:-39080}")
+fi
 
 "$BIN/dbench" suite "${args[@]}" --rounds "$ROUNDS" --duration "$DURATION" --hc-conns "$HC_CONNS" \
     --threads "$THREADS" --preload "$PRELOAD" --out "$OUT" --name "$NAME" \

@@ -35,6 +35,7 @@ public func defaultEndpoints(for system: BenchSystem) -> [BenchEndpoint] {
     switch system {
     case .dengine: [9081, 9082, 9083].map { BenchEndpoint(host: "127.0.0.1", port: $0) }
     case .etcd: [2379, 22379, 32379].map { BenchEndpoint(host: "127.0.0.1", port: $0) }
+    case .nginx: [BenchEndpoint(host: "127.0.0.1", port: 39080)]
     }
 }
 
@@ -215,6 +216,8 @@ public struct BenchSuite: AsyncParsableCommand {
     public var etcdEndpoints: String?
     @Flag(help: "Run only etcd (with --etcd-endpoints).")
     public var etcdOnly = false
+    @Option(help: "A static HTTP server (nginx 'return 200'): read-lease's shape is also run against it, for the ceiling.")
+    public var ceilingEndpoint: String?
     @Option(help: "Rounds (the report shows medians).")
     public var rounds: Int = 2
     @Option(help: "Length of each run.")
@@ -243,6 +246,7 @@ public struct BenchSuite: AsyncParsableCommand {
         guard hcConns >= 1 else { throw ValidationError("--hc-conns must be at least 1") }
         if let endpoints { _ = try parseEndpoints(endpoints) }
         if let etcdEndpoints { _ = try parseEndpoints(etcdEndpoints) }
+        if let ceilingEndpoint { _ = try parseEndpoints(ceilingEndpoint) }
         if etcdOnly, etcdEndpoints == nil { throw ValidationError("--etcd-only needs --etcd-endpoints") }
         for pair in meta where !pair.contains("=") { throw ValidationError("--meta wants key=value, got '\(pair)'") }
         _ = try selectedScenarios()
@@ -282,7 +286,10 @@ public struct BenchSuite: AsyncParsableCommand {
         var records: [RunRecord] = []
         for round in 1...rounds {
             for scenario in scenarios {
-                let order = round % 2 == 1 ? systems : systems.reversed()
+                var order = round % 2 == 1 ? systems : systems.reversed()
+                if let ceilingEndpoint, scenario.operation == .get(.lease) {
+                    order.append((.nginx, try parseEndpoints(ceilingEndpoint)))
+                }
                 for (system, endpoints) in order {
                     let spec = LoadSpec(
                         system: system, endpoints: scenario.firstEndpointOnly ? [endpoints[0]] : endpoints,
@@ -317,6 +324,7 @@ public struct BenchSuite: AsyncParsableCommand {
         for (system, endpoints) in systems {
             header.append(("\(system.rawValue) endpoints", endpoints.map(\.description).joined(separator: ",")))
         }
+        if let ceilingEndpoint { header.append(("nginx (HTTP ceiling) endpoint", ceilingEndpoint)) }
         let markdown = ReportWriter.markdown(title: title, meta: header, records: records)
         print(markdown)
         if let out {

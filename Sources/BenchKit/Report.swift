@@ -134,8 +134,8 @@ public enum ReportWriter {
         }
         out += "\n"
         let scenarios = records.map(\.scenario).uniqued()
-        let systems = BenchSystem.allCases.filter { system in records.contains { $0.system == system } }
-        if systems.count == 2 {
+        let has = { (system: BenchSystem) in records.contains { $0.system == system } }
+        if has(.dengine) && has(.etcd) {
             out += "## Ratios (medians over rounds; ours / etcd)\n\n"
             out += "| scenario | dengine ops/s | etcd ops/s | ratio | dengine p50 / p99 ms | etcd p50 / p99 ms |"
             out += " p99 ratio | errors (dengine / etcd) |\n"
@@ -151,6 +151,22 @@ public enum ReportWriter {
                 out += " | \(formatMillis(ours.p50)) / \(formatMillis(ours.p99))"
                 out += " | \(formatMillis(theirs.p50)) / \(formatMillis(theirs.p99)) | "
                 out += String(format: "%.2f", p99Ratio) + " | \(ours.errors) / \(theirs.errors) |\n"
+            }
+            out += "\n"
+        }
+        if has(.dengine) && has(.nginx) {
+            out += "## HTTP ceiling (the same requests to nginx `return 200`; medians over rounds)\n\n"
+            out += "| scenario | dengine ops/s | nginx ops/s | dengine / ceiling | dengine p50 / p99 ms | nginx p50 / p99 ms |\n"
+            out += "|---|---:|---:|---:|---:|---:|\n"
+            for scenario in scenarios {
+                guard let ours = ScenarioMedian(records.filter { $0.system == .dengine && $0.scenario == scenario }),
+                    let ceiling = ScenarioMedian(records.filter { $0.system == .nginx && $0.scenario == scenario })
+                else { continue }
+                let share = ceiling.opsPerSecond > 0 ? 100 * ours.opsPerSecond / ceiling.opsPerSecond : 0
+                out += "| \(scenario) | \(formatOps(ours.opsPerSecond)) | \(formatOps(ceiling.opsPerSecond)) | "
+                out += String(format: "%.0f %%", share)
+                out += " | \(formatMillis(ours.p50)) / \(formatMillis(ours.p99))"
+                out += " | \(formatMillis(ceiling.p50)) / \(formatMillis(ceiling.p99)) |\n"
             }
             out += "\n"
         }

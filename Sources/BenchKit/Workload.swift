@@ -3,9 +3,11 @@ import Foundation
 import NIOCore
 
 /// The store under test: ours (`/put`, `/get`) or etcd through its v3 JSON gateway (`/v3/kv/put`, `/v3/kv/range`).
+/// `nginx` is the HTTP ceiling: a static server (nginx `return 200`) sent exactly our requests.
 public enum BenchSystem: String, Sendable, CaseIterable, Codable {
     case dengine
     case etcd
+    case nginx
 }
 
 /// Read consistency of a `get`. etcd has only linearizable and serializable ranges: `lease` and `eventual` are both
@@ -73,7 +75,7 @@ public struct RequestBuilder: Sendable {
         self.system = system
         self.host = host
         switch system {
-        case .dengine: valueJSON = Self.jsonString(value)
+        case .dengine, .nginx: valueJSON = Self.jsonString(value)
         case .etcd: valueJSON = "\"" + Data(value.utf8).base64EncodedString() + "\""
         }
     }
@@ -82,7 +84,7 @@ public struct RequestBuilder: Sendable {
         let body: String
         let path: String
         switch system {
-        case .dengine:
+        case .dengine, .nginx:
             path = "/put"
             body = "{\"key\":\(Self.jsonString(key)),\"value\":\(valueJSON)}"
         case .etcd:
@@ -94,7 +96,7 @@ public struct RequestBuilder: Sendable {
 
     public func writeGet(key: String, consistency: BenchConsistency, into buffer: inout ByteBuffer) {
         switch system {
-        case .dengine:
+        case .dengine, .nginx:
             buffer.writeString(
                 "GET /get?key=\(Self.percentEncoded(key))&consistency=\(consistency.rawValue) HTTP/1.1\r\nHost: \(host)\r\n\r\n")
         case .etcd:

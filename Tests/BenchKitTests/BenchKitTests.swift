@@ -168,10 +168,22 @@ import Testing
         #expect(text.contains("| etcd | write-hc | 2 | 120 | 4,000 | 1.50 | 1.20 | 2.00 | 60.00 | 9.00 | 12.00 |"))
     }
 
+    @Test func ceilingTableComparesWithNginx() {
+        let records = [
+            record(.dengine, "read-lease", round: 1, ops: 6000, p99: 20_000),
+            record(.etcd, "read-lease", round: 1, ops: 2000, p99: 40_000),
+            record(.nginx, "read-lease", round: 1, ops: 24000, p99: 5_000),
+        ]
+        let text = ReportWriter.markdown(title: "T", meta: [], records: records)
+        #expect(text.contains("| read-lease | 6,000 | 2,000 | 3.00x |"))
+        #expect(text.contains("| read-lease | 6,000 | 24,000 | 25 % | 1.20 / 20.00 | 1.20 / 5.00 |"))
+    }
+
     @Test func oneSystemHasNoRatioTable() {
         let text = ReportWriter.markdown(
             title: "T", meta: [], records: [record(.dengine, "write-1", round: 1, ops: 700, p99: 1000)])
         #expect(!text.contains("Ratios"))
+        #expect(!text.contains("HTTP ceiling"))
         #expect(text.contains("| dengine | write-1 | 1 | 120 | 700 |"))
     }
 
