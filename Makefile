@@ -35,7 +35,8 @@ help: ## List the targets
 	@echo "  bench-storage    WAL appends/s and fsyncs/s under DiskFirst and MemFirst (mk/storage.mk)"
 	@echo
 	@echo "Variables: LOG_LEVEL (node log level), SWIFT_TEST_FLAGS (make test), SEEDS (make sim, default $(SEEDS)),"
-	@echo "PERF_SECONDS (make perf-cluster, default $(PERF_SECONDS)), SWIFT_BUILD_FLAGS (make build)."
+	@echo "PERF_SECONDS (make perf-cluster, default $(PERF_SECONDS)), SWIFT_BUILD_FLAGS (make build), SCRATCH (swift build"
+	@echo "--scratch-path, default .build). make bench*: DURABILITY, ROUNDS, DURATION, ... (docs/dbench.md)."
 
 build: ## Release build of dnode, dctl and dtop (SCRATCH/release, SCRATCH defaults to .build)
 	$(SWIFT) build -c release --scratch-path $(SCRATCH) $(SWIFT_BUILD_FLAGS) --product dnode

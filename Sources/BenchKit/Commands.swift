@@ -318,6 +318,11 @@ public struct BenchSuite: AsyncParsableCommand {
             let parts = pair.split(separator: "=", maxSplits: 1)
             header.append((String(parts[0]), parts.count > 1 ? String(parts[1]) : ""))
         }
+        let load = ((try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8)) ?? "")
+            .split(separator: " ").prefix(3).joined(separator: " ")
+        if !load.isEmpty {
+            header.append(("load average at the end (1, 5, 15 min; other work on the machine included)", load))
+        }
         header.append(
             ("runs", "\(rounds) round(s) of \(String(format: "%g", duration.seconds)) s per scenario and system; "
                 + "high-concurrency scenarios \(hcConns) connections; generator threads \(threads)"))
