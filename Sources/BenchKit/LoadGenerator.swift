@@ -224,7 +224,7 @@ final class ConnectionDriver: @unchecked Sendable {
             quota -= 1
             var buffer = channel.allocator.buffer(capacity: 512 + spec.keys.valueSize * 2)
             let isGet = writeRequest(into: &buffer)
-            outstanding.append((DispatchClock.nanos(), isGet))
+            outstanding.append((MonotonicClock.nanos(), isGet))
             channel.write(buffer, promise: nil)
             wrote = true
         }
@@ -303,7 +303,7 @@ final class ConnectionDriver: @unchecked Sendable {
     }
 
     private func complete(_ request: (start: UInt64, isGet: Bool), status: Int) {
-        let micros = Int((DispatchClock.nanos() &- request.start) / 1000)
+        let micros = Int((MonotonicClock.nanos() &- request.start) / 1000)
         if (200..<300).contains(status) {
             result.succeeded += 1
             result.latency.record(micros)
@@ -323,7 +323,7 @@ final class ConnectionDriver: @unchecked Sendable {
 
     private func checkTimeouts() {
         guard let oldest = outstanding.first else { return }
-        if DispatchClock.nanos() &- oldest.start > timeoutNanos {
+        if MonotonicClock.nanos() &- oldest.start > timeoutNanos {
             count("timeout", outstanding.count)
             outstanding.removeAll()
             channel?.close(promise: nil)
@@ -393,7 +393,7 @@ private final class DriverHandler: ChannelInboundHandler {
 }
 
 /// The monotonic clock in nanoseconds (cheaper than building `NIODeadline`s per request).
-enum DispatchClock {
+enum MonotonicClock {
     static func nanos() -> UInt64 {
         UInt64(NIODeadline.now().uptimeNanoseconds)
     }
