@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # make bench-memory: resident size of each node of a dedicated three-node cluster under a steady write load.
 # Samples VmRSS of every node every SAMPLE seconds while `dbench put` writes random keys for MEM_SECONDS, then writes
-# NAME.csv (one row per sample) and NAME.md (first, minimum, maximum and last RSS per node, and the growth over the
-# second half of the run) to OUT.
+# NAME.csv (one row per sample) and NAME.md (scripts/bench-memory-summary.py: RSS per node at the start, half, three
+# quarters and end of the run, its maximum, and the median and drift of the last quarter) to OUT.
 #
 # Environment: MEM_SECONDS [600], MEM_CONNS [30], SAMPLE [10], DURABILITY [DiskFirst], KEY_SPACE [100000],
 # OUT [benches/reports/<YYYY-MM-DD>], NAME [memory-<durability>], SCRATCH [.build], SKIP_BUILD [0].
@@ -56,25 +56,6 @@ done
 wait "$load_pid" || true
 load_pid=""
 
-python3 - "$csv" "$WORK/load.txt" "$MEM_SECONDS" "$MEM_CONNS" "$DURABILITY" "$(git_commit)" > "$OUT/$NAME.md" << 'PY'
-import csv, sys
-path, load, seconds, conns, durability, commit = sys.argv[1:]
-rows = list(csv.DictReader(open(path)))
-print("# Resident memory under a %s s write load (%s)\n" % (seconds, durability))
-print("- **commit**: %s" % commit)
-print("- **load**: `dbench put --conns %s --duration %ss` (random keys of 8 bytes from 100k, 256-byte values)" % (conns, seconds))
-print("- **samples**: `%s` (VmRSS from /proc/PID/status, applied and snapshot index from /status)\n" % path.split("/")[-1])
-print("```\n" + open(load).read().strip() + "\n```\n")
-print("| node | RSS first MiB | min | max | last | growth over the second half | applied index at end | snapshot index at end |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|")
-for node in sorted({r["node"] for r in rows}):
-    mine = [r for r in rows if r["node"] == node and r["rss_kib"] not in ("", "0")]
-    rss = [int(r["rss_kib"]) / 1024 for r in mine]
-    if not rss:
-        continue
-    half = [float(r["rss_kib"]) / 1024 for r in mine if int(r["seconds"]) >= int(seconds) // 2]
-    growth = (half[-1] - half[0]) if len(half) > 1 else 0
-    print("| %s | %.1f | %.1f | %.1f | %.1f | %+.1f MiB | %s | %s |" % (
-        node, rss[0], min(rss), max(rss), rss[-1], growth, mine[-1]["applied_index"], mine[-1]["snapshot_index"]))
-PY
+python3 "$ROOT/scripts/bench-memory-summary.py" "$csv" "$WORK/load.txt" "$MEM_SECONDS" "$MEM_CONNS" "$DURABILITY" \
+    "$(git_commit)" > "$OUT/$NAME.md"
 cat "$OUT/$NAME.md"
