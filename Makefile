@@ -7,7 +7,10 @@ SHELL := /bin/bash
 SWIFT ?= swift
 SWIFT_BUILD_FLAGS ?=
 SWIFT_TEST_FLAGS ?=
-RELEASE_DIR := .build/release
+# swift build's --scratch-path (several clones building side by side each use their own).
+SCRATCH ?= .build
+export SCRATCH
+RELEASE_DIR := $(SCRATCH)/release
 DNODE := $(RELEASE_DIR)/dnode
 DCTL := $(RELEASE_DIR)/dctl
 SEEDS ?= 2000
@@ -28,7 +31,7 @@ endif
 include mk/storage.mk
 
 .PHONY: help build start-cluster stop-cluster status-cluster start-node1 start-node2 start-node3 join-node4 \
-	join-node5 clean clean-log-db test sim perf-cluster dtop bench chaos
+	join-node5 clean clean-log-db test sim perf-cluster dtop bench bench-etcd bench-memory chaos
 
 help: ## List the targets
 	@echo "make TARGET, where TARGET is one of:"
@@ -37,14 +40,15 @@ help: ## List the targets
 	@echo "  bench-storage    WAL appends/s and fsyncs/s under DiskFirst and MemFirst (mk/storage.mk)"
 	@echo
 	@echo "Variables: LOG_LEVEL (node log level), SWIFT_TEST_FLAGS (make test), SEEDS (make sim, default $(SEEDS)),"
-	@echo "PERF_SECONDS (make perf-cluster, default $(PERF_SECONDS)), SWIFT_BUILD_FLAGS (make build)."
+	@echo "PERF_SECONDS (make perf-cluster, default $(PERF_SECONDS)), SWIFT_BUILD_FLAGS (make build), SCRATCH (swift build"
+	@echo "--scratch-path, default .build). make bench*: DURABILITY, ROUNDS, DURATION, ... (docs/dbench.md)."
 	@echo "DURATION, SEED, NODES, PLANT, FAULTS, CHAOS_FLAGS (make chaos: seconds, seed, 3|5 nodes, planted bug,"
 	@echo "fault kinds, more dchaos options)."
 
-build: ## Release build of dnode, dctl and dtop (.build/release)
-	$(SWIFT) build -c release $(SWIFT_BUILD_FLAGS) --product dnode
-	$(SWIFT) build -c release $(SWIFT_BUILD_FLAGS) --product dctl
-	$(SWIFT) build -c release $(SWIFT_BUILD_FLAGS) --product dtop
+build: ## Release build of dnode, dctl and dtop (SCRATCH/release, SCRATCH defaults to .build)
+	$(SWIFT) build -c release --scratch-path $(SCRATCH) $(SWIFT_BUILD_FLAGS) --product dnode
+	$(SWIFT) build -c release --scratch-path $(SCRATCH) $(SWIFT_BUILD_FLAGS) --product dctl
+	$(SWIFT) build -c release --scratch-path $(SCRATCH) $(SWIFT_BUILD_FLAGS) --product dtop
 
 start-cluster: build ## Build, start nodes 1-3 in the background (run/, logs/N/), wait for a leader
 	$(DCTL) cluster start
@@ -71,7 +75,7 @@ join-node5: build ## Start node 5 (config/n5.toml): it joins as a learner; then 
 	$(DCTL) join 5
 
 clean: ## swift package clean, and remove db/, logs/, run/
-	$(SWIFT) package clean
+	$(SWIFT) package clean --scratch-path $(SCRATCH)
 	rm -rf db logs run
 
 clean-log-db: ## Remove db/ and logs/ (the cluster's data and logs)
@@ -80,30 +84,35 @@ clean-log-db: ## Remove db/ and logs/ (the cluster's data and logs)
 # Suites run one at a time: the process-level suites (real dnode, dctl, dtop in tmux) share two cores and the
 # port range, and a suite that blocks a thread must not starve another's timers. About a minute of tests.
 test: ## swift test --no-parallel (SWIFT_TEST_FLAGS, e.g. "--skip ClusterTests" or "--filter ClusterTests")
-	$(SWIFT) test --no-parallel $(SWIFT_TEST_FLAGS)
+	$(SWIFT) test --scratch-path $(SCRATCH) --no-parallel $(SWIFT_TEST_FLAGS)
 
 sim: ## Deterministic Raft simulation over SEEDS seeds from START (release build); PLANT=bug plants a bug
-	$(SWIFT) build -c release $(SWIFT_BUILD_FLAGS) --product raftsim
+	$(SWIFT) build -c release --scratch-path $(SCRATCH) $(SWIFT_BUILD_FLAGS) --product raftsim
 	$(RELEASE_DIR)/raftsim --seeds $(SEEDS) --start $(START) $(if $(PLANT),--plant $(PLANT),)
 
 # The torture test (docs/chaos.md): real nodes, a seeded nemesis, a linearizability check. Partitions need root
 # (network namespaces and iptables); without it they are skipped with a note. Exit 0 valid, 1 violation, 2 unknown.
 chaos: ## Torture test: DURATION (s, default 600), SEED, NODES=3|5, PLANT=bug, FAULTS=kind,... (release build)
-	$(SWIFT) build -c release $(SWIFT_BUILD_FLAGS) --product dnode
-	$(SWIFT) build -c release $(SWIFT_BUILD_FLAGS) --product dchaos
-	bin="$$($(SWIFT) build -c release $(SWIFT_BUILD_FLAGS) --show-bin-path)" && "$$bin/dchaos" --duration $(DURATION) \
+	$(SWIFT) build -c release --scratch-path $(SCRATCH) $(SWIFT_BUILD_FLAGS) --product dnode
+	$(SWIFT) build -c release --scratch-path $(SCRATCH) $(SWIFT_BUILD_FLAGS) --product dchaos
+	bin="$$($(SWIFT) build -c release --scratch-path $(SCRATCH) $(SWIFT_BUILD_FLAGS) --show-bin-path)" && "$$bin/dchaos" --duration $(DURATION) \
 		--seed $(SEED) --nodes $(NODES) $(if $(PLANT),--plant $(PLANT),) $(if $(FAULTS),--faults $(FAULTS),) $(CHAOS_FLAGS)
 
 perf-cluster: ## perf record every running node for PERF_SECONDS under load; reports in perf/DATE/nN.txt
 	PERF_SECONDS=$(PERF_SECONDS) scripts/perf-cluster.sh
 
 dtop: ## Live dashboard of the local cluster (builds dtop first)
-	$(SWIFT) build -c release $(SWIFT_BUILD_FLAGS) --product dtop
+	$(SWIFT) build -c release --scratch-path $(SCRATCH) $(SWIFT_BUILD_FLAGS) --product dtop
 	$(RELEASE_DIR)/dtop
 
-# Runs the shared side-by-side benchmark (../shared/bench, see its README.md) against the local cluster on
-# 127.0.0.1:9081-9083: start it first with `make start-cluster`. Knobs such as DURATION, ROUNDS, WORKLOADS and
-# PRELOAD_KEYS are read by compare.sh from the environment; to compare with etcd, start it with
-# `../shared/bench/peer-etcd.sh start DIR` and run `./compare.sh --a etcd --b dengine` there.
-bench: ## Benchmark the running local cluster with ../shared/bench/compare.sh (start-cluster first)
-	cd ../shared/bench && ./compare.sh --a dengine
+# Benchmarks (docs/dbench.md): release build, a dedicated fresh three-node cluster on 9081-9083 (stop the local
+# cluster first), the standard dbench scenarios; reports in benches/reports/DATE/. Knobs: DURABILITY (DiskFirst |
+# MemFirst), ROUNDS, DURATION, HC_CONNS, SCENARIOS, PRELOAD (see scripts/bench.sh). Not part of make test.
+bench: ## dbench scenarios against a fresh local cluster; benches/reports/DATE/report-DURABILITY.md and .csv
+	scripts/bench.sh
+
+bench-etcd: ## The same, side by side with a 3-member etcd (fsync on), alternating; prints and writes the ratios
+	WITH_ETCD=1 scripts/bench.sh
+
+bench-memory: ## Node RSS under a write load of MEM_SECONDS (600); benches/reports/DATE/memory-DURABILITY.md
+	scripts/bench-memory.sh

@@ -13,6 +13,7 @@ let package = Package(
         .executable(name: "dtop", targets: ["dtop"]),
         .executable(name: "raftsim", targets: ["raftsim"]),
         .executable(name: "dchaos", targets: ["dchaos"]),
+        .executable(name: "dbench", targets: ["dbench"]),
         .library(name: "RaftCore", targets: ["RaftCore"]),
     ],
     dependencies: [
@@ -78,7 +79,7 @@ let package = Package(
         .executableTarget(
             name: "dctl",
             dependencies: [
-                "ClusterAPI", "ClusterClient", "NodeConfig",
+                "ClusterAPI", "ClusterClient", "NodeConfig", "BenchKit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -93,6 +94,17 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // Load generator for dengine and etcd: HdrHistogram, NIO keep-alive client, scenarios, reports (dbench, dctl bench).
+        .target(
+            name: "BenchKit",
+            dependencies: [
+                "ClusterClient",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(name: "dbench", dependencies: ["BenchKit"]),
         // Storage benchmark (make bench-storage) and the crash tests' child process.
         .executableTarget(name: "storagebench", dependencies: ["RaftCore", "RaftStorage"]),
         .executableTarget(
@@ -103,6 +115,11 @@ let package = Package(
         .testTarget(name: "RaftStorageTests", dependencies: ["RaftCore", "RaftStorage", "RaftTestKit"]),
         .testTarget(name: "KVStoreTests", dependencies: ["RaftCore", "KVStore"]),
         .testTarget(name: "ClusterAPITests", dependencies: ["ClusterAPI"]),
+        .testTarget(
+            name: "BenchKitTests",
+            dependencies: ["BenchKit", .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
         .testTarget(name: "LinearizabilityTests", dependencies: ["Linearizability"]),
         .testTarget(name: "DashboardCoreTests", dependencies: ["DashboardCore", "ClusterAPI"], exclude: ["testdata"]),
         // Runs the built `dtop` in tmux against real `dnode` processes (never linked in).

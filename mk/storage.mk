@@ -1,6 +1,6 @@
 # Storage benchmark: appends/s and fsyncs/s of the WAL under DiskFirst and MemFirst at batch sizes 1, 10, 100, 1000,
 # beside the raw fsync rate of the same disk. Release build; runs in ./.bench-storage (removed afterwards).
-STORAGE_SCRATCH ?= .build
+STORAGE_SCRATCH ?= $(SCRATCH)
 BENCH_STORAGE_ARGS ?=
 
 .PHONY: bench-storage

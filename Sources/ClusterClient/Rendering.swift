@@ -39,7 +39,8 @@ public indirect enum JSONValue: Sendable, Equatable {
         }
     }
 
-    static func quote(_ text: String) -> String {
+    /// `text` as a JSON string literal, quotes included.
+    public static func quote(_ text: String) -> String {
         var out = "\""
         for scalar in text.unicodeScalars {
             switch scalar {

@@ -173,8 +173,9 @@ public enum NodeMain {
         for member in config.cluster.initialCluster where member.id != id {
             peers[member.id] = (member.dialAddress.host, member.dialAddress.port)
         }
+        // The transport shares the Raft loop: a Ready's messages are queued and flushed without a thread hop.
         let transport = PeerTransport(
-            selfID: id, group: group, peers: peers, handler: TransportAdapter(raft: raft, tunnelled: tunnelled))
+            selfID: id, group: raftLoop, peers: peers, handler: TransportAdapter(raft: raft, tunnelled: tunnelled))
 
         let listen = config.cluster.listenAddress
         let metricsAddress = config.monitoring.metricsAddress

@@ -61,6 +61,8 @@ public final class RaftServer: @unchecked Sendable {
     private var core: RaftNode
     private var stateMachine: KVStateMachine
     private var persisting = false
+    /// The hard state of the last Ready handed to the WAL thread (`nil` before the first).
+    private var persistedHardState: HardState?
     private var readyScheduled = false
     private var pendingWrites: [LogIndex: PendingWrite] = [:]
     private var writeDeadlines: [(deadline: UInt64, index: LogIndex)] = []
@@ -615,7 +617,27 @@ public final class RaftServer: @unchecked Sendable {
             afterPersist(rd)
             return
         }
+        let termAndVoteKept = rd.hardState.map { hs in
+            persistedHardState.map { $0.term == hs.term && $0.vote == hs.vote } ?? false
+        } ?? true
+        if let hs = rd.hardState { persistedHardState = hs }
+        if rd.entries.isEmpty, rd.snapshot == nil, termAndVoteKept, let hs = rd.hardState {
+            // Only the commit index moved. Raft keeps it volatile (etcd's MustSync is false for it): write the record
+            // in order on the WAL thread, unsynced (the next batch's fsync covers it), and do not wait for it.
+            let writer = self.writer
+            io.runIfActive(eventLoop: loop) {
+                try writer.write(entries: [], hardState: hs, snapshot: nil, now: RaftServer.monotonicMillis())
+            }.whenFailure { self.fatal($0) }
+            afterPersist(rd)
+            return
+        }
         persisting = true
+        // Entries committed and already persisted here by earlier Readies (all of them below this Ready's first new
+        // entry) are applied and answered now, not after this Ready's fsync: under load a write waits for its own
+        // batch's fsync only, not also for the next one's.
+        let appliedEarly = rd.snapshot == nil
+            && (rd.committedEntries.last.map { last in rd.entries.first.map { last.index < $0.index } ?? true } ?? true)
+        if appliedEarly { applyAndServe(rd) }
         let snapshotData: [UInt8]? = rd.snapshot.flatMap { stagedSnapshots.removeValue(forKey: $0.index) }
         if let snap = rd.snapshot, snapshotData == nil {
             fatal(NodeStartupError("snapshot \(snap.index) to install was not staged"))
@@ -650,17 +672,24 @@ public final class RaftServer: @unchecked Sendable {
                 if let snap = rd.snapshot, let data = snapshotData, let restored {
                     self.installSnapshot(snap, data: data, restored: restored)
                 }
-                self.afterPersist(rd)
+                self.afterPersist(rd, applied: appliedEarly)
             }
         }
     }
 
-    private func afterPersist(_ rd: Ready) {
+    private func afterPersist(_ rd: Ready, applied: Bool = false) {
         // 2. send
         if let transport { for message in rd.messages { send(message, via: transport) } }
         // 4. advance (before applying: the commit index may move with it)
         core.advance(rd)
         // 3. apply and serve
+        if !applied { applyAndServe(rd) }
+        maybeSnapshot()
+        scheduleReady()
+    }
+
+    /// Step 3 of a Ready: apply its committed entries (answering their writes) and serve or fail its reads.
+    private func applyAndServe(_ rd: Ready) {
         let now = RaftServer.monotonicMillis()
         for entry in rd.committedEntries { apply(entry, now: now) }
         for read in rd.readStates {
@@ -672,8 +701,6 @@ public final class RaftServer: @unchecked Sendable {
             }
         }
         serveApplyWaiters()
-        maybeSnapshot()
-        scheduleReady()
     }
 
     private func send(_ message: Message, via transport: PeerTransport) {

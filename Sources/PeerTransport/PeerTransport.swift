@@ -566,7 +566,10 @@ final class PeerChannelHandler: ChannelInboundHandler {
             }
             .whenSuccess { response in
                 let frame = PeerWire.encode(.forwardResponse(id: id, response), allocator: channel.allocator)
-                channel.writeAndFlush(frame, promise: nil)
+                channel.write(frame, promise: nil)
+                // Flushed by a task queued behind this one: every answer completed in the same loop turn (a
+                // follower tunnels many clients' requests over this one connection) leaves in one write(2).
+                channel.eventLoop.execute { channel.flush() }
             }
     }
 }
