@@ -120,6 +120,10 @@ public struct NodeStatus: Sendable, Hashable, Codable {
     /// A hash of the state machine at `applied_index` (16 hex digits); replicas at the same applied index agree.
     /// Optional: omitted by nodes that do not report it. Used by the chaos harness's convergence check.
     public var stateHash: String?
+    /// Every member of the configuration this node knows, with the address it is dialled at (the replicated
+    /// address table, else the config file's), on every node, not only the leader. Optional: omitted by nodes that
+    /// do not report it. Lets a dashboard find members no config lists.
+    public var members: [MemberAddress]?
 
     public init(
         schemaVersion: Int = NodeStatus.currentSchemaVersion, nodeID: UInt64, address: String, role: NodeRole,
@@ -159,6 +163,7 @@ public struct NodeStatus: Sendable, Hashable, Codable {
         case uptimeMs = "uptime_ms"
         case peers, stats
         case stateHash = "state_hash"
+        case members
     }
 
     public init(from decoder: any Decoder) throws {
@@ -180,6 +185,7 @@ public struct NodeStatus: Sendable, Hashable, Codable {
         peers = try container.decode([PeerStatus].self, forKey: .peers)
         stats = try container.decode(NodeStats.self, forKey: .stats)
         stateHash = try container.decodeIfPresent(String.self, forKey: .stateHash)
+        members = try container.decodeIfPresent([MemberAddress].self, forKey: .members)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -201,5 +207,18 @@ public struct NodeStatus: Sendable, Hashable, Codable {
         try container.encode(peers, forKey: .peers)
         try container.encode(stats, forKey: .stats)
         try container.encodeIfPresent(stateHash, forKey: .stateHash)
+        try container.encodeIfPresent(members, forKey: .members)
+    }
+}
+
+/// One entry of `NodeStatus.members`.
+public struct MemberAddress: Sendable, Hashable, Codable {
+    public var id: UInt64
+    /// `host:port` of the member's client API and peer protocol.
+    public var address: String
+
+    public init(id: UInt64, address: String) {
+        self.id = id
+        self.address = address
     }
 }

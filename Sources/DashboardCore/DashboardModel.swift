@@ -369,7 +369,8 @@ public struct DashboardModel: Sendable, Hashable {
     /// view only.
     private mutating func discoverMembers() {
         let members = voters + learners
-        let known = Set(tracks.compactMap(\.nodeID))
+        // Members shown from the leader's view only get their endpoint as soon as it can be derived.
+        let known = Set(tracks.filter { $0.endpoint != nil }.compactMap(\.nodeID))
         let offsets = Set(
             tracks.compactMap { track -> Int? in
                 guard track.reachable == true, let endpoint = track.endpoint, let address = track.status?.address,
@@ -377,8 +378,15 @@ public struct DashboardModel: Sendable, Hashable {
                 else { return nil }
                 return client.port - endpoint.port
             })
-        let peerAddresses = Dictionary(
+        // The leader's peers first; then any node's member list (every node reports one), so members are found
+        // even while the leader itself is not polled.
+        var peerAddresses = Dictionary(
             (authoritativeStatus?.peers ?? []).map { ($0.id, $0.address) }, uniquingKeysWith: { first, _ in first })
+        for track in tracks {
+            for member in track.status?.members ?? [] where !member.address.isEmpty && peerAddresses[member.id] == nil {
+                peerAddresses[member.id] = member.address
+            }
+        }
         let fallbackHost = tracks.first { $0.reachable == true }?.endpoint?.host
         for id in members where !known.contains(id) {
             let address = peerAddresses[id]
@@ -390,11 +398,13 @@ public struct DashboardModel: Sendable, Hashable {
                     endpoint = Endpoint(host: host, port: port)
                 }
             }
+            let unpolled = tracks.firstIndex { $0.nodeID == id && $0.endpoint == nil }
             if let endpoint, !tracks.contains(where: { $0.endpoint == endpoint }) {
+                if let unpolled { tracks.remove(at: unpolled) }
                 var track = NodeTrack(endpoint: endpoint, nodeID: id)
                 track.address = address
                 tracks.append(track)
-            } else if endpoint == nil {
+            } else if endpoint == nil, unpolled == nil {
                 var track = NodeTrack(endpoint: nil, nodeID: id)
                 track.address = address
                 track.error = "metrics address unknown; shown from the leader's view"

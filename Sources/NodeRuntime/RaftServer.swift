@@ -861,6 +861,9 @@ public final class RaftServer: @unchecked Sendable {
                 self.stateHashCache = (self.stateMachine.appliedIndex, String(repeating: "0", count: 16 - hash.count) + hash)
             }
             status.stateHash = self.stateHashCache?.hash
+            status.members = core.membership.members.sorted().map { id in
+                MemberAddress(id: id, address: id == self.settings.raft.id ? self.settings.selfAddress : self.address(of: id) ?? "")
+            }
             return status
         }
     }

@@ -233,6 +233,12 @@ private let sampleStatus = NodeStatus(
 @Suite struct NodeStatusTests {
     @Test func roundTrips() throws {
         #expect(try roundTrip(sampleStatus) == sampleStatus)
+        var withMembers = sampleStatus
+        withMembers.members = [MemberAddress(id: 1, address: "0.0.0.0:9081"), MemberAddress(id: 4, address: "h:9084")]
+        withMembers.stateHash = "00000000deadbeef"
+        #expect(try roundTrip(withMembers) == withMembers)
+        #expect(try json(withMembers).contains(#""members":[{"address":"0.0.0.0:9081","id":1},"#))
+        #expect(!(try json(sampleStatus)).contains("members"), "absent when not reported")
     }
 
     @Test func writesEveryFieldAndNulls() throws {

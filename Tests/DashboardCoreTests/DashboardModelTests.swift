@@ -170,6 +170,25 @@ struct DashboardModelTests {
         #expect(model.rows(nowMs: Fixture.t0).last?.state == .pending)
     }
 
+    @Test("a member that leads and is in no endpoint list is found through a follower's member list")
+    func discoveryThroughMembers() {
+        var model = DashboardModel(endpoints: Fixture.endpoints)
+        var round: [PollResult] = []
+        for id in UInt64(1)...3 {
+            var status = Fixture.status(id, role: .follower, term: 4, leader: 4, voters: [1, 2, 3, 4])
+            status.members = (UInt64(1)...4).map { MemberAddress(id: $0, address: "127.0.0.1:\(9080 + $0)") }
+            round.append(Fixture.up(status))
+        }
+        model.apply(round, nowMs: Fixture.t0)
+        #expect(model.pollTargets.map(\.description).last == "127.0.0.1:8084", "\(model.pollTargets)")
+        let leader = Fixture.status(4, role: .leader, term: 4, leader: 4, voters: [1, 2, 3, 4])
+        model.apply(
+            round + [PollResult(endpoint: Endpoint(host: "127.0.0.1", port: 8084), outcome: .status(leader))],
+            nowMs: Fixture.t0 + 500)
+        #expect(model.summary.leaderID == 4)
+        #expect(model.summary.health == .healthy, "\(model.summary)")
+    }
+
     @Test("without a common port offset a discovered member keeps a row from the leader's view")
     func discoveryWithoutOffset() {
         let endpoints = [Endpoint(host: "127.0.0.1", port: 20001), Endpoint(host: "127.0.0.1", port: 20777)]
