@@ -140,7 +140,7 @@ let package = Package(
         ),
         .testTarget(name: "ClusterClientTests", dependencies: ["ClusterClient", "ClusterAPI"]),
         // Runs the built `dctl` (and `dnode`) binaries; golden files in Tests/DctlTests/testdata.
-        .testTarget(name: "DctlTests", dependencies: ["ClusterClient", "ClusterAPI"], exclude: ["testdata"]),
+        .testTarget(name: "DctlTests", dependencies: ["ClusterClient", "ClusterAPI", "Chaos"], exclude: ["testdata"]),
         .testTarget(
             name: "HTTPAPITests",
             dependencies: [

@@ -152,16 +152,10 @@ public final class ChaosCluster: @unchecked Sendable {
         for (key, value) in extra { environment[key] = value }
         process.environment = environment
         process.standardInput = FileHandle.nullDevice
-        let banner = "--- start \(Date()) \(extra.isEmpty ? "" : "\(extra)") ---\n"
-        let stdout = try Self.appendHandle(node.directory.appendingPathComponent("stdout.log").path, banner: banner)
-        let stderr = try Self.appendHandle(node.directory.appendingPathComponent("stderr.log").path, banner: banner)
-        defer {
-            try? stdout.close()
-            try? stderr.close()
-        }
-        process.standardOutput = stdout
-        process.standardError = stderr
-        try Command.spawn(process)
+        try Command.spawnLogged(
+            process, stdoutPath: node.directory.appendingPathComponent("stdout.log").path,
+            stderrPath: node.directory.appendingPathComponent("stderr.log").path,
+            banner: "--- start \(Date()) \(extra.isEmpty ? "" : "\(extra)") ---\n")
         ChaosCleanup.register(process.processIdentifier)
         lock.withLock {
             processes[id] = process
@@ -279,18 +273,6 @@ public final class ChaosCluster: @unchecked Sendable {
     }
 
     // MARK: Helpers
-
-    private static func appendHandle(_ path: String, banner: String) throws -> FileHandle {
-        if !FileManager.default.fileExists(atPath: path) {
-            _ = FileManager.default.createFile(atPath: path, contents: nil)
-        }
-        guard let handle = FileHandle(forWritingAtPath: path) else {
-            throw Command.Failure(command: ["open", path], status: -1, output: "cannot open for writing")
-        }
-        handle.seekToEndOfFile()
-        handle.write(Data(banner.utf8))
-        return handle
-    }
 
     private nonisolated(unsafe) static var portCursor = 40000 + Int(getpid() &* 7919 % 10000)
     private static let portLock = NSLock()

@@ -22,18 +22,26 @@ public final class NodeBackend: ClientAPIBackend, @unchecked Sendable {
     let forwarding: Bool
 
     init(raft: RaftServer, defaultConsistency: ReadConsistency, allowClientOverride: Bool, requestTimeout: TimeAmount,
-        forwarding: Bool = true, leadership: NIOLockedValueBox<(isLeader: Bool, leader: NodeID?)>? = nil)
+        forwarding: Bool = true, leadership: NIOLockedValueBox<Leadership>? = nil)
     {
         self.raft = raft
         self.defaultConsistency = defaultConsistency
         self.allowClientOverride = allowClientOverride
         self.requestTimeout = requestTimeout
         self.forwarding = forwarding
-        self.leadershipBox = leadership ?? NIOLockedValueBox((false, nil))
+        self.leadershipBox = leadership ?? NIOLockedValueBox(Leadership())
+    }
+
+    /// What the Raft loop last published about leadership (one lock per request, not a loop hop).
+    struct Leadership {
+        var isLeader = false
+        var leader: NodeID?
+        /// This node was removed from the cluster: it forwards nothing and answers every request itself (503).
+        var removed = false
     }
 
     /// The leader as last seen on the Raft loop; read on every response (a lock, not a loop hop).
-    private let leadershipBox: NIOLockedValueBox<(isLeader: Bool, leader: NodeID?)>
+    private let leadershipBox: NIOLockedValueBox<Leadership>
 
     /// A backend sharing this one's view of the leader that never forwards (for tunnelled requests).
     func localOnly() -> NodeBackend {
@@ -42,8 +50,8 @@ public final class NodeBackend: ClientAPIBackend, @unchecked Sendable {
             requestTimeout: requestTimeout, forwarding: false, leadership: leadershipBox)
     }
 
-    func updateLeadership(isLeader: Bool, leader: NodeID?) {
-        leadershipBox.withLockedValue { $0 = (isLeader, leader) }
+    func updateLeadership(isLeader: Bool, leader: NodeID?, removed: Bool) {
+        leadershipBox.withLockedValue { $0 = Leadership(isLeader: isLeader, leader: leader, removed: removed) }
     }
 
     public var leaderHint: LeaderHint? {
@@ -60,8 +68,7 @@ public final class NodeBackend: ClientAPIBackend, @unchecked Sendable {
     // MARK: - Forwarding
 
     public func forwardIfNeeded(_ request: ForwardableRequest, context: ClientRequestContext) -> ForwardDecision {
-        // A removed node forwards nothing: it answers every request itself, with 503.
-        guard forwarding, !raft.removedFlag.withLockedValue({ $0 }) else { return .handleLocally }
+        guard forwarding else { return .handleLocally }
         let needsLeader: Bool
         switch request.command {
         case .put, .delete, .cas, .join, .promote, .remove, .transferLeader: needsLeader = true
@@ -71,7 +78,10 @@ public final class NodeBackend: ClientAPIBackend, @unchecked Sendable {
         }
         guard needsLeader else { return .handleLocally }
         let state = leadershipBox.withLockedValue { $0 }
-        guard !state.isLeader, let leader = state.leader, let transport = raft.transport else { return .handleLocally }
+        // A removed node forwards nothing: it answers every request itself, with 503.
+        guard !state.isLeader, !state.removed, let leader = state.leader, let transport = raft.transport else {
+            return .handleLocally
+        }
         var body = request.body
         let bytes = body.readBytes(length: body.readableBytes) ?? []
         let tunnelled = PeerForwardedRequest(

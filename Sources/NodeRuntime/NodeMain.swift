@@ -160,7 +160,9 @@ public enum NodeMain {
             raft: raft, defaultConsistency: config.raft.readConsistency.defaultPolicy,
             allowClientOverride: config.raft.readConsistency.allowClientOverride,
             requestTimeout: .milliseconds(Int64(config.cluster.requestTimeoutMs)))
-        raft.onLeadershipChange = { isLeader, leader in backend.updateLeadership(isLeader: isLeader, leader: leader) }
+        raft.onLeadershipChange = { isLeader, leader, removed in
+            backend.updateLeadership(isLeader: isLeader, leader: leader, removed: removed)
+        }
         var limitsBuilder = ClientHTTPLimits()
         limitsBuilder.maxValueBytes = config.raft.maxValueBytes
         limitsBuilder.maxKeyBytes = config.raft.maxKeyBytes

@@ -54,8 +54,6 @@ public final class RaftServer: @unchecked Sendable {
     /// Where members listen: the config files' addresses overlaid with every replicated address ever seen (kept after
     /// a removal, so that the leader can still tell a removed node). Written on the loop, read anywhere.
     let addressBook: NIOLockedValueBox<[NodeID: String]>
-    /// Whether this node knows it was removed (read by the HTTP layer, which then forwards nothing).
-    let removedFlag = NIOLockedValueBox(false)
 
     // MARK: loop-confined state
     private var core: RaftNode
@@ -80,13 +78,20 @@ public final class RaftServer: @unchecked Sendable {
     private var lastRole: Role = .follower
     /// The configuration the transport and the address book were last synchronised with.
     private var knownMembership: Membership?
-    private var knownDeparting: Set<NodeID> = []
+    /// What `knownMembership` was derived from: the latest configuration entry (index and term: a new leader may
+    /// put another one at the same index) and the snapshot. The configuration changes only when one of them does, so
+    /// the ready loop compares three integers, not two memberships.
+    private var membershipKey: (configIndex: LogIndex, configTerm: Term, snapshotIndex: LogIndex)?
+    /// This node knows it was removed (its latest configuration entry removes it): it serves and forwards nothing.
+    private var removed = false
+    /// The last leadership published through `onLeadershipChange`.
+    private var leadership: (isLeader: Bool, leader: NodeID?) = (false, nil)
     private var announcedRemoval = false
     var metrics = NodeMetrics()
     /// `state_hash` of `/status`, cached per applied index (the hash is a function of it).
     private var stateHashCache: (index: LogIndex, hash: String)?
-    /// Called on the loop whenever the role or the known leader changes.
-    var onLeadershipChange: (@Sendable (_ isLeader: Bool, _ leader: NodeID?) -> Void)?
+    /// Called on the loop whenever the role, the known leader or the removal of this node changes.
+    var onLeadershipChange: (@Sendable (_ isLeader: Bool, _ leader: NodeID?, _ removed: Bool) -> Void)?
     private var transferWaiters: [(target: NodeID, deadline: UInt64, done: (Result<MembershipChangeResponse, APIError>) -> Void)] = []
 
     struct PendingWrite {
@@ -538,7 +543,7 @@ public final class RaftServer: @unchecked Sendable {
 
     /// The refusal a removed node gives to every client request.
     private func removedRefusal() -> APIError? {
-        guard core.isRemoved else { return nil }
+        guard removed else { return nil }
         return APIError(
             code: .unavailable,
             message: "node \(settings.raft.id) was removed from the cluster and no longer serves requests; ask a member")
@@ -547,14 +552,17 @@ public final class RaftServer: @unchecked Sendable {
     /// Keeps the address book and the transport's peers in step with the configuration, and says when this node
     /// learns that it was removed.
     private func syncMembership() {
+        let key = (
+            configIndex: core.lastConfigIndex, configTerm: core.term(at: core.lastConfigIndex) ?? 0,
+            snapshotIndex: core.snapshotMetadata?.index ?? 0
+        )
+        if let known = membershipKey, known == key { return }
+        membershipKey = key
         let membership = core.membership
-        let departing = Set(core.departing.keys)
-        guard membership != knownMembership || departing != knownDeparting else { return }
         if let known = knownMembership, known.voters != membership.voters || known.learners != membership.learners {
             log.always("Membership changed node=\(settings.raft.id) \(membership)")
         }
         knownMembership = membership
-        knownDeparting = departing
         let book = addressBook.withLockedValue { book -> [NodeID: String] in
             for (id, address) in membership.addresses { book[id] = address }
             return book
@@ -568,7 +576,10 @@ public final class RaftServer: @unchecked Sendable {
             peers[id] = (address.host, address.port)
         }
         transport?.updatePeers(peers)
-        removedFlag.withLockedValue { $0 = core.isRemoved }
+        if core.isRemoved != removed {
+            removed = core.isRemoved
+            onLeadershipChange?(leadership.isLeader, leadership.leader, removed)
+        }
         if core.isRemoved && !announcedRemoval {
             announcedRemoval = true
             log.always(
@@ -609,7 +620,8 @@ public final class RaftServer: @unchecked Sendable {
         if rd.isEmpty { return }
         if let soft = rd.softState {
             logRoleChange(soft)
-            onLeadershipChange?(soft.role == .leader, soft.leader)
+            leadership = (soft.role == .leader, soft.leader)
+            onLeadershipChange?(leadership.isLeader, leadership.leader, removed)
             completeTransfers()
         }
         if let transport { for message in rd.earlyMessages { send(message, via: transport) } }

@@ -265,15 +265,8 @@ final class LocalCluster: @unchecked Sendable {
         process.currentDirectoryURL = node.directory
         process.environment = childEnvironment(extra: environment)
         process.standardInput = FileHandle.nullDevice
-        let stdout = try Self.appendHandle(node.stdoutPath, banner: "--- start \(Date()) ---")
-        let stderr = try Self.appendHandle(node.stderrPath, banner: "--- start \(Date()) ---")
-        defer {
-            try? stdout.close()
-            try? stderr.close()
-        }
-        process.standardOutput = stdout
-        process.standardError = stderr
-        try Command.spawn(process)
+        try Command.spawnLogged(
+            process, stdoutPath: node.stdoutPath, stderrPath: node.stderrPath, banner: "--- start \(Date()) ---\n")
         ChildRegistry.register(process.processIdentifier)
         lock.withLock {
             processes[id] = process
@@ -507,18 +500,6 @@ final class LocalCluster: @unchecked Sendable {
         for (key, value) in options.environment { environment[key] = value }
         for (key, value) in extra { environment[key] = value }
         return environment
-    }
-
-    private static func appendHandle(_ path: String, banner: String) throws -> FileHandle {
-        if !FileManager.default.fileExists(atPath: path) {
-            _ = FileManager.default.createFile(atPath: path, contents: nil)
-        }
-        guard let handle = FileHandle(forWritingAtPath: path) else {
-            throw LaunchError(description: "cannot open \(path) for writing")
-        }
-        handle.seekToEndOfFile()
-        handle.write(Data((banner + "\n").utf8))
-        return handle
     }
 
     private static func read(_ path: String) -> String {
