@@ -30,7 +30,7 @@ endif
 
 include mk/storage.mk
 
-.PHONY: help build start-cluster stop-cluster status-cluster start-node1 start-node2 start-node3 join-node4 \
+.PHONY: help build start-cluster start-secure-cluster join-node4-secure join-node5-secure stop-cluster status-cluster start-node1 start-node2 start-node3 join-node4 \
 	join-node5 clean clean-log-db test sim perf-cluster dtop bench bench-etcd bench-memory chaos
 
 help: ## List the targets
@@ -53,6 +53,9 @@ build: ## Release build of dnode, dctl and dtop (SCRATCH/release, SCRATCH defaul
 start-cluster: build ## Build, start nodes 1-3 in the background (run/, logs/N/), wait for a leader
 	$(DCTL) cluster start
 
+start-secure-cluster: build ## The same with TLS, mutual TLS and roles (config/secure); makes certs/ if missing
+	$(DCTL) cluster start --config-dir config/secure
+
 stop-cluster: ## Stop every node started in the background (SIGTERM, then SIGKILL after 10 s)
 	@if [ -x $(DCTL) ]; then $(DCTL) cluster stop; else scripts/cluster.sh stop; fi
 
@@ -74,7 +77,13 @@ join-node4: build ## Start node 4 (config/n4.toml): it joins as a learner; then 
 join-node5: build ## Start node 5 (config/n5.toml): it joins as a learner; then `dctl promote 5 --wait`
 	$(DCTL) join 5
 
-clean: ## swift package clean, and remove db/, logs/, run/
+join-node4-secure: build ## join-node4 for the secure cluster (config/secure/n4.toml, certs/node.4.crt)
+	$(DCTL) join 4 --config-dir config/secure
+
+join-node5-secure: build ## join-node5 for the secure cluster (config/secure/n5.toml, certs/node.5.crt)
+	$(DCTL) join 5 --config-dir config/secure
+
+clean: ## swift package clean, and remove db/, logs/, run/ (certs/ stays: remove it by hand)
 	$(SWIFT) package clean --scratch-path $(SCRATCH)
 	rm -rf db logs run
 

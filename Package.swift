@@ -20,6 +20,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        // TLS (BoringSSL), X.509 certificates and hashes: the secure mode (docs/security.md).
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
     ],
     targets: [
         // Pure consensus: no Foundation I/O, no clocks, no threads, no logging.
@@ -36,7 +40,28 @@ let package = Package(
         .target(name: "NodeConfig", dependencies: ["ClusterAPI", .product(name: "TOMLKit", package: "TOMLKit")]),
         // The tools' client: endpoints (config dir), HTTP over POSIX sockets with deadlines, parallel status probes,
         // cluster health, table and JSON rendering. Never imports RaftCore.
-        .target(name: "ClusterClient", dependencies: ["ClusterAPI", "NodeConfig"]),
+        .target(
+            name: "ClusterClient",
+            dependencies: [
+                "ClusterAPI", "NodeConfig", "NodeSecurity",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]
+        ),
+        // Secure mode: certificate authority and certificates (dctl certs), TLS contexts with reloading, peer and
+        // client identities bound in certificates, roles, bearer tokens stored hashed.
+        .target(
+            name: "NodeSecurity",
+            dependencies: [
+                "ClusterAPI",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
         // Peer protocol: binary codec, shared-port detection, outbound/inbound peer connections (NIO).
         .target(
             name: "PeerTransport",
@@ -61,6 +86,7 @@ let package = Package(
             name: "NodeRuntime",
             dependencies: [
                 "RaftCore", "RaftStorage", "KVStore", "ClusterAPI", "NodeConfig", "PeerTransport", "HTTPAPI",
+                "NodeSecurity",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -79,7 +105,7 @@ let package = Package(
         .executableTarget(
             name: "dctl",
             dependencies: [
-                "ClusterAPI", "ClusterClient", "NodeConfig", "BenchKit",
+                "ClusterAPI", "ClusterClient", "NodeConfig", "BenchKit", "NodeSecurity",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -90,7 +116,7 @@ let package = Package(
         .executableTarget(
             name: "dtop",
             dependencies: [
-                "ClusterAPI", "DashboardCore", "CNcurses",
+                "ClusterAPI", "DashboardCore", "CNcurses", "ClusterClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

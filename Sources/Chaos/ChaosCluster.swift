@@ -124,6 +124,10 @@ public final class ChaosCluster: @unchecked Sendable {
             max_log_entries_before_snapshot = \(options.maxLogEntriesBeforeSnapshot)
             retained_log_entries = \(options.retainedLogEntries)
 
+            # Each node has its own network namespace on a private test bridge: plaintext on purpose.
+            [security]
+            insecure = true
+
             """
     }
 

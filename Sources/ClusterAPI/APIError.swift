@@ -7,6 +7,10 @@
 public enum APIErrorCode: String, Sendable, Hashable, Codable, CaseIterable, CustomStringConvertible {
     /// 400: malformed JSON, missing field, bad consistency name, invalid UTF-8.
     case invalidRequest = "invalid_request"
+    /// 401: secure mode, and the request carried no credentials or bad ones (no client certificate, unknown token).
+    case unauthenticated
+    /// 403: secure mode, and the caller's role may not do this.
+    case forbidden
     /// 404: the key does not exist.
     case keyNotFound = "key_not_found"
     /// 404: the route or the member does not exist.
@@ -32,6 +36,8 @@ public enum APIErrorCode: String, Sendable, Hashable, Codable, CaseIterable, Cus
     public var httpStatus: Int {
         switch self {
         case .invalidRequest: return 400
+        case .unauthenticated: return 401
+        case .forbidden: return 403
         case .keyNotFound, .notFound: return 404
         case .notCaughtUp, .membershipChangeInProgress, .conflict: return 409
         case .tooLarge: return 413
@@ -45,7 +51,7 @@ public enum APIErrorCode: String, Sendable, Hashable, Codable, CaseIterable, Cus
     public var isSafeToRetry: Bool {
         switch self {
         case .overloaded, .noLeader, .unavailable: return true
-        case .invalidRequest, .keyNotFound, .notFound, .notCaughtUp, .membershipChangeInProgress, .conflict,
+        case .invalidRequest, .unauthenticated, .forbidden, .keyNotFound, .notFound, .notCaughtUp, .membershipChangeInProgress, .conflict,
             .tooLarge, .timeout:
             return false
         }

@@ -124,6 +124,9 @@ public struct NodeStatus: Sendable, Hashable, Codable {
     /// address table, else the config file's), on every node, not only the leader. Optional: omitted by nodes that
     /// do not report it. Lets a dashboard find members no config lists.
     public var members: [MemberAddress]?
+    /// How the node protects its ports: TLS or plaintext, authentication, certificate expiry. Optional: omitted by
+    /// nodes that do not report it.
+    public var security: SecurityStatus?
 
     public init(
         schemaVersion: Int = NodeStatus.currentSchemaVersion, nodeID: UInt64, address: String, role: NodeRole,
@@ -164,6 +167,7 @@ public struct NodeStatus: Sendable, Hashable, Codable {
         case peers, stats
         case stateHash = "state_hash"
         case members
+        case security
     }
 
     public init(from decoder: any Decoder) throws {
@@ -186,6 +190,7 @@ public struct NodeStatus: Sendable, Hashable, Codable {
         stats = try container.decode(NodeStats.self, forKey: .stats)
         stateHash = try container.decodeIfPresent(String.self, forKey: .stateHash)
         members = try container.decodeIfPresent([MemberAddress].self, forKey: .members)
+        security = try container.decodeIfPresent(SecurityStatus.self, forKey: .security)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -208,6 +213,7 @@ public struct NodeStatus: Sendable, Hashable, Codable {
         try container.encode(stats, forKey: .stats)
         try container.encodeIfPresent(stateHash, forKey: .stateHash)
         try container.encodeIfPresent(members, forKey: .members)
+        try container.encodeIfPresent(security, forKey: .security)
     }
 }
 
@@ -220,5 +226,42 @@ public struct MemberAddress: Sendable, Hashable, Codable {
     public init(id: UInt64, address: String) {
         self.id = id
         self.address = address
+    }
+}
+
+/// `NodeStatus.security`: `{"mode":"tls","client_auth":true,"certificate_not_after":"2029-03-08T10:00:00Z",...}`.
+public struct SecurityStatus: Sendable, Hashable, Codable {
+    /// `tls` (every port), `plaintext` (loopback only), or `insecure` (plaintext on a non-loopback address, allowed
+    /// by `[security] insecure = true`).
+    public var mode: String
+    /// Whether client requests must be authenticated (client certificate or bearer token).
+    public var clientAuth: Bool
+    /// When this node's certificate expires (RFC 3339), in TLS mode.
+    public var certificateNotAfter: String?
+    /// The certificate's serial number (hex), to see a rotation take effect.
+    public var certificateSerial: String?
+    /// When the cluster CA expires (RFC 3339), in TLS mode.
+    public var caNotAfter: String?
+
+    public init(
+        mode: String, clientAuth: Bool, certificateNotAfter: String? = nil, certificateSerial: String? = nil,
+        caNotAfter: String? = nil
+    ) {
+        self.mode = mode
+        self.clientAuth = clientAuth
+        self.certificateNotAfter = certificateNotAfter
+        self.certificateSerial = certificateSerial
+        self.caNotAfter = caNotAfter
+    }
+
+    /// `true` unless the node serves TLS.
+    public var isPlaintext: Bool { mode != "tls" }
+
+    enum CodingKeys: String, CodingKey {
+        case mode
+        case clientAuth = "client_auth"
+        case certificateNotAfter = "certificate_not_after"
+        case certificateSerial = "certificate_serial"
+        case caNotAfter = "ca_not_after"
     }
 }

@@ -128,6 +128,12 @@ public struct ClusterView: Sendable {
             }
             health = reasons.isEmpty ? .healthy : .degraded
         }
+        // A warning, not a health problem: the operator chose it (`[security] insecure = true`).
+        for status in statuses where status.security?.mode == "insecure" {
+            reasons.append(
+                "node \(status.nodeID): INSECURE: plaintext without authentication on \(status.address) "
+                    + "([security] insecure = true)")
+        }
         self.init(
             health: health, leaderID: leader?.nodeID, leaderAddress: leader.map { dialable($0.address) },
             term: reference?.term, votersUp: votersUp, voterCount: voters.count, reasons: reasons, rows: rows)

@@ -7,19 +7,28 @@ import NodeConfig
 public struct Endpoint: Sendable, Hashable, CustomStringConvertible {
     public var host: String
     public var port: Int
+    /// Written `https://...`: dialled with TLS (which also needs the cluster CA, `ClientSecurity`).
+    public var secure: Bool
 
-    public init(host: String, port: Int) {
+    public init(host: String, port: Int, secure: Bool = false) {
         self.host = host
         self.port = port
+        self.secure = secure
     }
 
-    /// `nil` when `text` is not a `host:port` (an `http://` prefix and a trailing `/` are accepted).
+    /// `nil` when `text` is not a `host:port` (an `http://` or `https://` prefix and a trailing `/` are accepted).
     public init?(parsing text: String) {
         var trimmed = text.trimmingCharacters(in: .whitespaces)
+        var secure = false
         if trimmed.hasPrefix("http://") { trimmed.removeFirst("http://".count) }
+        if trimmed.hasPrefix("https://") {
+            trimmed.removeFirst("https://".count)
+            secure = true
+        }
         while trimmed.hasSuffix("/") { trimmed.removeLast() }
         guard let address = HostPort(trimmed) else { return nil }
         self.init(address.dialAddress)
+        self.secure = secure
     }
 
     init(_ address: HostPort) {
@@ -63,6 +72,10 @@ public struct LocalNode: Sendable {
     public var metrics: Endpoint
     /// The node's own `initial_cluster` entry is a voter (role 1).
     public var isVoter: Bool
+    /// The node's `[security]` section (TLS files, as paths relative to the current directory).
+    public var security: SecurityConfig = SecurityConfig()
+    /// The host of the node's `listen_address`, as written (for its certificate's names).
+    public var listenHost: String = "127.0.0.1"
 
     public var target: NodeTarget { NodeTarget(id: id, client: client, metrics: metrics) }
 }
@@ -94,7 +107,8 @@ public enum Discovery {
                     LocalNode(
                         id: config.cluster.nodeID, configPath: path, client: Endpoint(config.cluster.listenAddress.dialAddress),
                         metrics: Endpoint(config.monitoring.metricsAddress.dialAddress),
-                        isVoter: config.cluster.selfMember?.isVoter ?? true))
+                        isVoter: config.cluster.selfMember?.isVoter ?? true, security: config.security,
+                        listenHost: config.cluster.listenAddress.host))
             } catch {
                 problems.append("\(error)")
             }

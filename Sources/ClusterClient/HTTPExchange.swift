@@ -81,20 +81,31 @@ public func httpExchange(
     return try result.get()
 }
 
-/// The blocking exchange `httpExchange` runs on its thread.
-func blockingExchange(
+/// The blocking exchange `httpExchange` runs on its thread; callers with a thread of their own (dtop's pollers) use
+/// it directly.
+public func blockingExchange(
     method: String, endpoint: Endpoint, path: String, body: Data?, deadline: ContinuousClock.Instant,
     timeout: Duration
 ) throws(TransportError) -> HTTPResponse {
-    let fd = try connectSocket(endpoint, deadline: deadline, timeout: timeout)
-    defer { close(fd) }
+    let security = ClientSecurity.current
     var request = "\(method) \(path) HTTP/1.1\r\nHost: \(endpoint)\r\nConnection: close\r\n"
     request += "User-Agent: dctl\r\nAccept: application/json\r\n"
+    if let token = security.token { request += "Authorization: Bearer \(token)\r\n" }
     if let body {
         request += "Content-Type: application/json\r\nContent-Length: \(body.count)\r\n"
     }
     var bytes = Data((request + "\r\n").utf8)
     if let body { bytes.append(body) }
+    if let material = security.tls {
+        return try tlsExchange(request: bytes, endpoint: endpoint, material: material, deadline: deadline, timeout: timeout)
+    }
+    if endpoint.secure {
+        throw TransportError(
+            kind: .connectFailed, requestSent: false,
+            reason: "https://\(endpoint) needs the cluster CA: pass --cacert (or DCTL_CACERT, or a secure --config-dir)")
+    }
+    let fd = try connectSocket(endpoint, deadline: deadline, timeout: timeout)
+    defer { close(fd) }
     try sendAll(fd, bytes, deadline: deadline, timeout: timeout)
     return try receive(fd, deadline: deadline, timeout: timeout)
 }
@@ -196,7 +207,13 @@ private func receive(_ fd: Int32, deadline: ContinuousClock.Instant, timeout: Du
         }
         if count < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) { continue }
         if let response = try parseResponse(received, atEOF: true) { return response }
-        let reason = count < 0 ? errnoText(errno) : "connection closed before a complete response"
+        let reason =
+            count < 0
+            ? errnoText(errno)
+            : received.isEmpty
+                ? "connection closed without an answer (a secure node closes plaintext connections: pass --cacert "
+                    + "or a secure --config-dir)"
+                : "connection closed before a complete response"
         throw TransportError(kind: .closed, requestSent: true, reason: reason)
     }
 }

@@ -176,6 +176,9 @@ public struct ClusterSummary: Sendable, Hashable {
     /// How many more voters may fail before the quorum is lost; negative when it already is.
     public var tolerates: Int
     public var quorum: Int { voters.count / 2 + 1 }
+    /// `tls` when every reachable node serves TLS, `insecure` when one serves plaintext on a non-loopback address
+    /// (`[security] insecure = true`), else `nil` (plaintext on loopback, or nodes that do not say).
+    public var security: String? = nil
 }
 
 // MARK: - The model
@@ -492,9 +495,12 @@ public struct DashboardModel: Sendable, Hashable {
         } else {
             health = .healthy
         }
+        let modes = tracks.filter { $0.reachable == true }.compactMap { $0.status?.security?.mode }
+        let security: String? =
+            modes.contains("insecure") ? "insecure" : !modes.isEmpty && modes.allSatisfy({ $0 == "tls" }) ? "tls" : nil
         return ClusterSummary(
             health: health, leaderID: leaderID, term: term, voters: voters.isEmpty ? members.sorted() : voters,
-            learners: learners, votersUp: votersUp, tolerates: votersUp - quorum)
+            learners: learners, votersUp: votersUp, tolerates: votersUp - quorum, security: security)
     }
 
     // MARK: Helpers

@@ -158,6 +158,11 @@ public enum FrameRenderer {
                 "  voters \(summary.votersUp)/\(summary.voters.count) up\(tolerates)",
                 summary.voters.isEmpty || summary.tolerates < 0 ? .bad : .normal))
         spans.append(Span("  learners \(summary.learners.count)"))
+        switch summary.security {
+        case "tls": spans.append(Span("  TLS", .good))
+        case "insecure": spans.append(Span("  [INSECURE: plaintext, no auth]", .bad))
+        default: break
+        }
         spans.append(Span("  poll \(formatDuration(ms: options.intervalMs))"))
         spans.append(Span("  " + clock(options.nowMs, offset: options.utcOffsetSeconds)))
         return StyledLine(spans)

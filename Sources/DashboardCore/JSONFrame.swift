@@ -56,6 +56,8 @@ public struct JSONFrame: Sendable, Codable, Hashable {
     public var learners: [UInt64]
     public var votersUp: Int
     public var tolerates: Int
+    /// `tls`, `insecure` or `null` (see `ClusterSummary.security`).
+    public var security: String?
     public var nodes: [Node]
     public var events: [DashboardEvent]
 
@@ -66,7 +68,7 @@ public struct JSONFrame: Sendable, Codable, Hashable {
         case leaderID = "leader_id"
         case term, voters, learners
         case votersUp = "voters_up"
-        case tolerates, nodes, events
+        case tolerates, nodes, events, security
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -80,6 +82,7 @@ public struct JSONFrame: Sendable, Codable, Hashable {
         try container.encode(learners, forKey: .learners)
         try container.encode(votersUp, forKey: .votersUp)
         try container.encode(tolerates, forKey: .tolerates)
+        try container.encode(security, forKey: .security)
         try container.encode(nodes, forKey: .nodes)
         try container.encode(events, forKey: .events)
     }
@@ -95,6 +98,7 @@ public struct JSONFrame: Sendable, Codable, Hashable {
         learners = summary.learners
         votersUp = summary.votersUp
         tolerates = summary.tolerates
+        security = summary.security
         nodes = model.tracks.map { track in
             Node(
                 endpoint: track.endpoint?.description, nodeID: track.nodeID, reachable: track.reachable == true,

@@ -63,12 +63,16 @@ public struct ForwardableRequest: Sendable {
     public var uri: String
     /// The request body exactly as received (empty for `GET`).
     public var body: ByteBuffer
+    /// Secure mode: the caller this node authenticated. The leader authorizes the forwarded request against it
+    /// (`Caller.forwardedHeader`), never against the forwarding node.
+    public var caller: Caller?
 
-    public init(command: ClientCommand, method: HTTPMethod, uri: String, body: ByteBuffer) {
+    public init(command: ClientCommand, method: HTTPMethod, uri: String, body: ByteBuffer, caller: Caller? = nil) {
         self.command = command
         self.method = method
         self.uri = uri
         self.body = body
+        self.caller = caller
     }
 }
 

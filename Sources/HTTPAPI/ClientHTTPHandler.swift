@@ -11,17 +11,20 @@ import NIOHTTP1
 /// correct answers to clients that half-close after their request, enable `ChannelOptions.allowRemoteHalfClosure`
 /// on the channel (`HTTPServer.bind` does).
 public func configureClientHTTP(
-    channel: any Channel, backend: any ClientAPIBackend, limits: ClientHTTPLimits = ClientHTTPLimits()
+    channel: any Channel, backend: any ClientAPIBackend, limits: ClientHTTPLimits = ClientHTTPLimits(),
+    authenticator: (any ClientAuthenticator)? = nil
 ) -> EventLoopFuture<Void> {
     channel.eventLoop.makeCompletedFuture {
-        try channel.pipeline.syncOperations.addClientHTTPHandlers(backend: backend, limits: limits)
+        try channel.pipeline.syncOperations.addClientHTTPHandlers(
+            backend: backend, limits: limits, authenticator: authenticator)
     }
 }
 
 extension ChannelPipeline.SynchronousOperations {
     /// The synchronous form of `configureClientHTTP(channel:backend:limits:)`, for use on the channel's event loop.
     public func addClientHTTPHandlers(
-        backend: any ClientAPIBackend, limits: ClientHTTPLimits = ClientHTTPLimits()
+        backend: any ClientAPIBackend, limits: ClientHTTPLimits = ClientHTTPLimits(),
+        authenticator: (any ClientAuthenticator)? = nil
     ) throws {
         // Outbound header validation is off: the handler writes only its own header names and values, and screens
         // the headers of forwarded responses itself (`isRelayableHeader`). That saves a handler per response.
@@ -30,7 +33,7 @@ extension ChannelPipeline.SynchronousOperations {
         if let idle = limits.idleTimeout {
             try addHandler(IdleStateHandler(readTimeout: idle))
         }
-        try addHandler(ClientHTTPHandler(backend: backend, limits: limits))
+        try addHandler(ClientHTTPHandler(backend: backend, limits: limits, authenticator: authenticator))
     }
 }
 
@@ -53,11 +56,17 @@ public final class ClientHTTPHandler: ChannelInboundHandler, RemovableChannelHan
     private var inputClosed = false
     /// `close(mode: .output)` succeeded after an early rejection.
     private var outputClosed = false
+    /// Secure mode: who may do what. `nil` serves every request without credentials (plaintext mode).
+    private var authentication: ConnectionAuthentication?
 
-    public init(backend: any ClientAPIBackend, limits: ClientHTTPLimits = ClientHTTPLimits()) {
+    public init(
+        backend: any ClientAPIBackend, limits: ClientHTTPLimits = ClientHTTPLimits(),
+        authenticator: (any ClientAuthenticator)? = nil
+    ) {
         self.backend = backend
         self.limits = limits
         self.machine = ClientConnectionStateMachine(maxBodyBytes: limits.maxBodyBytes)
+        self.authentication = authenticator.map(ConnectionAuthentication.init)
     }
 
     public func handlerAdded(context: ChannelHandlerContext) {
@@ -143,6 +152,18 @@ public final class ClientHTTPHandler: ChannelInboundHandler, RemovableChannelHan
     // MARK: Dispatch
 
     private func dispatch(head: HTTPRequestHead, body: ByteBuffer?, sequence: UInt64, context: ChannelHandlerContext) {
+        // Secure mode: who is asking comes first (401 before any other answer), what they may ask after decoding.
+        var caller: Caller?
+        let authorization = authentication == nil ? nil : head.headers.first(name: "authorization")
+        if let result = authentication?.authenticate(authorization: authorization, channel: context.channel) {
+            switch result {
+            case .success(let authenticated):
+                caller = authenticated
+            case .failure(let error):
+                rejectRequest(error, sequence: sequence, context: context)
+                return
+            }
+        }
         let command: ClientCommand
         switch ClientRequestDecoder.decode(method: head.method, uri: head.uri, body: body, limits: limits) {
         case .success(let decoded):
@@ -152,11 +173,15 @@ public final class ClientHTTPHandler: ChannelInboundHandler, RemovableChannelHan
             writeError(rejection, version: head.version, keepAlive: head.isKeepAlive, context: context)
             return
         }
+        if let caller, let refusal = command.authorize(caller) {
+            rejectRequest(refusal, sequence: sequence, context: context)
+            return
+        }
         let deadline = NIODeadline.now() + limits.requestTimeout
         let requestContext = ClientRequestContext(eventLoop: context.eventLoop, deadline: deadline)
         let forwardable = ForwardableRequest(
             command: command, method: head.method, uri: head.uri,
-            body: body ?? context.channel.allocator.buffer(capacity: 0))
+            body: body ?? context.channel.allocator.buffer(capacity: 0), caller: caller)
         if case .respond(let future) = backend.forwardIfNeeded(forwardable, context: requestContext) {
             awaitForwarded(future, sequence: sequence, deadline: deadline, context: context)
             return
@@ -201,6 +226,14 @@ public final class ClientHTTPHandler: ChannelInboundHandler, RemovableChannelHan
         if !ClientResponseEncoder.writeWireJSON(value, into: &buffer) {
             buffer.writeStaticString("{}")
         }
+    }
+
+    /// Answers request `sequence` with `error` at once (401, 403).
+    private func rejectRequest(_ error: APIError, sequence: UInt64, context: ChannelHandlerContext) {
+        guard let head = machine.completeRequest(sequence: sequence) else { return }
+        var rejection = ClientRequestRejection(error.code, error.message)
+        rejection.error = error
+        writeError(rejection, version: head.version, keepAlive: head.isKeepAlive, context: context)
     }
 
     /// Answers request `sequence` with `future`'s value (encoded by `encode`) or error, or with `504` at `deadline`.

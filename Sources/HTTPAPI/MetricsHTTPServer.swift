@@ -64,11 +64,15 @@ public struct MetricsEndpoints: Sendable {
 /// methods `405` (code `invalid_request`), in the client API's error envelope.
 public enum MetricsHTTPServer {
     /// Adds the HTTP codec and the metrics handler to `channel`.
-    public static func configure(channel: any Channel, endpoints: MetricsEndpoints) -> EventLoopFuture<Void> {
+    /// With an `authenticator` (secure mode), every request needs credentials; any role may read the metrics port.
+    public static func configure(
+        channel: any Channel, endpoints: MetricsEndpoints, authenticator: (any ClientAuthenticator)? = nil
+    ) -> EventLoopFuture<Void> {
         channel.eventLoop.makeCompletedFuture {
             try channel.pipeline.syncOperations.configureHTTPServerPipeline(
                 withPipeliningAssistance: true, withErrorHandling: true)
-            try channel.pipeline.syncOperations.addHandler(MetricsHTTPHandler(endpoints: endpoints))
+            try channel.pipeline.syncOperations.addHandler(
+                MetricsHTTPHandler(endpoints: endpoints, authenticator: authenticator))
         }
     }
 
@@ -90,9 +94,11 @@ final class MetricsHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
     private let endpoints: MetricsEndpoints
     private var head: HTTPRequestHead?
     private var context: ChannelHandlerContext?
+    private var authentication: ConnectionAuthentication?
 
-    init(endpoints: MetricsEndpoints) {
+    init(endpoints: MetricsEndpoints, authenticator: (any ClientAuthenticator)? = nil) {
         self.endpoints = endpoints
+        self.authentication = authenticator.map(ConnectionAuthentication.init)
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -122,6 +128,11 @@ final class MetricsHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private func route(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
+        let authorization = authentication == nil ? nil : head.headers.first(name: "authorization")
+        if case .failure(let error) = authentication?.authenticate(authorization: authorization, channel: context.channel) {
+            respondError(error, status: .unauthorized, head: head, context: context)
+            return
+        }
         let path = ClientRequestDecoder.splitTarget(head.uri).path
         let endpoints = self.endpoints
         switch path {

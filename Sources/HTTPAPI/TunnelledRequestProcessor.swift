@@ -8,14 +8,19 @@ import NIOHTTP1
 public struct TunnelledRequestProcessor: Sendable {
     public let backend: any ClientAPIBackend
     public let limits: ClientHTTPLimits
+    /// Secure mode: forwarded requests must name their caller (`Caller.forwardedHeader`), whose role is checked
+    /// here, on the leader. The peer link they arrive on is authenticated as a member by mutual TLS.
+    public let requiresCaller: Bool
 
-    public init(backend: any ClientAPIBackend, limits: ClientHTTPLimits) {
+    public init(backend: any ClientAPIBackend, limits: ClientHTTPLimits, requiresCaller: Bool = false) {
         self.backend = backend
         self.limits = limits
+        self.requiresCaller = requiresCaller
     }
 
-    /// Returns the status, headers and body to relay.
-    public func process(method: String, uri: String, body: [UInt8], on eventLoop: any EventLoop)
+    /// Returns the status, headers and body to relay. `caller` is the value of the forwarded request's
+    /// `Caller.forwardedHeader`, if any.
+    public func process(method: String, uri: String, body: [UInt8], caller: String? = nil, on eventLoop: any EventLoop)
         -> EventLoopFuture<(Int, [(String, String)], [UInt8])>
     {
         var buffer = ByteBuffer()
@@ -24,6 +29,15 @@ public struct TunnelledRequestProcessor: Sendable {
         switch ClientRequestDecoder.decode(method: HTTPMethod(rawValue: method), uri: uri, body: buffer, limits: limits) {
         case .success(let decoded): command = decoded
         case .failure(let rejection): return eventLoop.makeSucceededFuture(errorResponse(rejection.error))
+        }
+        if requiresCaller {
+            guard let caller = caller.flatMap(Caller.init(headerValue:)) else {
+                let error = APIError(code: .unauthenticated, message: "the forwarded request names no authenticated caller")
+                return eventLoop.makeSucceededFuture(errorResponse(error))
+            }
+            if let refusal = command.authorize(caller) {
+                return eventLoop.makeSucceededFuture(errorResponse(refusal))
+            }
         }
         let context = ClientRequestContext(eventLoop: eventLoop, deadline: NIODeadline.now() + limits.requestTimeout)
         let backend = self.backend

@@ -24,6 +24,12 @@ public struct HostPort: Sendable, Hashable, CustomStringConvertible {
 
     /// The address to connect to: a wildcard host (`0.0.0.0`, `::`) becomes `127.0.0.1`, so that the seed's
     /// `initial_cluster = [{ address = "0.0.0.0:9082" }, ...]` works as written on one machine.
+    /// `true` for `localhost`, 127.0.0.0/8 and `::1`: reachable from this machine only.
+    public var isLoopback: Bool {
+        let lower = host.lowercased()
+        return lower == "localhost" || lower == "::1" || lower == "[::1]" || lower.hasPrefix("127.")
+    }
+
     public var dialAddress: HostPort {
         isWildcard ? HostPort(host: "127.0.0.1", port: port) : self
     }

@@ -99,7 +99,7 @@ extension NodeConfig {
 
 extension NodeConfig {
     /// The top-level tables of the file; an override path starting elsewhere is read below `[raft]`.
-    static let sections = ["cluster", "monitoring", "raft"]
+    static let sections = ["cluster", "monitoring", "raft", "security"]
 
     /// The key path an override variable sets, e.g. `RAFT__RAFT__ELECTION__ELECTION_TIMEOUT_MIN` ->
     /// `["raft", "election", "election_timeout_min"]`. Case-insensitive; `nil` if `name` is not an override.
@@ -189,7 +189,23 @@ extension NodeConfig {
         let cluster = try decodeCluster(try top.table("cluster"))
         let monitoring = try decodeMonitoring(try top.table("monitoring"))
         let raft = try decodeRaft(try top.table("raft"))
-        return NodeConfig(cluster: cluster, monitoring: monitoring, raft: raft)
+        let security = try decodeSecurity(try top.table("security"))
+        return NodeConfig(cluster: cluster, monitoring: monitoring, raft: raft, security: security)
+    }
+
+    private static func decodeSecurity(_ table: TableReader) throws(ConfigError) -> SecurityConfig {
+        try table.rejectUnknownKeys(known: [
+            "insecure", "ca_file", "cert_file", "key_file", "require_client_cert", "tokens_file", "reload_interval_ms",
+        ])
+        let defaults = SecurityConfig()
+        return SecurityConfig(
+            insecure: try table.boolean("insecure", default: defaults.insecure),
+            caFile: try table.optionalString("ca_file"), certFile: try table.optionalString("cert_file"),
+            keyFile: try table.optionalString("key_file"),
+            requireClientCert: try table.boolean("require_client_cert", default: defaults.requireClientCert),
+            tokensFile: try table.optionalString("tokens_file"),
+            reloadIntervalMs: try table.integer(
+                "reload_interval_ms", default: defaults.reloadIntervalMs, in: 100...86_400_000))
     }
 
     private static func decodeCluster(_ table: TableReader) throws(ConfigError) -> ClusterConfig {

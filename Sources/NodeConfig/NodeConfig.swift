@@ -9,15 +9,60 @@ public struct NodeConfig: Sendable, Equatable {
     public var cluster: ClusterConfig
     public var monitoring: MonitoringConfig
     public var raft: RaftConfig
+    public var security: SecurityConfig
 
     public init(
         cluster: ClusterConfig = ClusterConfig(), monitoring: MonitoringConfig = MonitoringConfig(),
-        raft: RaftConfig = RaftConfig()
+        raft: RaftConfig = RaftConfig(), security: SecurityConfig = SecurityConfig()
     ) {
         self.cluster = cluster
         self.monitoring = monitoring
         self.raft = raft
+        self.security = security
     }
+}
+
+// MARK: - [security]
+
+/// `[security]`: TLS on every port, mutual TLS between peers, authentication and roles (docs/security.md).
+///
+/// TLS is on when `ca_file`, `cert_file` and `key_file` are set (all three or none). Then every port speaks TLS,
+/// peers must present a node certificate of the CA naming their id, and client requests need a client
+/// certificate or a bearer token with a role that allows them. Without TLS a node binds loopback addresses only,
+/// unless `insecure = true` says that plaintext without authentication on a network is intended.
+public struct SecurityConfig: Sendable, Equatable {
+    /// `insecure`, default `false`: allow non-loopback addresses without TLS (plaintext, no authentication).
+    public var insecure: Bool
+    /// `ca_file`: the cluster CA certificate (PEM), which signs every node and client certificate.
+    public var caFile: String?
+    /// `cert_file`: this node's certificate (PEM), made by `dctl certs init`; it must name this node's id.
+    public var certFile: String?
+    /// `key_file`: this node's private key (PEM).
+    public var keyFile: String?
+    /// `require_client_cert`, default `false`: clients must present a certificate (bearer tokens alone are then
+    /// refused at the TLS handshake).
+    public var requireClientCert: Bool
+    /// `tokens_file`: bearer tokens, stored hashed (`dctl certs token`); none when unset.
+    public var tokensFile: String?
+    /// `reload_interval_ms`, default 5000: how often the certificate, key, CA and tokens files are checked for
+    /// changes (SIGHUP reloads at once).
+    public var reloadIntervalMs: Int
+
+    public init(
+        insecure: Bool = false, caFile: String? = nil, certFile: String? = nil, keyFile: String? = nil,
+        requireClientCert: Bool = false, tokensFile: String? = nil, reloadIntervalMs: Int = 5000
+    ) {
+        self.insecure = insecure
+        self.caFile = caFile
+        self.certFile = certFile
+        self.keyFile = keyFile
+        self.requireClientCert = requireClientCert
+        self.tokensFile = tokensFile
+        self.reloadIntervalMs = reloadIntervalMs
+    }
+
+    /// `true` when TLS is configured.
+    public var tlsEnabled: Bool { caFile != nil && certFile != nil && keyFile != nil }
 }
 
 // MARK: - [cluster]

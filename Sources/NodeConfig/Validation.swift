@@ -28,6 +28,41 @@ extension NodeConfig {
         try validateNumbers(context: context)
         try validateTiming(context: context)
         try validateStorage(context: context)
+        try validateSecurity(context: context)
+    }
+
+    /// TLS files all or none; without TLS, loopback addresses only unless `insecure = true`.
+    private func validateSecurity(context: LoadContext) throws(ConfigError) {
+        let files = [("ca_file", security.caFile), ("cert_file", security.certFile), ("key_file", security.keyFile)]
+        let given = files.filter { $0.1 != nil }
+        if !given.isEmpty, given.count < files.count {
+            let missing = files.filter { $0.1 == nil }.map(\.0)
+            throw context.error(
+                .invalidValue, at: "security.\(missing[0])",
+                "TLS needs ca_file, cert_file and key_file together; missing \(missing.joined(separator: ", "))")
+        }
+        for (key, value) in files + [("tokens_file", security.tokensFile)] where value?.isEmpty == true {
+            throw context.error(.invalidValue, at: "security.\(key)", "must not be empty")
+        }
+        guard !security.tlsEnabled else { return }
+        if security.requireClientCert {
+            throw context.error(
+                .invalidValue, at: "security.require_client_cert", "needs TLS (ca_file, cert_file and key_file)")
+        }
+        if security.tokensFile != nil {
+            throw context.error(
+                .invalidValue, at: "security.tokens_file",
+                "needs TLS (ca_file, cert_file and key_file): bearer tokens are never sent in plaintext")
+        }
+        guard !security.insecure else { return }
+        let binds = [("cluster.listen_address", cluster.listenAddress), ("monitoring.metrics_address", monitoring.metricsAddress)]
+        for (key, address) in binds where !address.isLoopback {
+            throw context.error(
+                .invalidValue, at: key,
+                "\(address) is not a loopback address: configure TLS ([security] ca_file, cert_file, key_file; "
+                    + "`dctl certs init` makes them) or set [security] insecure = true to serve plaintext without "
+                    + "authentication")
+        }
     }
 
     /// Ranges that `load` checks per key, repeated here for configurations built in code.

@@ -75,7 +75,11 @@ final class Joiner: @unchecked Sendable {
         }
         let body = (try? WireJSON.encode(JoinRequest(nodeID: selfID, address: advertised))).map { Array($0) } ?? []
         let request = ForwardedRequest(
-            method: "POST", uri: "/join", headers: [("Content-Type", "application/json")], body: body)
+            method: "POST", uri: "/join",
+            // Secure mode: the leader authorizes forwarded requests by the caller they name. A joining node speaks
+            // for itself over a link authenticated by its node certificate, which the operator issued for this id.
+            headers: [("Content-Type", "application/json"), (Caller.forwardedHeader, "admin:node.\(selfID)")],
+            body: body)
         transport.forward(request, to: target, timeout: .seconds(10)).whenComplete { result in
             switch result {
             case .success(let response) where response.status == 200:

@@ -84,8 +84,10 @@ public final class NodeBackend: ClientAPIBackend, @unchecked Sendable {
         }
         var body = request.body
         let bytes = body.readBytes(length: body.readableBytes) ?? []
+        // Secure mode: the caller this node authenticated travels along; the leader checks its role.
+        let headers = request.caller.map { [(Caller.forwardedHeader, $0.headerValue)] } ?? []
         let tunnelled = PeerForwardedRequest(
-            method: request.method.rawValue, uri: request.uri, headers: [], body: bytes)
+            method: request.method.rawValue, uri: request.uri, headers: headers, body: bytes)
         let isWrite = request.command.isWrite
         let future = transport.forward(tunnelled, to: leader, timeout: requestTimeout)
             .hop(to: context.eventLoop)

@@ -26,7 +26,9 @@ final class TransportAdapter: PeerTransportHandler, @unchecked Sendable {
     func handleForwarded(_ request: PeerForwardedRequest, on eventLoop: EventLoop)
         -> EventLoopFuture<PeerForwardedResponse>
     {
-        tunnelled.process(method: request.method, uri: request.uri, body: request.body, on: eventLoop)
+        let caller = request.headers.first { $0.0.lowercased() == Caller.forwardedHeader }?.1
+        return tunnelled.process(
+            method: request.method, uri: request.uri, body: request.body, caller: caller, on: eventLoop)
             .map { status, headers, body in
                 PeerForwardedResponse(status: status, headers: headers, body: body)
             }
@@ -97,6 +99,7 @@ public enum NodeMain {
     static func start(config: NodeConfig, level: NodeLog.Level) throws -> Int32 {
         let log = try NodeLog(directory: config.cluster.logDir, level: level)
         let id = config.cluster.nodeID
+        let security = try NodeSecurityWiring(config: config, log: log)
         let storage: DataDirectory.Opened
         do {
             storage = try DataDirectory.open(
@@ -169,7 +172,9 @@ public enum NodeMain {
         limitsBuilder.maxBodyBytes = config.raft.maxValueBytes + config.raft.maxKeyBytes + (64 << 10)
         limitsBuilder.requestTimeout = .milliseconds(Int64(config.cluster.requestTimeoutMs))
         let limits = limitsBuilder
-        let tunnelled = TunnelledRequestProcessor(backend: backend.localOnly(), limits: limits)
+        let tunnelled = TunnelledRequestProcessor(
+            backend: backend.localOnly(), limits: limits, requiresCaller: security.context != nil)
+        let authenticator = security.authenticator
 
         var peers: [NodeID: (host: String, port: Int)] = [:]
         for member in config.cluster.initialCluster where member.id != id {
@@ -177,7 +182,8 @@ public enum NodeMain {
         }
         // The transport shares the Raft loop: a Ready's messages are queued and flushed without a thread hop.
         let transport = PeerTransport(
-            selfID: id, group: raftLoop, peers: peers, handler: TransportAdapter(raft: raft, tunnelled: tunnelled))
+            selfID: id, group: raftLoop, peers: peers, handler: TransportAdapter(raft: raft, tunnelled: tunnelled),
+            tls: security.peerTLS)
 
         let listen = config.cluster.listenAddress
         let metricsAddress = config.monitoring.metricsAddress
@@ -192,9 +198,12 @@ public enum NodeMain {
                 .childChannelOption(.maxMessagesPerRead, value: 16)
                 .childChannelInitializer { channel in
                     let detector = transport.makeSharedPortDetector(configureHTTP: { channel in
-                        configureClientHTTP(channel: channel, backend: backend, limits: limits)
+                        configureClientHTTP(
+                            channel: channel, backend: backend, limits: limits, authenticator: authenticator)
                     })
                     return channel.eventLoop.makeCompletedFuture {
+                        // Secure mode: TLS first; the peer preamble and HTTP both travel inside it.
+                        try security.addServerTLS(to: channel)
                         try channel.pipeline.syncOperations.addHandler(detector)
                     }
                 }
@@ -205,7 +214,11 @@ public enum NodeMain {
         let startedAt = Date()
         let endpoints = MetricsEndpoints(
             metrics: { (try? await raft.metricsText().get()) ?? "" },
-            status: { await raft.currentStatus() },
+            status: {
+                var status = await raft.currentStatus()
+                status.security = security.status
+                return status
+            },
             health: {
                 let status = await raft.currentStatus()
                 let removed = status.role == .removed
@@ -220,13 +233,20 @@ public enum NodeMain {
             metricsChannel = try ServerBootstrap(group: group)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-                .childChannelInitializer { channel in MetricsHTTPServer.configure(channel: channel, endpoints: endpoints) }
+                .childChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture { try security.addServerTLS(to: channel) }.flatMap {
+                        MetricsHTTPServer.configure(channel: channel, endpoints: endpoints, authenticator: authenticator)
+                    }
+                }
                 .bind(host: metricsAddress.host, port: metricsAddress.port).wait()
         } catch {
             throw NodeStartupError("cannot listen on the metrics address \(metricsAddress): \(error)", exitCode: 69)
         }
 
         raft.start(transport: transport)
+        if let context = security.context {
+            context.watch(on: group.next(), every: .milliseconds(Int64(config.security.reloadIntervalMs)))
+        }
         log.always("dnode \(id) listening on \(listen) (client API and peers), metrics on \(metricsAddress)")
         var joiner: Joiner?
         if (try? raft.needsToJoin().wait()) == true {
@@ -261,6 +281,18 @@ public enum NodeMain {
             source.resume()
             sources.append(source)
         }
+        // SIGHUP: reload the certificates, key, CA and tokens now (they are also checked every reload_interval_ms).
+        signal(SIGHUP, SIG_IGN)
+        let hangup = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
+        hangup.setEventHandler {
+            guard let context = security.context else {
+                log.always("SIGHUP: plaintext mode, nothing to reload")
+                return
+            }
+            if context.reload(force: true) == nil { log.always("SIGHUP: TLS material unchanged") }
+        }
+        hangup.resume()
+        sources.append(hangup)
         done.wait()
         try? group.syncShutdownGracefully()
         log.always("dnode \(id) stopped")

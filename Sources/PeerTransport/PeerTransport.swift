@@ -23,6 +23,32 @@ public protocol PeerTransportHandler: Sendable {
     func handleForwarded(_ request: ForwardedRequest, on eventLoop: EventLoop) -> EventLoopFuture<ForwardedResponse>
 }
 
+// MARK: - Secure mode
+
+/// Secure mode for the peer protocol (docs/security.md): connections run inside mutual TLS and a link is accepted
+/// only from the node its certificate names.
+///
+/// Outbound, `addClientHandler` puts the TLS client handler first in the pipeline; it refuses a server whose
+/// certificate is not node `peer`'s. Inbound, the node's listener has TLS in front of the port detector, and the
+/// transport accepts the hello only when `certifiedNodeID` (the id bound in the verified client certificate) equals
+/// the id the hello claims, so every frame on the link is known to come from that node.
+public struct PeerTLS: Sendable {
+    public var addClientHandler: @Sendable (_ channel: any Channel, _ peer: NodeID) throws -> Void
+    public var certifiedNodeID: @Sendable (_ channel: any Channel) -> NodeID?
+    /// Refused links, one line each, for the node's log.
+    public var report: @Sendable (String) -> Void
+
+    public init(
+        addClientHandler: @escaping @Sendable (_ channel: any Channel, _ peer: NodeID) throws -> Void,
+        certifiedNodeID: @escaping @Sendable (_ channel: any Channel) -> NodeID?,
+        report: @escaping @Sendable (String) -> Void
+    ) {
+        self.addClientHandler = addClientHandler
+        self.certifiedNodeID = certifiedNodeID
+        self.report = report
+    }
+}
+
 // MARK: - Transport
 
 /// Connections to the other members of the cluster: Raft messages out, Raft messages in, and client requests
@@ -78,6 +104,8 @@ public final class PeerTransport: Sendable {
     /// The loop that owns the transport's state and its outbound connections.
     public let eventLoop: EventLoop
     let handler: PeerTransportHandler
+    /// Secure mode; `nil` for plaintext.
+    let tls: PeerTLS?
     private let allocator = ByteBufferAllocator()
     private let state: NIOLoopBoundBox<State>
 
@@ -113,11 +141,13 @@ public final class PeerTransport: Sendable {
         group: EventLoopGroup,
         peers: [NodeID: (host: String, port: Int)],
         handler: PeerTransportHandler,
-        configuration: Configuration = Configuration()
+        configuration: Configuration = Configuration(),
+        tls: PeerTLS? = nil
     ) {
         self.selfID = selfID
         self.configuration = configuration
         self.handler = handler
+        self.tls = tls
         self.eventLoop = group.next()
         var initial = State()
         for (id, address) in peers where id != selfID {
@@ -391,6 +421,7 @@ public final class PeerTransport: Sendable {
             .channelOption(.writeBufferWaterMark, value: watermark)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    try self.tls?.addClientHandler(channel, peer)
                     try channel.pipeline.syncOperations.addHandler(
                         ByteToMessageHandler(
                             PeerFrameDecoder(expectsPreamble: false, maxFrameLength: configuration.maxFrameLength)
@@ -501,16 +532,22 @@ final class PeerChannelHandler: ChannelInboundHandler {
         }
     }
 
+    /// Secure mode refused the link: nothing more is read from it.
+    private var refused = false
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !refused else { return }
         switch machine.received(unwrapInboundIn(data)) {
         case .none:
             break
-        case .replyHello:
+        case .replyHello(let remote):
+            guard certified(remote, context: context) else { return }
             let hello = PeerWire.encode(
                 .hello(PeerHello(nodeID: transport.selfID)), allocator: context.channel.allocator)
             context.writeAndFlush(wrapOutboundOut(hello), promise: nil)
         case .helloConfirmed:
-            if let dialled { transport.linkHelloConfirmed(peer: dialled.peer, attempt: dialled.attempt) }
+            guard let dialled, certified(dialled.peer, context: context) else { return }
+            transport.linkHelloConfirmed(peer: dialled.peer, attempt: dialled.attempt)
         case .deliver(let message, let snapshotData):
             transport.handler.received(message, snapshotData: snapshotData)
         case .serveForward(let id, let request):
@@ -525,6 +562,23 @@ final class PeerChannelHandler: ChannelInboundHandler {
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         machine.failed()
         context.close(promise: nil)
+    }
+
+    /// Secure mode: the hello's node id must be the one bound in the link's verified certificate. Plaintext mode
+    /// accepts any.
+    private func certified(_ claimed: NodeID, context: ChannelHandlerContext) -> Bool {
+        guard let tls = transport.tls else { return true }
+        let certified = tls.certifiedNodeID(context.channel)
+        guard certified == claimed else {
+            let remote = context.channel.remoteAddress.map { "\($0)" } ?? "?"
+            let holder = certified.map { "node \($0)" } ?? "no node certificate"
+            tls.report("refused a peer link from \(remote): its hello claims node \(claimed), its certificate names \(holder)")
+            refused = true
+            machine.failed()
+            context.close(promise: nil)
+            return false
+        }
+        return true
     }
 
     /// The shared port allows half-closure (HTTP clients half-close after their request), but a peer never does on

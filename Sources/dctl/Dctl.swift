@@ -37,7 +37,7 @@ struct Dctl: AsyncParsableCommand {
         subcommands: [
             ClusterCommand.self, NodeCommand.self, Put.self, Get.self, Delete.self, Status.self, Leader.self,
             Health.self, Wait.self, Completion.self, Version.self, Bench.self,
-            Join.self, Promote.self, Remove.self, TransferLeader.self,
+            Join.self, Promote.self, Remove.self, TransferLeader.self, Certs.self,
         ]
     )
 }
@@ -101,6 +101,18 @@ struct GlobalOptions: ParsableArguments {
 
     @Option(help: ArgumentHelp("Deadline of each node's status probe.", valueName: "duration"))
     var probeTimeout: DurationArgument = DurationArgument(.seconds(1))
+
+    @Option(help: ArgumentHelp("Secure cluster: the CA certificate (env DCTL_CACERT; default from a secure --config-dir).", valueName: "file"))
+    var cacert: String?
+
+    @Option(help: ArgumentHelp("Client certificate (env DCTL_CERT; default client.admin.crt beside a secure config's CA).", valueName: "file"))
+    var cert: String?
+
+    @Option(help: ArgumentHelp("Client certificate's key (env DCTL_KEY).", valueName: "file"))
+    var key: String?
+
+    @Option(help: ArgumentHelp("Bearer token (env DCTL_TOKEN), instead of or beside a client certificate.", valueName: "token"))
+    var token: String?
 }
 
 // MARK: - Running a command
@@ -176,6 +188,56 @@ struct Context {
         FileHandle.standardError.write(Data("dctl: \(message)\n".utf8))
     }
 
+    /// `cluster start` with a secure config dir whose CA does not exist yet makes `certs/` first (the
+    /// `make start-secure-cluster` promise: one command).
+    func prepareSecureConfig() throws(CommandFailure) {
+        guard command == "cluster start" else { return }
+        let local = localNodes()
+        guard let caFile = local.first(where: { $0.security.tlsEnabled })?.security.caFile,
+            !FileManager.default.fileExists(atPath: caFile)
+        else { return }
+        let directory = (caFile as NSString).deletingLastPathComponent
+        let rows = try CertificateDirectory.initialize(
+            directory.isEmpty ? "." : directory, nodes: local.map { ($0.id, $0.listenHost) }, days: 825)
+        warn("created \(rows.filter(\.created).count) certificate files in \(directory)/ (dctl certs init)")
+    }
+
+    /// Secure cluster settings: flags, else `DCTL_*`, else a secure config dir (its CA, and the `client.admin`
+    /// certificate beside it). Returns `nil` for a plaintext cluster.
+    func clientSecurity() throws(CommandFailure) -> ClientSecurity? {
+        func pick(_ flag: String?, _ variable: String) -> String? {
+            if let flag, !flag.isEmpty { return flag }
+            if let value = environment[variable], !value.isEmpty { return value }
+            return nil
+        }
+        var ca = pick(options.cacert, "DCTL_CACERT")
+        var cert = pick(options.cert, "DCTL_CERT")
+        var key = pick(options.key, "DCTL_KEY")
+        let token = pick(options.token, "DCTL_TOKEN")
+        if ca == nil, let secure = Discovery.localNodes(in: configDirectory).nodes.first(where: { $0.security.tlsEnabled }),
+            let caFile = secure.security.caFile
+        {
+            ca = caFile
+            let directory = (caFile as NSString).deletingLastPathComponent
+            let admin = (directory as NSString).appendingPathComponent("client.admin")
+            if cert == nil, token == nil, FileManager.default.fileExists(atPath: admin + ".crt") {
+                cert = admin + ".crt"
+                key = admin + ".key"
+            }
+        }
+        guard let ca else {
+            if token != nil || cert != nil {
+                throw CommandFailure(.usage, code: "usage", "--cert and --token need --cacert (the cluster CA)")
+            }
+            return nil
+        }
+        do {
+            return try ClientSecurity.load(caFile: ca, certFile: cert, keyFile: key, token: token)
+        } catch {
+            throw CommandFailure(.usage, code: "usage", "TLS settings: \(error)", hint: "`dctl certs init` makes certs/")
+        }
+    }
+
     /// Prints an outcome: the envelope in JSON, else the text.
     func emit(_ outcome: Outcome) {
         let text = json
@@ -200,6 +262,10 @@ extension GlobalOptions {
         let context = Context(options: self, command: command)
         let outcome: Outcome
         do {
+            if !command.hasPrefix("certs") {
+                try context.prepareSecureConfig()
+                if let security = try context.clientSecurity() { ClientSecurity.current = security }
+            }
             outcome = try await body(context)
         } catch {
             context.emit(error)

@@ -37,6 +37,21 @@ struct Dtop: ParsableCommand {
     @Option(name: .customShort("n"), help: "Exit after N frames.")
     var frames: Int?
 
+    @Option(help: "Config dir: its nodes' metrics addresses, and its TLS settings when it is secure (config/secure).")
+    var configDir: String?
+
+    @Option(help: "Secure cluster: the CA certificate (env DCTL_CACERT).")
+    var cacert: String?
+
+    @Option(help: "Client certificate (env DCTL_CERT; default client.admin.crt beside a secure config's CA).")
+    var cert: String?
+
+    @Option(help: "Client certificate's key (env DCTL_KEY).")
+    var key: String?
+
+    @Option(help: "Bearer token (env DCTL_TOKEN).")
+    var token: String?
+
     static let defaultEndpoints = "127.0.0.1:8081,127.0.0.1:8082,127.0.0.1:8083"
     static let intervalRange: ClosedRange<UInt64> = 100...10_000
 
@@ -84,7 +99,19 @@ struct Dtop: ParsableCommand {
     }
 
     func run() throws {
-        let endpoints = try parsedEndpoints()
+        let configured: [String]
+        do {
+            configured = try SecureFetch.configure(configDir: configDir, cacert: cacert, cert: cert, key: key, token: token)
+        } catch {
+            FileHandle.standardError.write(Data("dtop: TLS settings: \(error)\n".utf8))
+            throw ExitCode(64)
+        }
+        var endpoints = try parsedEndpoints()
+        if endpoints == (try? Endpoint.parseList(Self.defaultEndpoints)), !configured.isEmpty,
+            self.endpoints == nil, ProcessInfo.processInfo.environment["DTOP_ENDPOINTS"] == nil
+        {
+            endpoints = try Endpoint.parseList(configured.joined(separator: ","))
+        }
         let intervalMs = try parsedInterval()
         let poller = Poller(endpoints: endpoints, intervalMs: intervalMs, clock: wallClockMs)
         if once {

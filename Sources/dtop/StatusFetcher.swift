@@ -12,6 +12,18 @@ import Darwin
 /// send, receive). Blocking; called on poller threads, never on the curses thread.
 enum StatusFetcher {
     static func fetch(_ endpoint: Endpoint, timeoutMs: Int) -> PollOutcome {
+        if SecureFetch.isEnabled {
+            switch SecureFetch.status(host: endpoint.host, port: endpoint.port, timeoutMs: timeoutMs) {
+            case .failure(let reason):
+                return .failure(reason.description)
+            case .success(let response):
+                guard response.code == 200 else { return .failure("HTTP \(response.code)") }
+                guard let status = try? WireJSON.decode(NodeStatus.self, from: response.body) else {
+                    return .failure("bad /status JSON")
+                }
+                return .status(status)
+            }
+        }
         let deadline = ContinuousClock.now + .milliseconds(timeoutMs)
         do {
             let response = try get(endpoint, path: "/status", deadline: deadline)

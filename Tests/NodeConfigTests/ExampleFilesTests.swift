@@ -9,8 +9,9 @@ import Testing
     func votersLoad(node: Int) throws {
         let config = try NodeConfig.load(path: "\(repositoryRoot)/config/n\(node).toml", environment: [:])
         #expect(config.cluster.nodeID == UInt64(node))
-        #expect(config.cluster.listenAddress == HostPort(host: "0.0.0.0", port: 9080 + node))
-        #expect(config.monitoring.metricsAddress == HostPort(host: "0.0.0.0", port: 8080 + node))
+        #expect(config.cluster.listenAddress == HostPort(host: "127.0.0.1", port: 9080 + node))
+        #expect(config.monitoring.metricsAddress == HostPort(host: "127.0.0.1", port: 8080 + node))
+        #expect(!config.security.tlsEnabled && !config.security.insecure)
         #expect(config.cluster.dbRootDir == "./db/\(node)")
         #expect(config.cluster.logDir == "./logs/\(node)")
         #expect(config.cluster.initialCluster.map(\.id) == [1, 2, 3])
@@ -59,7 +60,20 @@ import Testing
         let config = try NodeConfig.load(path: "\(repositoryRoot)/config/n1.toml", environment: [:])
         let dial = config.cluster.peers.map(\.dialAddress.description)
         #expect(dial == ["127.0.0.1:9082", "127.0.0.1:9083"])
-        #expect(config.cluster.peers.map(\.address.description) == ["0.0.0.0:9082", "0.0.0.0:9083"])
+        #expect(config.cluster.peers.map(\.address.description) == ["127.0.0.1:9082", "127.0.0.1:9083"])
+    }
+
+    /// config/secure/n1..n5.toml: the same cluster with TLS; each names its own certificate in certs/.
+    @Test(arguments: 1...5)
+    func secureFilesLoad(node: Int) throws {
+        let config = try NodeConfig.load(path: "\(repositoryRoot)/config/secure/n\(node).toml", environment: [:])
+        #expect(config.cluster.nodeID == UInt64(node))
+        #expect(config.security.tlsEnabled)
+        #expect(config.security.caFile == "certs/ca.crt")
+        #expect(config.security.certFile == "certs/node.\(node).crt")
+        #expect(config.security.keyFile == "certs/node.\(node).key")
+        #expect(config.security.tokensFile == "certs/tokens")
+        #expect(config.cluster.dbRootDir == "./db/secure/\(node)")
     }
 
     @Test func pathWithoutExtensionFindsTheFile() throws {

@@ -6,7 +6,8 @@ import Testing
 let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     .deletingLastPathComponent().path
 
-/// A valid three-node config for node 1, like config/n1.toml but written here so tests can edit it.
+/// A valid three-node config for node 1, like the seed's n1.toml (0.0.0.0 addresses, hence `insecure = true`) but
+/// written here so tests can edit it.
 let baseTOML = """
     [cluster]
     node_id = 1
@@ -45,6 +46,9 @@ let baseTOML = """
     enable = true
     max_log_entries_before_snapshot = 10000
     retained_log_entries = 1000
+
+    [security]
+    insecure = true
     """
 
 /// `baseTOML` with one exact substring replaced; fails the test if the substring is not there.

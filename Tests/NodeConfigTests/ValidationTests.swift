@@ -133,6 +133,8 @@ import Testing
             listen_address = "[::]:9081"
             [monitoring]
             metrics_address = "[::1]:8081"
+            [security]
+            insecure = true
             """
         let config = try parse(toml)
         #expect(config.cluster.listenAddress.host == "::")
