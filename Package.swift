@@ -154,7 +154,26 @@ let package = Package(
         // Process-level tests: run the built `dnode` binaries (never linked in) as a local cluster.
         // Shared by the process-level suites: LocalCluster (real dnode processes on free ports), HTTP client, waits.
         .target(name: "ClusterTestSupport", dependencies: ["ClusterAPI", "Chaos"], path: "Tests/ClusterTestSupport"),
-        .testTarget(name: "ClusterTests", dependencies: ["ClusterAPI", "ClusterTestSupport"]),
+        .testTarget(
+            name: "ClusterTests",
+            dependencies: [
+                "ClusterAPI", "ClusterTestSupport", "ClusterClient", "NodeSecurity", "PeerTransport", "RaftCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]
+        ),
+        // Certificates, identities, tokens, TLS contexts (no processes).
+        .testTarget(
+            name: "NodeSecurityTests",
+            dependencies: [
+                "NodeSecurity", "ClusterAPI",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "X509", package: "swift-certificates"),
+            ]
+        ),
         // The torture test (short runs), the planted-bug check, and fuzzing of the HTTP layer and peer decoder.
         .testTarget(
             name: "ChaosTests",

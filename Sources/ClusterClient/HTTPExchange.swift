@@ -62,8 +62,11 @@ public struct TransportError: Error, Sendable, Hashable, CustomStringConvertible
 // MARK: - Exchange
 
 /// Sends one request and waits for the response, on a dedicated thread, within `timeout`.
+///
+/// `security` defaults to the process-wide settings (`ClientSecurity.current`); tests pass their own.
 public func httpExchange(
-    method: String, endpoint: Endpoint, path: String, body: Data? = nil, timeout: Duration
+    method: String, endpoint: Endpoint, path: String, body: Data? = nil, timeout: Duration,
+    security: ClientSecurity = .current, headers: [(String, String)] = []
 ) async throws(TransportError) -> HTTPResponse {
     let result: Result<HTTPResponse, TransportError> = await withCheckedContinuation { continuation in
         let thread = Thread {
@@ -72,7 +75,7 @@ public func httpExchange(
                 returning: Result { () throws(TransportError) -> HTTPResponse in
                     try blockingExchange(
                         method: method, endpoint: endpoint, path: path, body: body, deadline: deadline,
-                        timeout: timeout)
+                        timeout: timeout, security: security, headers: headers)
                 })
         }
         thread.stackSize = 512 * 1024
@@ -85,12 +88,12 @@ public func httpExchange(
 /// it directly.
 public func blockingExchange(
     method: String, endpoint: Endpoint, path: String, body: Data?, deadline: ContinuousClock.Instant,
-    timeout: Duration
+    timeout: Duration, security: ClientSecurity = .current, headers: [(String, String)] = []
 ) throws(TransportError) -> HTTPResponse {
-    let security = ClientSecurity.current
     var request = "\(method) \(path) HTTP/1.1\r\nHost: \(endpoint)\r\nConnection: close\r\n"
     request += "User-Agent: dctl\r\nAccept: application/json\r\n"
     if let token = security.token { request += "Authorization: Bearer \(token)\r\n" }
+    for (name, value) in headers { request += "\(name): \(value)\r\n" }
     if let body {
         request += "Content-Type: application/json\r\nContent-Length: \(body.count)\r\n"
     }

@@ -58,6 +58,9 @@ final class LocalCluster: @unchecked Sendable {
         var requestTimeout: Duration = .seconds(3)
         /// How long `start()`/`restart()` wait for a node's `/status` to answer.
         var readyTimeout: Duration = .seconds(20)
+        /// TOML appended to every node's config; `{id}` is replaced by the node's id (e.g. a `[security]` section
+        /// naming `node.{id}.crt`).
+        var extraTOML = ""
 
         init() {}
 
@@ -223,6 +226,7 @@ final class LocalCluster: @unchecked Sendable {
             max_log_entries_before_snapshot = \(options.maxLogEntriesBeforeSnapshot)
             retained_log_entries = \(options.retainedLogEntries)
 
+            \(options.extraTOML.replacingOccurrences(of: "{id}", with: "\(id)"))
             """
     }
 
