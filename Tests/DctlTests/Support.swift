@@ -114,7 +114,9 @@ final class ClusterDirectory: @unchecked Sendable {
 
     /// `nodes` voters; `joiners` more nodes (ids after the voters) whose own config lists them as learners (role 4)
     /// and which the voters' configs do not list: they join when started (`dctl join N`).
-    init(nodes: Int = 3, joiners: Int = 0) throws {
+    /// With `secure`, every node has a `[security]` section naming `certs/` (made by `dctl certs init` or by
+    /// `cluster start`), tokens reloaded every 200 ms.
+    init(nodes: Int = 3, joiners: Int = 0, secure: Bool = false) throws {
         root = NSTemporaryDirectory() + "dctl-tests/\(getpid())-\(UUID().uuidString.prefix(8))"
         let total = nodes + joiners
         let ports = Ports.allocate(2 * total)
@@ -149,7 +151,15 @@ final class ClusterDirectory: @unchecked Sendable {
                 [raft.read_consistency]
                 lease_duration_ms = 150
 
-                """
+                """ + (secure ? """
+                [security]
+                ca_file = "certs/ca.crt"
+                cert_file = "certs/node.\(id).crt"
+                key_file = "certs/node.\(id).key"
+                tokens_file = "certs/tokens"
+                reload_interval_ms = 200
+
+                """ : "")
             try text.write(toFile: "\(root)/config/n\(id).toml", atomically: true, encoding: .utf8)
         }
     }
