@@ -11,6 +11,9 @@ DNODE=${DNODE_BIN:-$BIN/dnode}
 PORT_BASE=${PORT_BASE:-9080}
 METRICS_BASE=${METRICS_BASE:-8080}
 ENDPOINTS=127.0.0.1:$((PORT_BASE + 1)),127.0.0.1:$((PORT_BASE + 2)),127.0.0.1:$((PORT_BASE + 3))
+# TLS=1: the nodes come from config/secure/nN.toml (TLS on every port, mutual TLS, roles) with certificates made by
+# `dctl certs init` in WORKDIR/certs; clients present WORKDIR/certs/client.admin.crt.
+TLS=${TLS:-0}
 
 bench_build() {
     local product
@@ -34,17 +37,24 @@ cluster_start() {
         done
     done
     mkdir -p "$work/config"
+    local template=$ROOT/config
+    [[ $TLS == 1 ]] && template=$ROOT/config/secure
     for n in 1 2 3; do
-        python3 - "$ROOT/config/n$n.toml" "$work" "$n" "$PORT_BASE" "$METRICS_BASE" > "$work/config/n$n.toml" << 'PY'
+        python3 - "$template/n$n.toml" "$work" "$n" "$PORT_BASE" "$METRICS_BASE" > "$work/config/n$n.toml" << 'PY'
 import re, sys
 path, work, n, port_base, metrics_base = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
 text = open(path).read()
+text = text.replace('"./db/secure/%s"' % n, '"./db/%s"' % n).replace('"./logs/secure/%s"' % n, '"./logs/%s"' % n)
+text = text.replace('"certs/', '"%s/certs/' % work)
 text = text.replace('"./db/%s"' % n, '"%s/db/%s"' % (work, n)).replace('"./logs/%s"' % n, '"%s/logs/%s"' % (work, n))
 text = re.sub(r':908([1-9])"', lambda m: ':%d"' % (port_base + int(m.group(1))), text)
 text = re.sub(r':808([1-9])"', lambda m: ':%d"' % (metrics_base + int(m.group(1))), text)
 sys.stdout.write(text)
 PY
     done
+    if [[ $TLS == 1 ]]; then
+        (cd "$work" && "$BIN/dctl" certs init --dir certs --config-dir config > "$work/certs.txt")
+    fi
     (cd "$work" && RAFT__RAFT__PERSISTENCE__STRATEGY=$DURABILITY "$BIN/dctl" cluster start --config-dir config \
         --dnode "$DNODE" > "$work/start.txt") || {
         cat "$work/start.txt" >&2
@@ -66,13 +76,20 @@ cluster_pids() {
     done
 }
 
-# ENDPOINTS reordered with the leader first (writes from one client go to the leader, as for etcd).
+# ENDPOINTS reordered with the leader first (writes from one client go to the leader, as for etcd). With TLS=1,
+# WORKDIR (the first argument) holds the certificates.
 leader_first() {
-    python3 - "$ENDPOINTS" << 'PY'
-import json, sys, urllib.request
+    python3 - "$ENDPOINTS" "${1:-}" "$TLS" << 'PY'
+import json, ssl, sys, urllib.request
 eps = sys.argv[1].split(",")
+work, tls = sys.argv[2], sys.argv[3] == "1"
 try:
-    cluster = json.load(urllib.request.urlopen("http://%s/cluster" % eps[0], timeout=5))
+    context = None
+    if tls:
+        context = ssl.create_default_context(cafile=work + "/certs/ca.crt")
+        context.load_cert_chain(work + "/certs/client.admin.crt", work + "/certs/client.admin.key")
+    url = "%s://%s/cluster" % ("https" if tls else "http", eps[0])
+    cluster = json.load(urllib.request.urlopen(url, timeout=5, context=context))
     port = next(m["address"].rsplit(":", 1)[1] for m in cluster["members"] if m["id"] == cluster["leader_id"])
     eps.sort(key=lambda e: e.rsplit(":", 1)[1] != port)
 except Exception as error:
@@ -81,14 +98,20 @@ print(",".join(eps))
 PY
 }
 
-# etcd endpoints (2379,22379,32379) reordered with the leader first.
+# etcd endpoints (2379,22379,32379) reordered with the leader first. With TLS=1, WORKDIR (the first argument) holds
+# the certificates.
 etcd_leader_first() {
-    ETCDCTL_API=3 etcdctl --endpoints=127.0.0.1:2379,127.0.0.1:22379,127.0.0.1:32379 endpoint status -w json \
+    local flags=(--endpoints=127.0.0.1:2379,127.0.0.1:22379,127.0.0.1:32379)
+    if [[ $TLS == 1 ]]; then
+        flags=(--endpoints=https://127.0.0.1:2379,https://127.0.0.1:22379,https://127.0.0.1:32379 --cacert "$1/certs/ca.crt"
+            --cert "$1/certs/client.admin.crt" --key "$1/certs/client.admin.key")
+    fi
+    ETCDCTL_API=3 etcdctl "${flags[@]}" endpoint status -w json \
         | python3 -c '
 import json, sys
 members = json.load(sys.stdin)
 members.sort(key=lambda m: m["Status"]["header"]["member_id"] != m["Status"]["leader"])
-print(",".join(m["Endpoint"].replace("http://", "") for m in members))'
+print(",".join(m["Endpoint"].replace("https://", "").replace("http://", "") for m in members))'
 }
 
 # nginx_start DIR PORT: nginx answering every request with `return 200 "ok"` on 127.0.0.1:PORT, configured as

@@ -1,4 +1,5 @@
 import ArgumentParser
+import ClusterClient
 import Foundation
 
 /// A duration on the command line: `500ms`, `10s`, `1.5s`, `2m`, or a plain number of seconds.
@@ -91,6 +92,15 @@ public struct LoadOptions: ParsableArguments, Sendable {
     @Option(help: "A request not answered within this counts as a timeout.")
     public var timeout: BenchDuration = BenchDuration(.seconds(5))
 
+    @Option(help: "Secure cluster: the CA certificate; every endpoint is dialled with TLS.")
+    public var cacert: String?
+    @Option(help: "Client certificate (with --key).")
+    public var cert: String?
+    @Option(help: "Client certificate's key.")
+    public var key: String?
+    @Option(help: "Bearer token sent with every request.")
+    public var token: String?
+
     @Option(help: "Seed of the key choice.")
     public var seed: UInt64 = 42
 
@@ -123,6 +133,7 @@ public struct LoadOptions: ParsableArguments, Sendable {
             keys: KeyShape(keySize: keySize, valueSize: valueSize, keySpace: hotKey ? 10 : keySpace,
                            sequential: sequentialKeys),
             timeout: timeout.duration, seed: seed)
+            .secured(try benchSecurity(cacert: cacert, cert: cert, key: key, token: token))
     }
 
     func runAndPrint(operation: BenchOperation) async throws {
@@ -218,6 +229,14 @@ public struct BenchSuite: AsyncParsableCommand {
     public var etcdOnly = false
     @Option(help: "A static HTTP server (nginx 'return 200'): read-lease's shape is also run against it, for the ceiling.")
     public var ceilingEndpoint: String?
+    @Option(help: "Secure clusters: the CA that signed both systems' server certificates; every run but the ceiling's is TLS.")
+    public var cacert: String?
+    @Option(help: "Client certificate presented to both systems (with --key).")
+    public var cert: String?
+    @Option(help: "Client certificate's key.")
+    public var key: String?
+    @Option(help: "Bearer token sent to our nodes (etcd gets the client certificate only).")
+    public var token: String?
     @Option(help: "Rounds (the report shows medians).")
     public var rounds: Int = 2
     @Option(help: "Length of each run.")
@@ -266,6 +285,15 @@ public struct BenchSuite: AsyncParsableCommand {
     }
 
     public func run() async throws {
+        let security = try benchSecurity(cacert: cacert, cert: cert, key: key, token: token)
+        /// The same TLS for both systems; the bearer token is ours only.
+        func secured(_ spec: LoadSpec) -> LoadSpec {
+            switch spec.system {
+            case .dengine: return spec.secured(security)
+            case .etcd: return spec.secured(security.map { ClientSecurity(tls: $0.tls, token: nil) })
+            case .nginx: return spec
+            }
+        }
         var systems: [(BenchSystem, [BenchEndpoint])] = []
         if !etcdOnly { systems.append((.dengine, try endpoints.map(parseEndpoints) ?? defaultEndpoints(for: .dengine))) }
         if let etcdEndpoints { systems.append((.etcd, try parseEndpoints(etcdEndpoints))) }
@@ -277,7 +305,7 @@ public struct BenchSuite: AsyncParsableCommand {
                     system: system, endpoints: endpoints, conns: 48, clients: 48, threads: threads,
                     stop: .total(preload), operation: .put,
                     keys: KeyShape(keySpace: preload, sequential: true), timeout: .seconds(10))
-                let result = try await LoadGenerator.run(spec)
+                let result = try await LoadGenerator.run(secured(spec))
                 log("preload \(system.rawValue): \(result.succeeded) keys, \(result.errorCount) errors, "
                     + "\(ReportWriter.formatOps(result.opsPerSecond)) puts/s")
                 if result.errorCount > 0 { throw ExitCode(4) }
@@ -296,7 +324,7 @@ public struct BenchSuite: AsyncParsableCommand {
                         conns: scenario.conns, clients: scenario.conns, threads: threads,
                         stop: .duration(duration.duration), operation: scenario.operation,
                         keys: KeyShape(keySpace: scenario.keySpace), seed: UInt64(round))
-                    let result = try await LoadGenerator.run(spec)
+                    let result = try await LoadGenerator.run(secured(spec))
                     let record = RunRecord(
                         system: system, scenario: scenario.name, round: round, conns: scenario.conns, result: result)
                     records.append(record)
@@ -366,4 +394,28 @@ public struct BenchCommand: AsyncParsableCommand {
         subcommands: subcommandTypes)
 
     public init() {}
+}
+
+// MARK: - Secure clusters
+
+/// `--cacert/--cert/--key/--token` as client settings; `nil` without `--cacert`.
+func benchSecurity(cacert: String?, cert: String?, key: String?, token: String?) throws -> ClientSecurity? {
+    guard let cacert else {
+        if cert != nil || token != nil { throw ValidationError("--cert and --token need --cacert") }
+        return nil
+    }
+    do {
+        return try ClientSecurity.load(caFile: cacert, certFile: cert, keyFile: key, token: token)
+    } catch {
+        throw ValidationError("TLS settings: \(error)")
+    }
+}
+
+extension LoadSpec {
+    /// This spec with `security`.
+    func secured(_ security: ClientSecurity?) -> LoadSpec {
+        var copy = self
+        copy.security = security
+        return copy
+    }
 }

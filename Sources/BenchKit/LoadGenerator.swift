@@ -30,6 +30,9 @@ public struct LoadSpec: Sendable {
     /// A request not answered within this is counted as `timeout` and its connection is reopened.
     public var timeout: Duration
     public var seed: UInt64
+    /// Secure mode: TLS to every endpoint (the server must present a node certificate of the CA), a client
+    /// certificate and/or a bearer token. `nil`: plaintext.
+    public var security: ClientSecurity? = nil
 
     public init(
         system: BenchSystem, endpoints: [BenchEndpoint], conns: Int, clients: Int, threads: Int, stop: StopCondition,
@@ -113,7 +116,9 @@ public enum LoadGenerator {
             drivers.append(
                 ConnectionDriver(
                     index: index, spec: spec, endpoint: endpoint, depth: depth, quota: quota,
-                    builder: RequestBuilder(system: spec.system, host: endpoint.description, value: value),
+                    builder: RequestBuilder(
+                        system: spec.system, host: endpoint.description, value: value,
+                        authorization: spec.security?.token.map { "Bearer \($0)" }),
                     eventLoop: group.next()))
         }
         do {
@@ -185,6 +190,9 @@ final class ConnectionDriver: @unchecked Sendable {
             .connectTimeout(.seconds(5))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let material = self.spec.security?.tls {
+                        try channel.pipeline.syncOperations.addHandler(try material.makeClientHandler(expectingNode: 0))
+                    }
                     try channel.pipeline.syncOperations.addHandler(DriverHandler(driver: self))
                 }
             }

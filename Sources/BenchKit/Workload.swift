@@ -70,10 +70,13 @@ public struct RequestBuilder: Sendable {
     public let system: BenchSystem
     public let host: String
     private let valueJSON: String
+    /// `Host: ...` plus, in secure mode, `Authorization: ...`: the header lines every request carries.
+    private let hostLines: String
 
-    public init(system: BenchSystem, host: String, value: String) {
+    public init(system: BenchSystem, host: String, value: String, authorization: String? = nil) {
         self.system = system
         self.host = host
+        self.hostLines = "Host: \(host)\r\n" + (authorization.map { "Authorization: \($0)\r\n" } ?? "")
         switch system {
         case .dengine, .nginx: valueJSON = Self.jsonString(value)
         case .etcd: valueJSON = "\"" + Data(value.utf8).base64EncodedString() + "\""
@@ -98,7 +101,7 @@ public struct RequestBuilder: Sendable {
         switch system {
         case .dengine, .nginx:
             buffer.writeString(
-                "GET /get?key=\(Self.percentEncoded(key))&consistency=\(consistency.rawValue) HTTP/1.1\r\nHost: \(host)\r\n\r\n")
+                "GET /get?key=\(Self.percentEncoded(key))&consistency=\(consistency.rawValue) HTTP/1.1\r\n\(hostLines)\r\n")
         case .etcd:
             let serializable = consistency == .linearizable ? "false" : "true"
             let body = "{\"key\":\"\(Data(key.utf8).base64EncodedString())\",\"serializable\":\(serializable)}"
@@ -108,7 +111,7 @@ public struct RequestBuilder: Sendable {
 
     private func writePost(path: String, body: String, into buffer: inout ByteBuffer) {
         buffer.writeString(
-            "POST \(path) HTTP/1.1\r\nHost: \(host)\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n")
+            "POST \(path) HTTP/1.1\r\n\(hostLines)Content-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n")
         buffer.writeString(body)
     }
 

@@ -184,10 +184,12 @@ final class ForwardingBackend: ClientAPIBackend {
 /// Binds the client API on an ephemeral loopback port, runs `body` with the port, then closes the listener.
 func withClientServer<T: Sendable>(
     backend: any ClientAPIBackend = DictionaryBackend(), limits: ClientHTTPLimits = ClientHTTPLimits(),
-    _ body: (Int) async throws -> T
+    authenticator: (any ClientAuthenticator)? = nil, _ body: (Int) async throws -> T
 ) async throws -> T {
-    let channel = try await HTTPServer.bindClientAPI(
-        host: "127.0.0.1", port: 0, group: MultiThreadedEventLoopGroup.singleton, backend: backend, limits: limits)
+    let channel = try await HTTPServer.bind(host: "127.0.0.1", port: 0, group: MultiThreadedEventLoopGroup.singleton) {
+        channel in
+        configureClientHTTP(channel: channel, backend: backend, limits: limits, authenticator: authenticator)
+    }
     let port = channel.localAddress!.port!
     do {
         let result = try await body(port)
