@@ -58,6 +58,11 @@ import Glibc
         let status = try cluster.dctl(["status", "-o", "json"])
         #expect(status.code == 0, "\(status)")
         #expect(status.stdout.contains("\"mode\":\"tls\""))
+        // dtop polls the secure cluster with the config dir's CA and admin certificate, and says TLS.
+        let dtop = URL(fileURLWithPath: Dctl.binary).deletingLastPathComponent().appendingPathComponent("dtop").path
+        let frame = try Dctl.run(["--once", "-o", "json", "--config-dir", "config"], in: cluster.root, executable: dtop)
+        #expect(frame.code == 0, "\(frame)")
+        #expect(frame.stdout.contains("\"security\":\"tls\""))
         let list = try cluster.dctl(["certs", "list"])
         #expect(list.stdout.contains("node 2") && list.stdout.contains("client reader (readonly)"))
         #expect(try cluster.dctl(["cluster", "stop"]).code == 0)

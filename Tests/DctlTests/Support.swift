@@ -32,7 +32,7 @@ enum Dctl {
     /// Runs `dctl arguments` in `directory` with a clean environment (no DCTL_*, NO_COLOR set) plus `environment`.
     static func run(
         _ arguments: [String], in directory: String? = nil, environment: [String: String] = [:], stdin: String? = nil,
-        interruptAfter: Bool? = nil
+        interruptAfter: Bool? = nil, executable: String = binary
     ) throws -> RunResult {
         var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("DCTL_") && $0.key != "DNODE_BIN" }
         env["NO_COLOR"] = "1"
@@ -54,7 +54,7 @@ enum Dctl {
         posix_spawn_file_actions_addopen(&actions, 0, base + ".in", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, base + ".out", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         posix_spawn_file_actions_addopen(&actions, 2, base + ".err", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        let argvStrings = ["/bin/sh", "-c", "cd \"$0\" && exec \"$@\"", directory ?? ".", binary] + arguments
+        let argvStrings = ["/bin/sh", "-c", "cd \"$0\" && exec \"$@\"", directory ?? ".", executable] + arguments
         var argv: [UnsafeMutablePointer<CChar>?] = argvStrings.map { strdup($0) } + [nil]
         var envp: [UnsafeMutablePointer<CChar>?] = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer {
