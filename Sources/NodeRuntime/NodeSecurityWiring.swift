@@ -58,6 +58,7 @@ struct NodeSecurityWiring: Sendable {
     func addServerTLS(to channel: any Channel) throws {
         guard let context else { return }
         try channel.pipeline.syncOperations.addHandler(try context.makeServerHandler())
+        try channel.pipeline.syncOperations.addHandler(TLSWriteCoalescer())
     }
 
     var peerTLS: PeerTLS? {
@@ -65,6 +66,7 @@ struct NodeSecurityWiring: Sendable {
         return PeerTLS(
             addClientHandler: { channel, peer in
                 try channel.pipeline.syncOperations.addHandler(try context.makeClientHandler(expectingNode: peer))
+                try channel.pipeline.syncOperations.addHandler(TLSWriteCoalescer())
             },
             certifiedNodeID: { channel in channel.tlsPeerIdentity()?.nodeID },
             report: context.report)

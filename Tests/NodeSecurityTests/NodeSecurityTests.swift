@@ -1,6 +1,7 @@
 import ClusterAPI
 import Foundation
 import NIOCore
+import NIOEmbedded
 import NIOPosix
 import NIOSSL
 import NodeSecurity
@@ -177,5 +178,36 @@ import X509
         #expect(throws: TLSMaterialError.self) {
             _ = try TLSMaterial(files: Self.files(directory, "node.2"), expectedNode: 1)
         }
+    }
+}
+
+/// The coalescer joins the writes between flushes into one buffer (one TLS record) and keeps their order.
+@Suite struct TLSWriteCoalescerTests {
+    @Test func smallWritesBetweenFlushesBecomeOneBuffer() throws {
+        let channel = EmbeddedChannel(handler: TLSWriteCoalescer())
+        let first = channel.eventLoop.makePromise(of: Void.self)
+        let second = channel.eventLoop.makePromise(of: Void.self)
+        var completed = 0
+        first.futureResult.whenSuccess { completed += 1 }
+        second.futureResult.whenSuccess { completed += 1 }
+        channel.write(ByteBuffer(string: "HTTP/1.1 200 OK\r\n\r\n"), promise: first)
+        channel.write(ByteBuffer(string: "body"), promise: second)
+        channel.write(ByteBuffer(), promise: nil)
+        #expect(try channel.readOutbound(as: ByteBuffer.self) == nil)
+        channel.flush()
+        #expect(try channel.readOutbound(as: ByteBuffer.self) == ByteBuffer(string: "HTTP/1.1 200 OK\r\n\r\nbody"))
+        #expect(try channel.readOutbound(as: ByteBuffer.self) == nil)
+        // EmbeddedChannel completes a written buffer's promise at once: both promises of the joined write are done.
+        #expect(completed == 2)
+
+        let large = ByteBuffer(repeating: 7, count: 64 * 1024)
+        channel.write(ByteBuffer(string: "frame"), promise: nil)
+        channel.write(large, promise: nil)
+        channel.write(ByteBuffer(string: "next"), promise: nil)
+        channel.flush()
+        #expect(try channel.readOutbound(as: ByteBuffer.self) == ByteBuffer(string: "frame"))
+        #expect(try channel.readOutbound(as: ByteBuffer.self) == large)
+        #expect(try channel.readOutbound(as: ByteBuffer.self) == ByteBuffer(string: "next"))
+        _ = try channel.finish()
     }
 }
