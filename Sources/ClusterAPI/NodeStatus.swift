@@ -127,6 +127,9 @@ public struct NodeStatus: Sendable, Hashable, Codable {
     /// How the node protects its ports: TLS or plaintext, authentication, certificate expiry. Optional: omitted by
     /// nodes that do not report it.
     public var security: SecurityStatus?
+    /// The node's own view for `dctl doctor`: version, wall clock, settings that must agree across the cluster,
+    /// disk space. Optional: omitted by nodes that do not report it.
+    public var node: NodeFacts?
 
     public init(
         schemaVersion: Int = NodeStatus.currentSchemaVersion, nodeID: UInt64, address: String, role: NodeRole,
@@ -168,6 +171,7 @@ public struct NodeStatus: Sendable, Hashable, Codable {
         case stateHash = "state_hash"
         case members
         case security
+        case node
     }
 
     public init(from decoder: any Decoder) throws {
@@ -191,6 +195,7 @@ public struct NodeStatus: Sendable, Hashable, Codable {
         stateHash = try container.decodeIfPresent(String.self, forKey: .stateHash)
         members = try container.decodeIfPresent([MemberAddress].self, forKey: .members)
         security = try container.decodeIfPresent(SecurityStatus.self, forKey: .security)
+        node = try container.decodeIfPresent(NodeFacts.self, forKey: .node)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -214,6 +219,7 @@ public struct NodeStatus: Sendable, Hashable, Codable {
         try container.encodeIfPresent(stateHash, forKey: .stateHash)
         try container.encodeIfPresent(members, forKey: .members)
         try container.encodeIfPresent(security, forKey: .security)
+        try container.encodeIfPresent(node, forKey: .node)
     }
 }
 
@@ -263,5 +269,48 @@ public struct SecurityStatus: Sendable, Hashable, Codable {
         case certificateNotAfter = "certificate_not_after"
         case certificateSerial = "certificate_serial"
         case caNotAfter = "ca_not_after"
+    }
+}
+
+/// `NodeStatus.node`: `{"version":"0.1.0","now_ms":...,"settings":{...},"disk":{...}}`.
+public struct NodeFacts: Sendable, Hashable, Codable {
+    /// The `dnode` version.
+    public var version: String
+    /// The node's wall clock when it answered (ms since the Unix epoch), to estimate clock offsets.
+    public var nowMs: UInt64
+    /// Settings every member should share, `name: value` (election timeouts, heartbeat, lease, persistence).
+    public var settings: [String: String]
+    public var disk: DiskFacts?
+
+    public init(version: String, nowMs: UInt64, settings: [String: String], disk: DiskFacts?) {
+        self.version = version
+        self.nowMs = nowMs
+        self.settings = settings
+        self.disk = disk
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case version
+        case nowMs = "now_ms"
+        case settings, disk
+    }
+}
+
+/// Space on the file system of the node's data directory.
+public struct DiskFacts: Sendable, Hashable, Codable {
+    public var path: String
+    public var freeBytes: UInt64
+    public var totalBytes: UInt64
+
+    public init(path: String, freeBytes: UInt64, totalBytes: UInt64) {
+        self.path = path
+        self.freeBytes = freeBytes
+        self.totalBytes = totalBytes
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case path
+        case freeBytes = "free_bytes"
+        case totalBytes = "total_bytes"
     }
 }

@@ -7,11 +7,17 @@ public struct NodeProbe: Sendable {
     public var status: NodeStatus?
     /// `connection refused`, `no answer within 1s`, `HTTP 500`, `no metrics address known`.
     public var error: String?
+    /// This machine's wall clock (ms since the epoch) when the probe was sent and when its answer arrived: the node's
+    /// `now_ms` lies in between, which bounds its clock offset (`dctl doctor`).
+    public var sentAtMs: Double?
+    public var receivedAtMs: Double?
 
-    public init(target: NodeTarget, status: NodeStatus?, error: String?) {
+    public init(target: NodeTarget, status: NodeStatus?, error: String?, sentAtMs: Double? = nil, receivedAtMs: Double? = nil) {
         self.target = target
         self.status = status
         self.error = error
+        self.sentAtMs = sentAtMs
+        self.receivedAtMs = receivedAtMs
     }
 }
 
@@ -58,14 +64,16 @@ public struct ClusterClient: Sendable {
             return NodeProbe(target: target, status: nil, error: "no metrics address known")
         }
         do {
+            let sent = Date().timeIntervalSince1970 * 1000
             let response = try await httpExchange(method: "GET", endpoint: metrics, path: "/status", timeout: timeout)
+            let received = Date().timeIntervalSince1970 * 1000
             guard response.status == 200 else {
                 return NodeProbe(target: target, status: nil, error: "HTTP \(response.status) from \(metrics)/status")
             }
             let status = try WireJSON.decode(NodeStatus.self, from: response.body)
             var known = target
             known.id = status.nodeID
-            return NodeProbe(target: known, status: status, error: nil)
+            return NodeProbe(target: known, status: status, error: nil, sentAtMs: sent, receivedAtMs: received)
         } catch let error as TransportError {
             return NodeProbe(target: target, status: nil, error: error.reason)
         } catch {

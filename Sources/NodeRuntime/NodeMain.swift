@@ -66,7 +66,7 @@ public enum NodeMain {
                     """)
                 return 0
             case "--version":
-                print("dnode 0.1.0")
+                print("dnode \(dnodeVersion)")
                 return 0
             default:
                 FileHandle.standardError.write(Data("dnode: unknown argument \(arguments[i]) (try --help)\n".utf8))
@@ -212,11 +212,15 @@ public enum NodeMain {
             throw NodeStartupError("cannot listen on \(listen): \(error)", exitCode: 69)
         }
         let startedAt = Date()
+        let sharedSettings = config.sharedSettings
         let endpoints = MetricsEndpoints(
             metrics: { (try? await raft.metricsText().get()) ?? "" },
             status: {
                 var status = await raft.currentStatus()
                 status.security = security.status
+                status.node = NodeFacts(
+                    version: dnodeVersion, nowMs: UInt64(max(0, Date().timeIntervalSince1970 * 1000)),
+                    settings: sharedSettings, disk: DiskFacts.of(config.cluster.dbRootDir))
                 return status
             },
             health: {
@@ -300,4 +304,40 @@ public enum NodeMain {
         return 0
     }
 
+}
+
+/// The version `dnode --version` prints and `/status` reports.
+let dnodeVersion = "0.1.0"
+
+extension NodeConfig {
+    /// The settings every member should share, for `dctl doctor`'s disagreement check.
+    var sharedSettings: [String: String] {
+        var settings = [
+            "election_timeout_min": "\(raft.election.electionTimeoutMin)",
+            "election_timeout_max": "\(raft.election.electionTimeoutMax)",
+            "rpc_append_entries_clock_in_ms": "\(raft.replication.rpcAppendEntriesClockInMs)",
+            "lease_duration_ms": "\(raft.readConsistency.leaseDurationMs)",
+            "default_policy": raft.readConsistency.defaultPolicy.configName,
+            "strategy": raft.persistence.strategy.rawValue,
+            "max_value_bytes": "\(raft.maxValueBytes)",
+            "tls": security.tlsEnabled ? "on" : "off",
+        ]
+        if case .batch(let threshold, let interval) = raft.persistence.flushPolicy {
+            settings["flush_policy"] = "Batch(\(threshold), \(interval) ms)"
+        } else {
+            settings["flush_policy"] = "Immediate"
+        }
+        return settings
+    }
+}
+
+extension DiskFacts {
+    /// Free and total bytes of the file system holding `path` (statvfs); `nil` if it cannot be read.
+    static func of(_ path: String) -> DiskFacts? {
+        var stats = statvfs()
+        guard statvfs(path, &stats) == 0 else { return nil }
+        let block = UInt64(stats.f_frsize)
+        return DiskFacts(
+            path: path, freeBytes: UInt64(stats.f_bavail) * block, totalBytes: UInt64(stats.f_blocks) * block)
+    }
 }

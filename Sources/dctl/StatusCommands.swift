@@ -187,3 +187,37 @@ struct Wait: AsyncParsableCommand {
 private extension Duration {
     func duration(to other: Duration) -> Duration { other - self }
 }
+
+struct Doctor: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Check the cluster and explain: quorum and lag, clocks, settings, security, disk, versions.",
+        discussion: """
+            One line per check with its verdict (ok, warn, fail, skip). Exit 0 when every check is ok, 2 with a \
+            warning, 1 with a failure (nodes disagree on settings, an expired certificate), 4 without a quorum.
+            """)
+
+    @OptionGroup var global: GlobalOptions
+    @Option(help: "A node more entries behind the leader than this is lagging.") var maxLag: UInt64 = 1000
+
+    func run() async throws {
+        try await global.execute("doctor") { context throws(CommandFailure) in
+            let (client, local) = try context.statusClient()
+            let probes = await client.survey(extra: local)
+            let view = ClusterView(probes: probes, maxLag: maxLag)
+            let checks = DoctorChecks.checks(view: view, probes: probes)
+            let width = checks.map(\.name.count).max() ?? 0
+            let text = checks.map { check in
+                "\(check.verdict.rawValue.padding(toLength: 4, withPad: " ", startingAt: 0))  "
+                    + "\(check.name.padding(toLength: width, withPad: " ", startingAt: 0))  \(check.detail)"
+            }.joined(separator: "\n") + "\n"
+            let json = JSONValue.object([
+                ("health", .string(view.health.rawValue)),
+                (
+                    "checks",
+                    .array(checks.map { .object([("name", .string($0.name)), ("verdict", .string($0.verdict.rawValue)), ("detail", .string($0.detail))]) })
+                ),
+            ])
+            return Outcome(exit: DoctorChecks.exitStatus(checks, view: view), result: json, text: text)
+        }
+    }
+}
