@@ -42,6 +42,7 @@ let package = Package(
             name: "PeerTransport",
             dependencies: [
                 "RaftCore",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]

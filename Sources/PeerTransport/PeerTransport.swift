@@ -78,6 +78,8 @@ public final class PeerTransport: Sendable {
     /// The loop that owns the transport's state and its outbound connections.
     public let eventLoop: EventLoop
     let handler: PeerTransportHandler
+    /// Who may speak to this node (see ``admit(members:leader:)``); read by inbound connections on every frame.
+    let admission: PeerAdmissionBox
     private let allocator = ByteBufferAllocator()
     private let state: NIOLoopBoundBox<State>
 
@@ -119,6 +121,7 @@ public final class PeerTransport: Sendable {
         self.configuration = configuration
         self.handler = handler
         self.eventLoop = group.next()
+        self.admission = PeerAdmissionBox(peers: Set(peers.keys).subtracting([selfID]))
         var initial = State()
         for (id, address) in peers where id != selfID {
             let machine = PeerLinkStateMachine(
@@ -164,8 +167,20 @@ public final class PeerTransport: Sendable {
             wanted[id] = PeerAddress(host: address.host, port: address.port)
         }
         let addresses = wanted
+        admission.peersChanged(Set(wanted.keys))
         onLoop { self.applyPeers(addresses) }
     }
+
+    /// Publishes who may speak to this node: Raft frames and snapshot chunks are taken only from `members`, chunks only
+    /// from `leader`, and a non-member may only tunnel `POST /join` (see ``PeerAdmission``). Takes effect for the
+    /// next frame on every connection. Until the first call, the peer set given to `init`/``updatePeers(_:)`` stands
+    /// in for the members and no chunk is taken.
+    public func admit(members: Set<NodeID>, leader: NodeID?) {
+        admission.publish(PeerAdmission(members: members.subtracting([selfID]), leader: leader))
+    }
+
+    /// How many frames were refused, by ``PeerRefusal/code`` (for tests and metrics).
+    public func refusals() -> [String: Int] { admission.refusals }
 
     /// The current peer ids (for tests and status); completes on the transport's loop.
     public func peerIDs() -> EventLoopFuture<Set<NodeID>> {
@@ -174,13 +189,18 @@ public final class PeerTransport: Sendable {
 
     /// Installs the peer protocol on an accepted connection whose first bytes were the preamble. Used as
     /// ``SharedPortDetector``'s `configurePeer`.
-    public func inboundPipeline(channel: Channel) -> EventLoopFuture<Void> {
+    ///
+    /// - Parameter authenticatedNodeID: the node the connection's transport proved the remote to be (with mutual
+    ///   TLS, the node id bound in its certificate). The remote's hello must then name that node, and every frame is
+    ///   admitted as that node's. `nil` (plain TCP) trusts the hello's id, still subject to ``admit(members:leader:)``.
+    public func inboundPipeline(channel: Channel, authenticatedNodeID: NodeID? = nil) -> EventLoopFuture<Void> {
         let maxFrameLength = configuration.maxFrameLength
         return channel.eventLoop.makeCompletedFuture {
             try channel.pipeline.syncOperations.addHandler(
                 ByteToMessageHandler(PeerFrameDecoder(expectsPreamble: true, maxFrameLength: maxFrameLength))
             )
-            try channel.pipeline.syncOperations.addHandler(PeerChannelHandler(transport: self, role: .acceptor))
+            try channel.pipeline.syncOperations.addHandler(
+                PeerChannelHandler(transport: self, role: .acceptor, authenticatedNodeID: authenticatedNodeID))
         }.flatMap {
             self.eventLoop.submit { self.registerInbound(channel) }
         }.hop(to: channel.eventLoop)
@@ -491,9 +511,14 @@ final class PeerChannelHandler: ChannelInboundHandler {
     /// The dialled peer and connection attempt, for outbound connections.
     private let dialled: (peer: NodeID, attempt: UInt64)?
 
-    init(transport: PeerTransport, role: PeerConnectionStateMachine.Role, attempt: UInt64 = 0) {
+    init(
+        transport: PeerTransport, role: PeerConnectionStateMachine.Role, attempt: UInt64 = 0,
+        authenticatedNodeID: NodeID? = nil
+    ) {
         self.transport = transport
-        self.machine = PeerConnectionStateMachine(role: role, maxSnapshotBytes: transport.configuration.maxSnapshotBytes)
+        self.machine = PeerConnectionStateMachine(
+            role: role, authenticatedNodeID: authenticatedNodeID,
+            maxSnapshotBytes: transport.configuration.maxSnapshotBytes)
         if case .dialer(let peer) = role {
             self.dialled = (peer, attempt)
         } else {
@@ -502,7 +527,7 @@ final class PeerChannelHandler: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch machine.received(unwrapInboundIn(data)) {
+        switch machine.received(unwrapInboundIn(data), admission: transport.admission.current) {
         case .none:
             break
         case .replyHello:
@@ -517,6 +542,16 @@ final class PeerChannelHandler: ChannelInboundHandler {
             serve(id: id, request: request, channel: context.channel)
         case .completeForward(let id, let response):
             if let dialled { transport.forwardResponseReceived(peer: dialled.peer, id: id, response: response) }
+        case .refuse(let refusal):
+            transport.admission.count(refusal)
+            if refusal.closesConnection { context.close(promise: nil) }
+        case .refuseForward(let id, let refusal):
+            transport.admission.count(refusal)
+            let body = #"{"error":{"code":"forbidden","message":"\#(refusal)"}}"#
+            let response = ForwardedResponse(
+                status: 403, headers: [("content-type", "application/json")], body: Array(body.utf8))
+            let frame = PeerWire.encode(.forwardResponse(id: id, response), allocator: context.channel.allocator)
+            context.writeAndFlush(wrapOutboundOut(frame), promise: nil)
         case .close:
             context.close(promise: nil)
         }

@@ -38,6 +38,8 @@ struct PeerTransportSocketTests {
         let transport = PeerTransport(
             selfID: id, group: group, peers: [:], handler: handler, configuration: configuration
         )
+        // As a node would publish it: nodes 1-3 are the members (peers are added later, one side at a time).
+        transport.admit(members: [1, 2, 3], leader: nil)
         let server = try await startSharedPortServer(group: group, transport: transport, port: port)
         return Node(id: id, transport: transport, handler: handler, server: server, port: try server.boundPort)
     }
@@ -109,6 +111,7 @@ struct PeerTransportSocketTests {
             let b = try await makeNode(2, group: group, configuration: chunked)
             a.transport.updatePeers([2: b.address])
             b.transport.updatePeers([1: a.address])
+            b.transport.admit(members: [1], leader: 1)  // chunks are taken from the leader only
             let meta = SnapshotMetadata(index: 50, term: 3, membership: Membership(voters: [1, 2]))
             let snapshot = Message(from: 1, to: 2, term: 3, body: .installSnapshot(meta))
             let data = (0..<(6 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 12) }
