@@ -36,6 +36,10 @@ struct PeerConnectionStateMachine {
         case serveForward(id: UInt64, ForwardedRequest)
         /// Dialer: the answer to one of our forwarded requests.
         case completeForward(id: UInt64, ForwardedResponse)
+        /// Acceptor: stage a snapshot chunk from `sender` (the leader), and deliver the image once it is whole.
+        case stageChunk(SnapshotChunk, sender: NodeID)
+        /// Dialer: the receiver of our snapshot transfer holds `0..<offset` of it; continue from there.
+        case resumeTransfer(transfer: UInt64, offset: UInt64)
         /// Drop the frame (and close the connection if the refusal says so).
         case refuse(PeerRefusal)
         /// Acceptor: answer a refused forwarded request without serving it.
@@ -50,15 +54,10 @@ struct PeerConnectionStateMachine {
     /// The node id the connection's transport authenticated (the TLS certificate's), if any: the hello must name it.
     let authenticatedNodeID: NodeID?
     private(set) var state: State = .awaitingHello
-    /// Reassembles chunked snapshots arriving on this connection.
-    private(set) var assembler: SnapshotAssembler
-    /// Chunks that did not fit a transfer (each drops the transfer; the leader sends the snapshot again).
-    private(set) var rejectedChunks = 0
 
-    init(role: Role, authenticatedNodeID: NodeID? = nil, maxSnapshotBytes: UInt64 = PeerTransport.Configuration().maxSnapshotBytes) {
+    init(role: Role, authenticatedNodeID: NodeID? = nil) {
         self.role = role
         self.authenticatedNodeID = authenticatedNodeID
-        self.assembler = SnapshotAssembler(maxTotal: maxSnapshotBytes)
     }
 
     /// - Parameter admission: who may speak right now (read afresh for every frame).
@@ -92,20 +91,19 @@ struct PeerConnectionStateMachine {
             }
             return .deliver(message, snapshotData: data)
         case (.established(let remote), .snapshotChunk(let chunk)):
+            guard role == .acceptor else { return close(.unexpectedFrame("snapshotChunk on a dialled connection")) }
             guard admission.members.contains(remote) else { return refuse(.notMember(remote)) }
             guard admission.leader == remote else { return refuse(.chunkNotFromLeader(remote)) }
-            switch assembler.accept(chunk) {
-            case .incomplete:
-                return .none
-            case .complete(let message, let image):
-                if let refusal = refusal(of: message, snapshotData: image, remote: remote, admission: admission) {
-                    return refuse(refusal)
-                }
-                return .deliver(message, snapshotData: image)
-            case .rejected:
-                rejectedChunks += 1
-                return .none
+            // The last chunk's message is checked before its bytes are staged (its data is checked once whole).
+            if let message = chunk.message,
+                let refusal = refusal(of: message, snapshotData: [], remote: remote, admission: admission)
+            {
+                return refuse(refusal)
             }
+            return .stageChunk(chunk, sender: remote)
+        case (.established, .snapshotAck(let transfer, let offset)):
+            guard role != .acceptor else { return close(.unexpectedFrame("snapshotAck on an accepted connection")) }
+            return .resumeTransfer(transfer: transfer, offset: offset)
         case (.established(let remote), .forwardRequest(let id, let request)):
             guard role == .acceptor else { return close(.unexpectedFrame("forwardRequest on a dialled connection")) }
             guard admission.members.contains(remote) || PeerAdmission.strangerMayForward(request) else {
@@ -152,6 +150,7 @@ extension PeerFrame {
         case .forwardRequest: return "forwardRequest"
         case .forwardResponse: return "forwardResponse"
         case .snapshotChunk: return "snapshotChunk"
+        case .snapshotAck: return "snapshotAck"
         }
     }
 }

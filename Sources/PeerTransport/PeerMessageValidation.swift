@@ -42,6 +42,9 @@ public enum PeerRefusal: Sendable, Hashable, CustomStringConvertible {
     case forwardNotAllowed(NodeID)
     /// A snapshot chunk from a node that is not the leader this node follows.
     case chunkNotFromLeader(NodeID)
+    /// A chunk that does not continue the transfer in progress, fails its checksum, or exceeds the size cap: the
+    /// transfer is dropped (the leader sends the snapshot again).
+    case chunkDropped(String)
 
     /// A stable machine-readable code.
     public var code: String {
@@ -51,6 +54,7 @@ public enum PeerRefusal: Sendable, Hashable, CustomStringConvertible {
         case .invalidMessage: return "invalid_message"
         case .forwardNotAllowed: return "forward_not_allowed"
         case .chunkNotFromLeader: return "chunk_not_from_leader"
+        case .chunkDropped: return "chunk_dropped"
         }
     }
 
@@ -59,7 +63,7 @@ public enum PeerRefusal: Sendable, Hashable, CustomStringConvertible {
     public var closesConnection: Bool {
         switch self {
         case .spoofedSender, .invalidMessage: return true
-        case .notMember, .forwardNotAllowed, .chunkNotFromLeader: return false
+        case .notMember, .forwardNotAllowed, .chunkNotFromLeader, .chunkDropped: return false
         }
     }
 
@@ -70,6 +74,7 @@ public enum PeerRefusal: Sendable, Hashable, CustomStringConvertible {
         case .invalidMessage(let why): return "invalid message: \(why)"
         case .forwardNotAllowed(let node): return "node \(node) is not a member and may only ask to join"
         case .chunkNotFromLeader(let node): return "snapshot chunk from node \(node), which is not the leader"
+        case .chunkDropped(let why): return "snapshot transfer dropped: \(why)"
         }
     }
 }

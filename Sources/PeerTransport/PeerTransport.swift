@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 import NIOPosix
 import RaftCore
@@ -67,8 +68,12 @@ public final class PeerTransport: Sendable {
         /// Snapshot data above this size travels as ``SnapshotChunk``s of this size, one queued at a time, so that
         /// other frames to the same peer (heartbeats, appends) slip in between and no frame limit caps a snapshot.
         public var snapshotChunkBytes = 1024 * 1024
-        /// The largest chunked snapshot a receiver assembles.
-        public var maxSnapshotBytes: UInt64 = 16 << 30
+        /// The largest chunked snapshot a receiver stages; a transfer announcing more is dropped at its first chunk.
+        public var maxSnapshotBytes: UInt64 = 4 << 30
+        /// Where a receiver stages chunked snapshots while they arrive (one file per sender; see
+        /// ``SnapshotStaging``). The node uses `<db_root_dir>/incoming-snapshots`; `nil` picks a new directory under
+        /// the system's temporary directory for this transport.
+        public var snapshotStagingDirectory: String?
 
         public init() {}
     }
@@ -80,6 +85,8 @@ public final class PeerTransport: Sendable {
     let handler: PeerTransportHandler
     /// Who may speak to this node (see ``admit(members:leader:)``); read by inbound connections on every frame.
     let admission: PeerAdmissionBox
+    /// Chunked snapshots being received, staged on disk.
+    let staging: SnapshotStaging
     private let allocator = ByteBufferAllocator()
     private let state: NIOLoopBoundBox<State>
 
@@ -96,6 +103,9 @@ public final class PeerTransport: Sendable {
         var message: Message
         var data: [UInt8]
         var nextOffset = 0
+        /// The first chunk is out and the rest waits for the receiver's `snapshotAck`, which says where to continue
+        /// (after the first chunk, or further on when it staged more of this transfer before a reconnect).
+        var awaitingAck = false
     }
 
     private struct State {
@@ -122,6 +132,10 @@ public final class PeerTransport: Sendable {
         self.handler = handler
         self.eventLoop = group.next()
         self.admission = PeerAdmissionBox(peers: Set(peers.keys).subtracting([selfID]))
+        self.staging = SnapshotStaging(
+            directory: configuration.snapshotStagingDirectory
+                ?? NSTemporaryDirectory() + "dengine-incoming-snapshots-\(selfID)-\(UUID().uuidString)",
+            maxTotal: configuration.maxSnapshotBytes)
         var initial = State()
         for (id, address) in peers where id != selfID {
             let machine = PeerLinkStateMachine(
@@ -272,18 +286,21 @@ public final class PeerTransport: Sendable {
         pumpTransfer(peer: peer)
     }
 
-    /// Queues the next chunk of `peer`'s transfer once its queue is empty: at most one chunk waits at a time.
+    /// Queues the next chunk of `peer`'s transfer once its queue is empty: at most one chunk waits at a time. A
+    /// transfer whose chunks are all sent stays until the receiver acknowledges the whole image (a `snapshotAck` at
+    /// its total), so that a connection lost before then restarts it (and the receiver answers with what it holds).
     private func pumpTransfer(peer: NodeID) {
-        guard var transfer = state.value.links[peer]?.transfer,
-            state.value.links[peer]?.machine.queuedBytes == 0
+        guard var transfer = state.value.links[peer]?.transfer, transfer.nextOffset < transfer.data.count,
+            !transfer.awaitingAck, state.value.links[peer]?.machine.queuedBytes == 0
         else { return }
         let end = min(transfer.data.count, transfer.nextOffset + configuration.snapshotChunkBytes)
         let last = end == transfer.data.count
         let chunk = SnapshotChunk(
             transfer: transfer.id, offset: UInt64(transfer.nextOffset), total: UInt64(transfer.data.count),
             data: Array(transfer.data[transfer.nextOffset..<end]), message: last ? transfer.message : nil)
+        transfer.awaitingAck = transfer.nextOffset == 0 && !last
         transfer.nextOffset = end
-        state.value.links[peer]?.transfer = last ? nil : transfer
+        state.value.links[peer]?.transfer = transfer
         enqueueRaft(PeerWire.encode(.snapshotChunk(chunk), allocator: allocator), to: peer)
     }
 
@@ -475,9 +492,31 @@ public final class PeerTransport: Sendable {
             let jitter = Double.random(in: 0..<1)
             guard let down = self.state.value.links[peer]?.machine.connectionClosed(attempt: attempt, jitter: jitter)
             else { return }
-            // The receiver drops a half-received transfer with its connection: start it again from the beginning.
+            // Start the transfer again at offset 0: a receiver that staged more of it answers with a snapshotAck and
+            // the transfer continues from there.
             self.state.value.links[peer]?.transfer?.nextOffset = 0
+            self.state.value.links[peer]?.transfer?.awaitingAck = false
             self.perform(down, peer: peer)
+            // A link with nothing queued stays idle: a pending transfer is what brings it back.
+            self.pumpTransfer(peer: peer)
+        }
+    }
+
+    /// The receiver holds `0..<offset` of our transfer `transfer` to `peer`: skip what it has, or forget the transfer
+    /// once it has all of it.
+    fileprivate func resumeTransfer(peer: NodeID, transfer: UInt64, offset: UInt64) {
+        onLoop {
+            guard var outbound = self.state.value.links[peer]?.transfer, outbound.id == transfer else { return }
+            if offset == UInt64(outbound.data.count) {
+                self.state.value.links[peer]?.transfer = nil
+                return
+            }
+            guard offset < UInt64(outbound.data.count), outbound.awaitingAck || offset > UInt64(outbound.nextOffset)
+            else { return }
+            outbound.nextOffset = Int(offset)
+            outbound.awaitingAck = false
+            self.state.value.links[peer]?.transfer = outbound
+            self.pumpTransfer(peer: peer)
         }
     }
 
@@ -516,9 +555,7 @@ final class PeerChannelHandler: ChannelInboundHandler {
         authenticatedNodeID: NodeID? = nil
     ) {
         self.transport = transport
-        self.machine = PeerConnectionStateMachine(
-            role: role, authenticatedNodeID: authenticatedNodeID,
-            maxSnapshotBytes: transport.configuration.maxSnapshotBytes)
+        self.machine = PeerConnectionStateMachine(role: role, authenticatedNodeID: authenticatedNodeID)
         if case .dialer(let peer) = role {
             self.dialled = (peer, attempt)
         } else {
@@ -542,6 +579,20 @@ final class PeerChannelHandler: ChannelInboundHandler {
             serve(id: id, request: request, channel: context.channel)
         case .completeForward(let id, let response):
             if let dialled { transport.forwardResponseReceived(peer: dialled.peer, id: id, response: response) }
+        case .stageChunk(let chunk, let sender):
+            switch transport.staging.accept(chunk, from: sender) {
+            case .incomplete, .duplicate:
+                break
+            case .complete(let message, let image):
+                transport.handler.received(message, snapshotData: image)
+                acknowledge(transfer: chunk.transfer, offset: UInt64(image.count), context: context)
+            case .acknowledge(let transfer, let offset, _):
+                acknowledge(transfer: transfer, offset: offset, context: context)
+            case .rejected(let why):
+                transport.admission.count(.chunkDropped(why))
+            }
+        case .resumeTransfer(let transfer, let offset):
+            if let dialled { transport.resumeTransfer(peer: dialled.peer, transfer: transfer, offset: offset) }
         case .refuse(let refusal):
             transport.admission.count(refusal)
             if refusal.closesConnection { context.close(promise: nil) }
@@ -555,6 +606,12 @@ final class PeerChannelHandler: ChannelInboundHandler {
         case .close:
             context.close(promise: nil)
         }
+    }
+
+    /// Tells the sender of a snapshot transfer how much of it this node holds (all of it once complete).
+    private func acknowledge(transfer: UInt64, offset: UInt64, context: ChannelHandlerContext) {
+        let ack = PeerWire.encode(.snapshotAck(transfer: transfer, offset: offset), allocator: context.channel.allocator)
+        context.writeAndFlush(wrapOutboundOut(ack), promise: nil)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {

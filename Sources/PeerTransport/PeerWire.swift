@@ -43,6 +43,7 @@ public enum PeerWire {
         case forwardRequest = 3
         case forwardResponse = 4
         case snapshotChunk = 5
+        case snapshotAck = 6
     }
 
     /// Message body tags.
@@ -155,6 +156,10 @@ public enum PeerWire {
             } else {
                 buffer.writeInteger(UInt8(0))
             }
+        case .snapshotAck(let transfer, let offset):
+            buffer.writeInteger(FrameType.snapshotAck.rawValue)
+            buffer.writeInteger(transfer)
+            buffer.writeInteger(offset)
         }
         assert(buffer.writerIndex - start == frameHeaderLength + payload, "payloadLength(of:) disagrees with encode")
     }
@@ -173,6 +178,8 @@ public enum PeerWire {
             return 8 + 2 + headersLength(response.headers) + 4 + response.body.count
         case .snapshotChunk(let chunk):
             return 8 * 4 + 4 + chunk.data.count + 1 + (chunk.message.map(messageLength) ?? 0)
+        case .snapshotAck:
+            return 8 + 8
         }
     }
 
@@ -363,6 +370,8 @@ public enum PeerWire {
             frame = .snapshotChunk(
                 SnapshotChunk(
                     transfer: transfer, offset: offset, total: total, checksum: checksum, data: data, message: message))
+        case .snapshotAck:
+            frame = .snapshotAck(transfer: try payload.wireU64(), offset: try payload.wireU64())
         }
         guard payload.readableBytes == 0 else { throw .trailingBytes(payload.readableBytes) }
         return frame
