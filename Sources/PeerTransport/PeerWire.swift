@@ -9,7 +9,8 @@ import RaftCore
 ///     [u32 big-endian length][u8 type][payload]      length = 1 + payload.count, at most `maxFrameLength`
 ///
 /// The acceptor answers on the same connection with its own hello frame (no preamble), then with
-/// ``PeerFrame/forwardResponse(id:_:)`` frames for forwarded requests.
+/// ``PeerFrame/forwardResponse(id:_:)`` frames for forwarded requests and ``PeerFrame/snapshotAck(transfer:offset:)``
+/// frames for snapshot transfers (docs/peer-protocol.md).
 ///
 /// All integers are big-endian. Booleans are one byte, 0 or 1. Byte strings and UTF-8 strings are a u32 length then
 /// the bytes. Decoding validates everything and throws ``PeerWireError``; it never traps on malformed input and never
