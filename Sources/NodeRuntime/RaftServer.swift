@@ -231,7 +231,12 @@ public final class RaftServer: @unchecked Sendable {
                     self.log.warn("dropped snapshot \(meta) from node \(message.from): the image fails its checksum")
                     return
                 }
-                self.stagedSnapshots = [meta.index: data]
+                self.core.step(message)
+                // Staged only if the core took it: a snapshot it ignored (older than one it took before this Ready)
+                // must not replace the image the next Ready will ask for.
+                if self.core.snapshotMetadata == meta { self.stagedSnapshots = [meta.index: data] }
+                self.scheduleReady()
+                return
             }
             self.core.step(message)
             self.scheduleReady()
