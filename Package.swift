@@ -135,7 +135,7 @@ let package = Package(
             name: "ChaosTests",
             dependencies: [
                 "Chaos", "Linearizability", "ClusterAPI", "ClusterClient", "ClusterTestSupport", "PeerTransport",
-                "RaftCore",
+                "RaftCore", "KVStore",
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
