@@ -178,6 +178,7 @@ public enum NodeMain {
         // The transport shares the Raft loop: a Ready's messages are queued and flushed without a thread hop.
         var transportConfiguration = PeerTransport.Configuration()
         transportConfiguration.snapshotStagingDirectory = config.cluster.dbRootDir + "/incoming-snapshots"
+        transportConfiguration.maxSnapshotBytes = UInt64(config.raft.snapshot.maxReceiveBytes)
         let transport = PeerTransport(
             selfID: id, group: raftLoop, peers: peers, handler: TransportAdapter(raft: raft, tunnelled: tunnelled),
             configuration: transportConfiguration)
