@@ -106,7 +106,7 @@ struct PeerConnectionStateMachine {
             return .resumeTransfer(transfer: transfer, offset: offset)
         case (.established(let remote), .forwardRequest(let id, let request)):
             guard role == .acceptor else { return close(.unexpectedFrame("forwardRequest on a dialled connection")) }
-            guard admission.members.contains(remote) || PeerAdmission.strangerMayForward(request) else {
+            guard admission.members.contains(remote) || PeerAdmission.stranger(remote, mayForward: request) else {
                 return .refuseForward(id: id, .forwardNotAllowed(remote))
             }
             return .serveForward(id: id, request)

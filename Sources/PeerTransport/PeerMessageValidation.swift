@@ -1,3 +1,4 @@
+import Foundation
 import NIOConcurrencyHelpers
 import RaftCore
 
@@ -20,11 +21,15 @@ public struct PeerAdmission: Sendable, Equatable {
         self.leader = leader
     }
 
-    /// Whether a non-member may send this tunnelled request: only `POST /join`, which is how a new node asks to be
-    /// added before it is a member (``ForwardedRequest`` from the joiner's outbound connection).
-    public static func strangerMayForward(_ request: ForwardedRequest) -> Bool {
+    /// Whether non-member `node` may send this tunnelled request: only `POST /join` asking to add `node` itself,
+    /// which is how a new node asks to be added before it is a member (from the joiner's outbound connection).
+    public static func stranger(_ node: NodeID, mayForward request: ForwardedRequest) -> Bool {
         let path = request.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
-        return request.method == "POST" && path == "/join"
+        guard request.method == "POST", path == "/join",
+            let body = try? JSONSerialization.jsonObject(with: Data(request.body)) as? [String: Any],
+            let joining = body["node_id"] as? NSNumber
+        else { return false }
+        return joining.uint64Value == node && joining.doubleValue == Double(node)
     }
 }
 
@@ -38,7 +43,7 @@ public enum PeerRefusal: Sendable, Hashable, CustomStringConvertible {
     case spoofedSender(claimed: NodeID, hello: NodeID)
     /// A Raft message no correct node sends (``PeerMessageValidation``).
     case invalidMessage(String)
-    /// A tunnelled request other than `POST /join` from a non-member.
+    /// A tunnelled request from a non-member other than `POST /join` for itself.
     case forwardNotAllowed(NodeID)
     /// A snapshot chunk from a node that is not the leader this node follows.
     case chunkNotFromLeader(NodeID)
@@ -72,7 +77,7 @@ public enum PeerRefusal: Sendable, Hashable, CustomStringConvertible {
         case .notMember(let node): return "node \(node) is not a member"
         case .spoofedSender(let claimed, let hello): return "message from \(claimed) on the connection of node \(hello)"
         case .invalidMessage(let why): return "invalid message: \(why)"
-        case .forwardNotAllowed(let node): return "node \(node) is not a member and may only ask to join"
+        case .forwardNotAllowed(let node): return "node \(node) is not a member and may only ask to join itself"
         case .chunkNotFromLeader(let node): return "snapshot chunk from node \(node), which is not the leader"
         case .chunkDropped(let why): return "snapshot transfer dropped: \(why)"
         }
