@@ -249,7 +249,9 @@ public struct RaftNode: Sendable {
             guard role == .leader, var pr = progress[m.from] else { return }
             pr.lastAckAt = now
             pr.hasAnswered = true
-            pr.ackedRound = max(pr.ackedRound, round)
+            // A round we have not started yet is forged: acknowledging it would confirm every later round (and
+            // extend the lease) without the follower ever answering them.
+            pr.ackedRound = max(pr.ackedRound, min(round, self.round))
             pr.resumeProbe()
             progress[m.from] = pr
             if pr.match < log.lastIndex {
@@ -811,7 +813,7 @@ public struct RaftNode: Sendable {
         guard var pr = progress[peer] else { return }
         pr.lastAckAt = now
         pr.hasAnswered = true
-        pr.ackedRound = max(pr.ackedRound, ackRound)
+        pr.ackedRound = max(pr.ackedRound, min(ackRound, round))
         switch result {
         case .success(let index):
             // A follower cannot hold more of our log than we have: a larger index is forged.

@@ -117,6 +117,19 @@ import Testing
         #expect(n.snapshotMetadata == good)
     }
 
+    @Test("an acknowledgement of a round not started yet does not confirm later rounds (lease)")
+    func forgedFutureRound() throws {
+        var n = try leader()
+        n.step(Message(from: 3, to: 1, term: 1, body: .heartbeatResponse(round: .max)))
+        // Nobody answers any more; heartbeats keep starting rounds until check-quorum (at 2000) would step down.
+        for t in stride(from: UInt64(1100), through: 1900, by: 100) {
+            n.tick(now: t)
+            _ = n.ready()
+        }
+        #expect(n.role == .leader)
+        #expect(n.leaseRead(now: 1900).failureValue == .noLease, "a lease confirmed by no one since time 1000")
+    }
+
     @Test("append responses beyond the leader's log do not move progress or commit")
     func forgedAppendResponses() throws {
         var n = try leader()
