@@ -67,6 +67,7 @@ let package = Package(
             name: "PeerTransport",
             dependencies: [
                 "RaftCore",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
@@ -180,7 +181,7 @@ let package = Package(
             name: "ChaosTests",
             dependencies: [
                 "Chaos", "Linearizability", "ClusterAPI", "ClusterClient", "ClusterTestSupport", "PeerTransport",
-                "RaftCore",
+                "RaftCore", "KVStore",
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),

@@ -414,14 +414,16 @@ extension NodeConfig {
     }
 
     private static func decodeSnapshot(_ table: TableReader) throws(ConfigError) -> SnapshotConfig {
-        try table.rejectUnknownKeys(known: ["enable", "max_log_entries_before_snapshot", "retained_log_entries"])
+        try table.rejectUnknownKeys(
+            known: ["enable", "max_log_entries_before_snapshot", "retained_log_entries", "max_receive_bytes"])
         let defaults = SnapshotConfig()
         return SnapshotConfig(
             enable: try table.boolean("enable", default: defaults.enable),
             maxLogEntriesBeforeSnapshot: try table.integer(
                 "max_log_entries_before_snapshot", default: defaults.maxLogEntriesBeforeSnapshot, in: 1...Int.max),
             retainedLogEntries: try table.integer(
-                "retained_log_entries", default: defaults.retainedLogEntries, in: 0...Int.max)
+                "retained_log_entries", default: defaults.retainedLogEntries, in: 0...Int.max),
+            maxReceiveBytes: try table.integer("max_receive_bytes", default: defaults.maxReceiveBytes, in: 1...Int.max)
         )
     }
 }

@@ -319,10 +319,17 @@ public struct SnapshotConfig: Sendable, Equatable {
     /// `retained_log_entries`, default 1000: entries kept behind a snapshot so that slightly lagging followers
     /// catch up from the log instead of needing the snapshot.
     public var retainedLogEntries: Int
+    /// `max_receive_bytes`, default 4 GiB: the largest snapshot image this node accepts from its leader in chunks
+    /// (staged on disk while it arrives; a larger transfer is refused at its first chunk).
+    public var maxReceiveBytes: Int
 
-    public init(enable: Bool = true, maxLogEntriesBeforeSnapshot: Int = 10_000, retainedLogEntries: Int = 1000) {
+    public init(
+        enable: Bool = true, maxLogEntriesBeforeSnapshot: Int = 10_000, retainedLogEntries: Int = 1000,
+        maxReceiveBytes: Int = 4 << 30
+    ) {
         self.enable = enable
         self.maxLogEntriesBeforeSnapshot = maxLogEntriesBeforeSnapshot
         self.retainedLogEntries = retainedLogEntries
+        self.maxReceiveBytes = maxReceiveBytes
     }
 }

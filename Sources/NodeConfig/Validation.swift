@@ -89,6 +89,7 @@ extension NodeConfig {
             ("raft.persistence.flush_workers", raft.persistence.flushWorkers, 1...64),
             ("raft.snapshot.max_log_entries_before_snapshot", raft.snapshot.maxLogEntriesBeforeSnapshot, 1...Int.max),
             ("raft.snapshot.retained_log_entries", raft.snapshot.retainedLogEntries, 0...Int.max),
+            ("raft.snapshot.max_receive_bytes", raft.snapshot.maxReceiveBytes, 1...Int.max),
         ]
         for (path, value, range) in checks where !range.contains(value) {
             throw context.error(.invalidValue, at: path, TableReader.rangeMessage(range, value))

@@ -181,9 +181,12 @@ public enum NodeMain {
             peers[member.id] = (member.dialAddress.host, member.dialAddress.port)
         }
         // The transport shares the Raft loop: a Ready's messages are queued and flushed without a thread hop.
+        var transportConfiguration = PeerTransport.Configuration()
+        transportConfiguration.snapshotStagingDirectory = config.cluster.dbRootDir + "/incoming-snapshots"
+        transportConfiguration.maxSnapshotBytes = UInt64(config.raft.snapshot.maxReceiveBytes)
         let transport = PeerTransport(
             selfID: id, group: raftLoop, peers: peers, handler: TransportAdapter(raft: raft, tunnelled: tunnelled),
-            tls: security.peerTLS)
+            configuration: transportConfiguration, tls: security.peerTLS)
 
         let listen = config.cluster.listenAddress
         let metricsAddress = config.monitoring.metricsAddress

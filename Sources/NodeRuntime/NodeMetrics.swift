@@ -26,7 +26,8 @@ struct NodeMetrics {
     }
 
     func render(
-        node: NodeID, core: RaftNode, applied: LogIndex, keys: Int, pendingWrites: Int, pendingReads: Int
+        node: NodeID, core: RaftNode, applied: LogIndex, keys: Int, pendingWrites: Int, pendingReads: Int,
+        peerRefusals: [String: Int] = [:]
     ) -> String {
         var out = PrometheusText()
         let labels: PrometheusText.Labels = [("node", "\(node)")]
@@ -62,6 +63,11 @@ struct NodeMetrics {
         counter("dengine_persisted_entries_total", "Entries persisted", persistedEntries)
         counter("dengine_snapshots_total", "Snapshots taken", snapshots)
         counter("dengine_leader_elections_won_total", "Times this node became leader", leaderChanges)
+        if !peerRefusals.isEmpty {
+            out.counter(
+                "dengine_peer_frames_refused_total", help: "Peer frames refused before reaching Raft, by reason",
+                samples: peerRefusals.sorted { $0.key < $1.key }.map { (labels + [("reason", $0.key)], Double($0.value)) })
+        }
         summary("dengine_write_latency_ms", "Propose-to-apply latency on the leader", writeLatencyMs)
         summary("dengine_persist_latency_ms", "Time to persist one Ready", persistMs)
         var match: [(labels: PrometheusText.Labels, value: Double)] = []

@@ -87,6 +87,8 @@ public final class RaftServer: @unchecked Sendable {
     /// The last leadership published through `onLeadershipChange`.
     private var leadership: (isLeader: Bool, leader: NodeID?) = (false, nil)
     private var announcedRemoval = false
+    /// The admission view last published to the transport (issue #14: who may speak to this node).
+    private var admitted: PeerAdmission?
     var metrics = NodeMetrics()
     /// `state_hash` of `/status`, cached per applied index (the hash is a function of it).
     private var stateHashCache: (index: LogIndex, hash: String)?
@@ -229,7 +231,12 @@ public final class RaftServer: @unchecked Sendable {
                     self.log.warn("dropped snapshot \(meta) from node \(message.from): the image fails its checksum")
                     return
                 }
-                self.stagedSnapshots = [meta.index: data]
+                self.core.step(message)
+                // Staged only if the core took it: a snapshot it ignored (older than one it took before this Ready)
+                // must not replace the image the next Ready will ask for.
+                if self.core.snapshotMetadata == meta { self.stagedSnapshots = [meta.index: data] }
+                self.scheduleReady()
+                return
             }
             self.core.step(message)
             self.scheduleReady()
@@ -591,6 +598,20 @@ public final class RaftServer: @unchecked Sendable {
         }
     }
 
+    /// Tells the transport whose peer frames to take: the members of the configuration in force, the nodes a leader
+    /// still tells of their removal, and the leader this node follows (a follower that appended the leader's own
+    /// removal must still hear it until the removal commits); chunks only from that leader. Published before this
+    /// Ready's messages go out, so a learner's first answer to the leader that added it is admitted.
+    private func publishAdmission() {
+        var members = core.membership.members
+        members.formUnion(core.departing.keys)
+        if let leader = core.leader { members.insert(leader) }
+        let admission = PeerAdmission(members: members, leader: core.leader == settings.raft.id ? nil : core.leader)
+        guard admission != admitted, let transport else { return }
+        admitted = admission
+        transport.admit(members: admission.members, leader: admission.leader)
+    }
+
     static func sameAddress(_ a: String, _ b: String) -> Bool {
         guard let x = HostPort(a)?.dialAddress, let y = HostPort(b)?.dialAddress else { return a == b }
         return x == y
@@ -617,6 +638,7 @@ public final class RaftServer: @unchecked Sendable {
         guard !persisting, !stopped else { return }
         let rd = core.ready()
         syncMembership()
+        publishAdmission()
         if rd.isEmpty { return }
         if let soft = rd.softState {
             logRoleChange(soft)
@@ -911,7 +933,7 @@ public final class RaftServer: @unchecked Sendable {
             self.metrics.render(
                 node: self.settings.raft.id, core: self.core, applied: self.stateMachine.appliedIndex,
                 keys: self.stateMachine.count, pendingWrites: self.pendingWrites.count,
-                pendingReads: self.readIndexWaiters.count)
+                pendingReads: self.readIndexWaiters.count, peerRefusals: self.transport?.refusals() ?? [:])
         }
     }
 

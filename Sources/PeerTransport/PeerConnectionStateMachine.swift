@@ -5,6 +5,12 @@ import RaftCore
 /// Both directions start with a hello. The dialer sends preamble + hello and may send frames at once; the acceptor
 /// answers with its own hello. Afterwards Raft frames may travel either way, forwarded requests only from dialer to
 /// acceptor and forwarded responses only back. Anything else is a protocol violation and closes the connection.
+///
+/// Admission (issue #14): on an accepted connection a Raft frame is delivered only when its `from` is the node the
+/// hello named and that node is a member (``PeerAdmission``, read per frame: membership changes while a connection
+/// lasts), and only if it passes ``PeerMessageValidation``; snapshot chunks only from the leader this node follows; a
+/// non-member may only tunnel `POST /join`. The hello itself is trusted as far as `authenticatedNodeID` allows: with
+/// TLS, the node id bound in the peer's certificate goes there and a hello naming another node closes the connection.
 struct PeerConnectionStateMachine {
     enum Role: Equatable {
         /// We accepted the connection; the remote must introduce itself first.
@@ -30,6 +36,14 @@ struct PeerConnectionStateMachine {
         case serveForward(id: UInt64, ForwardedRequest)
         /// Dialer: the answer to one of our forwarded requests.
         case completeForward(id: UInt64, ForwardedResponse)
+        /// Acceptor: stage a snapshot chunk from `sender` (the leader), and deliver the image once it is whole.
+        case stageChunk(SnapshotChunk, sender: NodeID)
+        /// Dialer: the receiver of our snapshot transfer holds `0..<offset` of it; continue from there.
+        case resumeTransfer(transfer: UInt64, offset: UInt64)
+        /// Drop the frame (and close the connection if the refusal says so).
+        case refuse(PeerRefusal)
+        /// Acceptor: answer a refused forwarded request without serving it.
+        case refuseForward(id: UInt64, PeerRefusal)
         /// Close the connection.
         case close(PeerWireError)
         /// Nothing to do (the connection is already closing).
@@ -37,23 +51,25 @@ struct PeerConnectionStateMachine {
     }
 
     let role: Role
+    /// The node id the connection's transport authenticated (the TLS certificate's), if any: the hello must name it.
+    let authenticatedNodeID: NodeID?
     private(set) var state: State = .awaitingHello
-    /// Reassembles chunked snapshots arriving on this connection.
-    private(set) var assembler: SnapshotAssembler
-    /// Chunks that did not fit a transfer (each drops the transfer; the leader sends the snapshot again).
-    private(set) var rejectedChunks = 0
 
-    init(role: Role, maxSnapshotBytes: UInt64 = 16 << 30) {
+    init(role: Role, authenticatedNodeID: NodeID? = nil) {
         self.role = role
-        self.assembler = SnapshotAssembler(maxTotal: maxSnapshotBytes)
+        self.authenticatedNodeID = authenticatedNodeID
     }
 
-    mutating func received(_ frame: PeerFrame) -> Action {
+    /// - Parameter admission: who may speak right now (read afresh for every frame).
+    mutating func received(_ frame: PeerFrame, admission: PeerAdmission) -> Action {
         switch (state, frame) {
         case (.closed, _):
             return .none
         case (.awaitingHello, .hello(let hello)):
             guard hello.version == PeerWire.protocolVersion else { return close(.unsupportedVersion(hello.version)) }
+            if let authenticated = authenticatedNodeID, authenticated != hello.nodeID {
+                return close(.unexpectedFrame("hello names node \(hello.nodeID) but the connection is node \(authenticated)'s"))
+            }
             switch role {
             case .acceptor:
                 state = .established(remote: hello.nodeID)
@@ -69,25 +85,49 @@ struct PeerConnectionStateMachine {
             return close(.unexpectedFrame("\(frame.kindName) before hello"))
         case (.established, .hello):
             return close(.unexpectedFrame("second hello"))
-        case (.established, .raft(let message, let data)):
-            return .deliver(message, snapshotData: data)
-        case (.established, .snapshotChunk(let chunk)):
-            switch assembler.accept(chunk) {
-            case .incomplete:
-                return .none
-            case .complete(let message, let image):
-                return .deliver(message, snapshotData: image)
-            case .rejected:
-                rejectedChunks += 1
-                return .none
+        case (.established(let remote), .raft(let message, let data)):
+            if let refusal = refusal(of: message, snapshotData: data, remote: remote, admission: admission) {
+                return refuse(refusal)
             }
-        case (.established, .forwardRequest(let id, let request)):
+            return .deliver(message, snapshotData: data)
+        case (.established(let remote), .snapshotChunk(let chunk)):
+            guard role == .acceptor else { return close(.unexpectedFrame("snapshotChunk on a dialled connection")) }
+            guard admission.members.contains(remote) else { return refuse(.notMember(remote)) }
+            guard admission.leader == remote else { return refuse(.chunkNotFromLeader(remote)) }
+            // The last chunk's message is checked before its bytes are staged (its data is checked once whole).
+            if let message = chunk.message,
+                let refusal = refusal(of: message, snapshotData: [], remote: remote, admission: admission)
+            {
+                return refuse(refusal)
+            }
+            return .stageChunk(chunk, sender: remote)
+        case (.established, .snapshotAck(let transfer, let offset)):
+            guard role != .acceptor else { return close(.unexpectedFrame("snapshotAck on an accepted connection")) }
+            return .resumeTransfer(transfer: transfer, offset: offset)
+        case (.established(let remote), .forwardRequest(let id, let request)):
             guard role == .acceptor else { return close(.unexpectedFrame("forwardRequest on a dialled connection")) }
+            guard admission.members.contains(remote) || PeerAdmission.stranger(remote, mayForward: request) else {
+                return .refuseForward(id: id, .forwardNotAllowed(remote))
+            }
             return .serveForward(id: id, request)
         case (.established, .forwardResponse(let id, let response)):
             guard role != .acceptor else { return close(.unexpectedFrame("forwardResponse on an accepted connection")) }
             return .completeForward(id: id, response)
         }
+    }
+
+    /// Why a Raft message on the connection of `remote` must not reach the node, if it must not.
+    private func refusal(of message: Message, snapshotData: [UInt8]?, remote: NodeID, admission: PeerAdmission)
+        -> PeerRefusal?
+    {
+        guard message.from == remote else { return .spoofedSender(claimed: message.from, hello: remote) }
+        guard admission.members.contains(remote) else { return .notMember(remote) }
+        return PeerMessageValidation.problem(with: message, snapshotData: snapshotData).map { .invalidMessage($0) }
+    }
+
+    private mutating func refuse(_ refusal: PeerRefusal) -> Action {
+        if refusal.closesConnection { state = .closed }
+        return .refuse(refusal)
     }
 
     /// A decoding error or the channel going away.
@@ -110,6 +150,7 @@ extension PeerFrame {
         case .forwardRequest: return "forwardRequest"
         case .forwardResponse: return "forwardResponse"
         case .snapshotChunk: return "snapshotChunk"
+        case .snapshotAck: return "snapshotAck"
         }
     }
 }

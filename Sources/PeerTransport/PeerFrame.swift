@@ -15,6 +15,9 @@ public enum PeerFrame: Sendable, Equatable, CustomStringConvertible {
     case forwardResponse(id: UInt64, ForwardedResponse)
     /// One piece of a snapshot too large for one frame; the last piece carries its `installSnapshot` message.
     case snapshotChunk(SnapshotChunk)
+    /// Receiver to sender, on the sender's connection: "I already hold bytes `0..<offset` of `transfer`; continue
+    /// from there" (the answer to a transfer restarted at offset 0 after a reconnect; see ``SnapshotChunk``).
+    case snapshotAck(transfer: UInt64, offset: UInt64)
 
     /// A stable one-line description, used by logs and tests.
     public var description: String {
@@ -27,6 +30,7 @@ public enum PeerFrame: Sendable, Equatable, CustomStringConvertible {
         case .snapshotChunk(let chunk):
             return "SnapshotChunk#\(chunk.transfer) \(chunk.offset)+\(chunk.data.count)/\(chunk.total)"
                 + (chunk.message.map { " \($0)" } ?? "")
+        case .snapshotAck(let transfer, let offset): return "SnapshotAck#\(transfer) have=\(offset)"
         }
     }
 }
@@ -145,10 +149,12 @@ public enum PeerWireError: Error, Sendable, Equatable, CustomStringConvertible {
 
 // MARK: - Snapshot chunks
 
-/// A slice of a snapshot's bulk data. A transfer is the chunks of one snapshot, in order on one connection, from
-/// offset 0 to `total`; each is checked by its own FNV-1a-64 checksum, and the last one carries the
-/// `installSnapshot` message. A receiver that misses a chunk, or sees a bad one, drops the transfer; a chunk at
-/// offset 0 starts a new one (the sender restarts from 0 after a reconnect).
+/// A slice of a snapshot's bulk data. A transfer is the chunks of one snapshot, in order, from offset 0 to `total`;
+/// each is checked by its own FNV-1a-64 checksum, and the last one carries the `installSnapshot` message. The
+/// receiver stages them in a file per sender (``SnapshotStaging``). A chunk that leaves a gap, or a bad one, drops
+/// the transfer; a chunk below what the receiver holds is a duplicate and is ignored. After a reconnect the sender
+/// restarts at offset 0; a receiver that holds more of the same transfer (same id, total and first-chunk checksum)
+/// answers ``PeerFrame/snapshotAck(transfer:offset:)`` and the sender continues from that offset.
 public struct SnapshotChunk: Sendable, Equatable {
     public var transfer: UInt64
     public var offset: UInt64
@@ -201,72 +207,5 @@ public struct SnapshotChunk: Sendable, Equatable {
             offset = end
         } while offset < data.count
         return chunks
-    }
-}
-
-/// Reassembles the chunks of one connection (see ``SnapshotChunk``). Pure; bounded by `maxTotal`.
-struct SnapshotAssembler {
-    enum Outcome: Equatable {
-        /// More chunks to come.
-        case incomplete
-        /// The whole image and its message.
-        case complete(Message, [UInt8])
-        /// The chunk does not fit the transfer in progress (or is damaged); the transfer is dropped.
-        case rejected(String)
-    }
-
-    let maxTotal: UInt64
-    private(set) var transfer: UInt64?
-    private var total: UInt64 = 0
-    private var data: [UInt8] = []
-
-    init(maxTotal: UInt64) {
-        self.maxTotal = maxTotal
-    }
-
-    var receivedBytes: Int { data.count }
-
-    mutating func accept(_ chunk: SnapshotChunk) -> Outcome {
-        if chunk.offset == 0 {
-            transfer = nil
-            data = []
-            guard chunk.total <= maxTotal else { return reject("snapshot of \(chunk.total) bytes exceeds \(maxTotal)") }
-            transfer = chunk.transfer
-            total = chunk.total
-            data.reserveCapacity(Int(min(chunk.total, 8 << 20)))
-        }
-        guard let current = transfer, current == chunk.transfer, chunk.total == total,
-            chunk.offset == UInt64(data.count)
-        else {
-            return reject("chunk \(chunk.transfer)@\(chunk.offset) does not continue the transfer in progress")
-        }
-        guard SnapshotChunk.fnv1a(chunk.data) == chunk.checksum else {
-            return reject("chunk \(chunk.transfer)@\(chunk.offset) fails its checksum")
-        }
-        guard UInt64(data.count) + UInt64(chunk.data.count) <= total else {
-            return reject("chunk \(chunk.transfer)@\(chunk.offset) runs past the total \(total)")
-        }
-        data.append(contentsOf: chunk.data)
-        let done = UInt64(data.count) == total
-        switch (done, chunk.message) {
-        case (false, nil):
-            return .incomplete
-        case (true, let message?):
-            guard case .installSnapshot = message.body else { return reject("the last chunk carries \(message)") }
-            let image = data
-            transfer = nil
-            data = []
-            return .complete(message, image)
-        case (true, nil):
-            return reject("the transfer ended without its message")
-        case (false, .some):
-            return reject("a message arrived before the last chunk")
-        }
-    }
-
-    private mutating func reject(_ why: String) -> Outcome {
-        transfer = nil
-        data = []
-        return .rejected(why)
     }
 }

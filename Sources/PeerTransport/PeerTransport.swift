@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 import NIOPosix
 import RaftCore
@@ -93,8 +94,12 @@ public final class PeerTransport: Sendable {
         /// Snapshot data above this size travels as ``SnapshotChunk``s of this size, one queued at a time, so that
         /// other frames to the same peer (heartbeats, appends) slip in between and no frame limit caps a snapshot.
         public var snapshotChunkBytes = 1024 * 1024
-        /// The largest chunked snapshot a receiver assembles.
-        public var maxSnapshotBytes: UInt64 = 16 << 30
+        /// The largest chunked snapshot a receiver stages; a transfer announcing more is dropped at its first chunk.
+        public var maxSnapshotBytes: UInt64 = 4 << 30
+        /// Where a receiver stages chunked snapshots while they arrive (one file per sender; see
+        /// ``SnapshotStaging``). The node uses `<db_root_dir>/incoming-snapshots`; `nil` picks a new directory under
+        /// the system's temporary directory for this transport.
+        public var snapshotStagingDirectory: String?
 
         public init() {}
     }
@@ -106,6 +111,10 @@ public final class PeerTransport: Sendable {
     let handler: PeerTransportHandler
     /// Secure mode; `nil` for plaintext.
     let tls: PeerTLS?
+    /// Who may speak to this node (see ``admit(members:leader:)``); read by inbound connections on every frame.
+    let admission: PeerAdmissionBox
+    /// Chunked snapshots being received, staged on disk.
+    let staging: SnapshotStaging
     private let allocator = ByteBufferAllocator()
     private let state: NIOLoopBoundBox<State>
 
@@ -122,6 +131,9 @@ public final class PeerTransport: Sendable {
         var message: Message
         var data: [UInt8]
         var nextOffset = 0
+        /// The first chunk is out and the rest waits for the receiver's `snapshotAck`, which says where to continue
+        /// (after the first chunk, or further on when it staged more of this transfer before a reconnect).
+        var awaitingAck = false
     }
 
     private struct State {
@@ -149,6 +161,11 @@ public final class PeerTransport: Sendable {
         self.handler = handler
         self.tls = tls
         self.eventLoop = group.next()
+        self.admission = PeerAdmissionBox(peers: Set(peers.keys).subtracting([selfID]))
+        self.staging = SnapshotStaging(
+            directory: configuration.snapshotStagingDirectory
+                ?? NSTemporaryDirectory() + "dengine-incoming-snapshots-\(selfID)-\(UUID().uuidString)",
+            maxTotal: configuration.maxSnapshotBytes)
         var initial = State()
         for (id, address) in peers where id != selfID {
             let machine = PeerLinkStateMachine(
@@ -194,8 +211,20 @@ public final class PeerTransport: Sendable {
             wanted[id] = PeerAddress(host: address.host, port: address.port)
         }
         let addresses = wanted
+        admission.peersChanged(Set(wanted.keys))
         onLoop { self.applyPeers(addresses) }
     }
+
+    /// Publishes who may speak to this node: Raft frames and snapshot chunks are taken only from `members`, chunks only
+    /// from `leader`, and a non-member may only tunnel `POST /join` (see ``PeerAdmission``). Takes effect for the
+    /// next frame on every connection. Until the first call, the peer set given to `init`/``updatePeers(_:)`` stands
+    /// in for the members and no chunk is taken.
+    public func admit(members: Set<NodeID>, leader: NodeID?) {
+        admission.publish(PeerAdmission(members: members.subtracting([selfID]), leader: leader))
+    }
+
+    /// How many frames were refused, by ``PeerRefusal/code`` (for tests and metrics).
+    public func refusals() -> [String: Int] { admission.refusals }
 
     /// The current peer ids (for tests and status); completes on the transport's loop.
     public func peerIDs() -> EventLoopFuture<Set<NodeID>> {
@@ -204,13 +233,18 @@ public final class PeerTransport: Sendable {
 
     /// Installs the peer protocol on an accepted connection whose first bytes were the preamble. Used as
     /// ``SharedPortDetector``'s `configurePeer`.
-    public func inboundPipeline(channel: Channel) -> EventLoopFuture<Void> {
+    ///
+    /// - Parameter authenticatedNodeID: the node the connection's transport proved the remote to be (with mutual
+    ///   TLS, the node id bound in its certificate). The remote's hello must then name that node, and every frame is
+    ///   admitted as that node's. `nil` (plain TCP) trusts the hello's id, still subject to ``admit(members:leader:)``.
+    public func inboundPipeline(channel: Channel, authenticatedNodeID: NodeID? = nil) -> EventLoopFuture<Void> {
         let maxFrameLength = configuration.maxFrameLength
         return channel.eventLoop.makeCompletedFuture {
             try channel.pipeline.syncOperations.addHandler(
                 ByteToMessageHandler(PeerFrameDecoder(expectsPreamble: true, maxFrameLength: maxFrameLength))
             )
-            try channel.pipeline.syncOperations.addHandler(PeerChannelHandler(transport: self, role: .acceptor))
+            try channel.pipeline.syncOperations.addHandler(
+                PeerChannelHandler(transport: self, role: .acceptor, authenticatedNodeID: authenticatedNodeID))
         }.flatMap {
             self.eventLoop.submit { self.registerInbound(channel) }
         }.hop(to: channel.eventLoop)
@@ -224,7 +258,11 @@ public final class PeerTransport: Sendable {
         SharedPortDetector(
             detectionTimeout: detectionTimeout,
             configureHTTP: configureHTTP,
-            configurePeer: { channel in self.inboundPipeline(channel: channel) }
+            // Secure mode: the node id of the link's verified certificate (`certified(_:context:)` also refuses a
+            // link without one); the connection state machine then holds every frame to it.
+            configurePeer: { channel in
+                self.inboundPipeline(channel: channel, authenticatedNodeID: self.tls?.certifiedNodeID(channel))
+            }
         )
     }
 
@@ -282,18 +320,21 @@ public final class PeerTransport: Sendable {
         pumpTransfer(peer: peer)
     }
 
-    /// Queues the next chunk of `peer`'s transfer once its queue is empty: at most one chunk waits at a time.
+    /// Queues the next chunk of `peer`'s transfer once its queue is empty: at most one chunk waits at a time. A
+    /// transfer whose chunks are all sent stays until the receiver acknowledges the whole image (a `snapshotAck` at
+    /// its total), so that a connection lost before then restarts it (and the receiver answers with what it holds).
     private func pumpTransfer(peer: NodeID) {
-        guard var transfer = state.value.links[peer]?.transfer,
-            state.value.links[peer]?.machine.queuedBytes == 0
+        guard var transfer = state.value.links[peer]?.transfer, transfer.nextOffset < transfer.data.count,
+            !transfer.awaitingAck, state.value.links[peer]?.machine.queuedBytes == 0
         else { return }
         let end = min(transfer.data.count, transfer.nextOffset + configuration.snapshotChunkBytes)
         let last = end == transfer.data.count
         let chunk = SnapshotChunk(
             transfer: transfer.id, offset: UInt64(transfer.nextOffset), total: UInt64(transfer.data.count),
             data: Array(transfer.data[transfer.nextOffset..<end]), message: last ? transfer.message : nil)
+        transfer.awaitingAck = transfer.nextOffset == 0 && !last
         transfer.nextOffset = end
-        state.value.links[peer]?.transfer = last ? nil : transfer
+        state.value.links[peer]?.transfer = transfer
         enqueueRaft(PeerWire.encode(.snapshotChunk(chunk), allocator: allocator), to: peer)
     }
 
@@ -486,9 +527,31 @@ public final class PeerTransport: Sendable {
             let jitter = Double.random(in: 0..<1)
             guard let down = self.state.value.links[peer]?.machine.connectionClosed(attempt: attempt, jitter: jitter)
             else { return }
-            // The receiver drops a half-received transfer with its connection: start it again from the beginning.
+            // Start the transfer again at offset 0: a receiver that staged more of it answers with a snapshotAck and
+            // the transfer continues from there.
             self.state.value.links[peer]?.transfer?.nextOffset = 0
+            self.state.value.links[peer]?.transfer?.awaitingAck = false
             self.perform(down, peer: peer)
+            // A link with nothing queued stays idle: a pending transfer is what brings it back.
+            self.pumpTransfer(peer: peer)
+        }
+    }
+
+    /// The receiver holds `0..<offset` of our transfer `transfer` to `peer`: skip what it has, or forget the transfer
+    /// once it has all of it.
+    fileprivate func resumeTransfer(peer: NodeID, transfer: UInt64, offset: UInt64) {
+        onLoop {
+            guard var outbound = self.state.value.links[peer]?.transfer, outbound.id == transfer else { return }
+            if offset == UInt64(outbound.data.count) {
+                self.state.value.links[peer]?.transfer = nil
+                return
+            }
+            guard offset < UInt64(outbound.data.count), outbound.awaitingAck || offset > UInt64(outbound.nextOffset)
+            else { return }
+            outbound.nextOffset = Int(offset)
+            outbound.awaitingAck = false
+            self.state.value.links[peer]?.transfer = outbound
+            self.pumpTransfer(peer: peer)
         }
     }
 
@@ -522,9 +585,12 @@ final class PeerChannelHandler: ChannelInboundHandler {
     /// The dialled peer and connection attempt, for outbound connections.
     private let dialled: (peer: NodeID, attempt: UInt64)?
 
-    init(transport: PeerTransport, role: PeerConnectionStateMachine.Role, attempt: UInt64 = 0) {
+    init(
+        transport: PeerTransport, role: PeerConnectionStateMachine.Role, attempt: UInt64 = 0,
+        authenticatedNodeID: NodeID? = nil
+    ) {
         self.transport = transport
-        self.machine = PeerConnectionStateMachine(role: role, maxSnapshotBytes: transport.configuration.maxSnapshotBytes)
+        self.machine = PeerConnectionStateMachine(role: role, authenticatedNodeID: authenticatedNodeID)
         if case .dialer(let peer) = role {
             self.dialled = (peer, attempt)
         } else {
@@ -537,7 +603,7 @@ final class PeerChannelHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !refused else { return }
-        switch machine.received(unwrapInboundIn(data)) {
+        switch machine.received(unwrapInboundIn(data), admission: transport.admission.current) {
         case .none:
             break
         case .replyHello(let remote):
@@ -554,9 +620,39 @@ final class PeerChannelHandler: ChannelInboundHandler {
             serve(id: id, request: request, channel: context.channel)
         case .completeForward(let id, let response):
             if let dialled { transport.forwardResponseReceived(peer: dialled.peer, id: id, response: response) }
+        case .stageChunk(let chunk, let sender):
+            switch transport.staging.accept(chunk, from: sender) {
+            case .incomplete, .duplicate:
+                break
+            case .complete(let message, let image):
+                transport.handler.received(message, snapshotData: image)
+                acknowledge(transfer: chunk.transfer, offset: UInt64(image.count), context: context)
+            case .acknowledge(let transfer, let offset, _):
+                acknowledge(transfer: transfer, offset: offset, context: context)
+            case .rejected(let why):
+                transport.admission.count(.chunkDropped(why))
+            }
+        case .resumeTransfer(let transfer, let offset):
+            if let dialled { transport.resumeTransfer(peer: dialled.peer, transfer: transfer, offset: offset) }
+        case .refuse(let refusal):
+            transport.admission.count(refusal)
+            if refusal.closesConnection { context.close(promise: nil) }
+        case .refuseForward(let id, let refusal):
+            transport.admission.count(refusal)
+            let body = #"{"error":{"code":"forbidden","message":"\#(refusal)"}}"#
+            let response = ForwardedResponse(
+                status: 403, headers: [("content-type", "application/json")], body: Array(body.utf8))
+            let frame = PeerWire.encode(.forwardResponse(id: id, response), allocator: context.channel.allocator)
+            context.writeAndFlush(wrapOutboundOut(frame), promise: nil)
         case .close:
             context.close(promise: nil)
         }
+    }
+
+    /// Tells the sender of a snapshot transfer how much of it this node holds (all of it once complete).
+    private func acknowledge(transfer: UInt64, offset: UInt64, context: ChannelHandlerContext) {
+        let ack = PeerWire.encode(.snapshotAck(transfer: transfer, offset: offset), allocator: context.channel.allocator)
+        context.writeAndFlush(wrapOutboundOut(ack), promise: nil)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {

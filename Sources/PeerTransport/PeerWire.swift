@@ -9,7 +9,8 @@ import RaftCore
 ///     [u32 big-endian length][u8 type][payload]      length = 1 + payload.count, at most `maxFrameLength`
 ///
 /// The acceptor answers on the same connection with its own hello frame (no preamble), then with
-/// ``PeerFrame/forwardResponse(id:_:)`` frames for forwarded requests.
+/// ``PeerFrame/forwardResponse(id:_:)`` frames for forwarded requests and ``PeerFrame/snapshotAck(transfer:offset:)``
+/// frames for snapshot transfers (docs/peer-protocol.md).
 ///
 /// All integers are big-endian. Booleans are one byte, 0 or 1. Byte strings and UTF-8 strings are a u32 length then
 /// the bytes. Decoding validates everything and throws ``PeerWireError``; it never traps on malformed input and never
@@ -43,6 +44,7 @@ public enum PeerWire {
         case forwardRequest = 3
         case forwardResponse = 4
         case snapshotChunk = 5
+        case snapshotAck = 6
     }
 
     /// Message body tags.
@@ -155,6 +157,10 @@ public enum PeerWire {
             } else {
                 buffer.writeInteger(UInt8(0))
             }
+        case .snapshotAck(let transfer, let offset):
+            buffer.writeInteger(FrameType.snapshotAck.rawValue)
+            buffer.writeInteger(transfer)
+            buffer.writeInteger(offset)
         }
         assert(buffer.writerIndex - start == frameHeaderLength + payload, "payloadLength(of:) disagrees with encode")
     }
@@ -173,6 +179,8 @@ public enum PeerWire {
             return 8 + 2 + headersLength(response.headers) + 4 + response.body.count
         case .snapshotChunk(let chunk):
             return 8 * 4 + 4 + chunk.data.count + 1 + (chunk.message.map(messageLength) ?? 0)
+        case .snapshotAck:
+            return 8 + 8
         }
     }
 
@@ -363,6 +371,8 @@ public enum PeerWire {
             frame = .snapshotChunk(
                 SnapshotChunk(
                     transfer: transfer, offset: offset, total: total, checksum: checksum, data: data, message: message))
+        case .snapshotAck:
+            frame = .snapshotAck(transfer: try payload.wireU64(), offset: try payload.wireU64())
         }
         guard payload.readableBytes == 0 else { throw .trailingBytes(payload.readableBytes) }
         return frame

@@ -13,6 +13,12 @@ public struct RaftNode: Sendable {
     public var id: NodeID { config.id }
     /// Messages with a term at or above this are ignored (see `step`).
     public static let maxTerm: Term = 1 << 62
+    /// Log indexes at or above this are garbage from the network (see ``acceptsTerm(_:)`` and the append checks):
+    /// keeping every index below it means no `index + 1` or `prevIndex + count` can overflow.
+    public static let maxIndex: LogIndex = 1 << 62
+    /// How far beyond the last term in its log a message may take this node's term in one go (see
+    /// ``acceptsTerm(_:)``). Real clusters stay far below it: each term needs an election.
+    public static let termHorizon: Term = 1 << 32
 
     var log: RaftLog
     public private(set) var term: Term
@@ -188,7 +194,7 @@ public struct RaftNode: Sendable {
     public mutating func step(_ m: Message) {
         // A term no real cluster reaches (2^62; a term per nanosecond would take 146 years) is garbage from the
         // network: adopting it would let `term + 1` overflow at the next election.
-        guard m.to == id, m.from != id, m.term < RaftNode.maxTerm else { return }
+        guard m.to == id, m.from != id, acceptsTerm(m.term) else { return }
         if m.term > term {
             switch m.body {
             case .requestVote(_, _, let preVote, let transfer):
@@ -197,7 +203,11 @@ public struct RaftNode: Sendable {
                 if !preVote { becomeFollower(term: m.term, leader: nil) }
             case .voteResponse(true, true):
                 break  // a granted pre-vote echoes the term the candidate would use
-            case .appendEntries, .heartbeat, .installSnapshot, .timeoutNow:
+            case .timeoutNow:
+                // Only the leader of our own term may hand us leadership (below): a TimeoutNow from a newer term
+                // comes from nobody we follow.
+                return
+            case .appendEntries, .heartbeat, .installSnapshot:
                 becomeFollower(term: m.term, leader: m.from)
             default:
                 becomeFollower(term: m.term, leader: nil)
@@ -239,7 +249,9 @@ public struct RaftNode: Sendable {
             guard role == .leader, var pr = progress[m.from] else { return }
             pr.lastAckAt = now
             pr.hasAnswered = true
-            pr.ackedRound = max(pr.ackedRound, round)
+            // A round we have not started yet is forged: acknowledging it would confirm every later round (and
+            // extend the lease) without the follower ever answering them.
+            pr.ackedRound = max(pr.ackedRound, min(round, self.round))
             pr.resumeProbe()
             progress[m.from] = pr
             if pr.match < log.lastIndex {
@@ -249,9 +261,23 @@ public struct RaftNode: Sendable {
             }
             advanceQuorumRound()
         case .timeoutNow:
-            // Thesis §3.10: the transferee starts an election at once, bypassing pre-vote and stickiness.
-            if isVoter && role != .leader { campaign(transfer: true) }
+            // Thesis §3.10: the transferee starts an election at once, bypassing pre-vote and stickiness. The
+            // election bypasses the vote shield the leader's lease relies on, so only the leader we follow in this
+            // term may ask for it (the leader forfeits its lease when it starts a transfer).
+            if isVoter && role == .follower && leader == m.from { campaign(transfer: true) }
         }
+    }
+
+    /// Whether a message of term `t` is plausible enough to act on. A term at or above ``maxTerm`` is garbage
+    /// (adopting it would let `term + 1` overflow at the next election). Beyond that, a message may take this node
+    /// at most to `max(term + 1, lastTerm + termHorizon)`: a real cluster's terms move one election at a time and
+    /// every leader appends an entry of its term, so a live cluster never comes near the horizon, while a forged
+    /// term just below ``maxTerm`` (which would leave every candidate's `term + 1` unacceptable to the others, and
+    /// the cluster leaderless for good) is ignored. `term + 1` is always accepted, so nodes pushed to the horizon
+    /// still elect each other.
+    public func acceptsTerm(_ t: Term) -> Bool {
+        guard t < RaftNode.maxTerm else { return false }
+        return t <= max(term + 1, log.lastTerm + RaftNode.termHorizon)
     }
 
     // MARK: - Client operations
@@ -643,6 +669,10 @@ public struct RaftNode: Sendable {
     private mutating func handleAppend(
         from leaderID: NodeID, prevIndex: LogIndex, prevTerm: Term, entries: [Entry], commit: LogIndex, round: UInt64
     ) {
+        // A hostile but well-formed message must not reach `RaftLog.append`'s contiguity precondition or overflow
+        // index arithmetic: drop anything a correct leader never sends (the transport checks this too).
+        guard Self.isWellFormedAppend(prevIndex: prevIndex, prevTerm: prevTerm, entries: entries, commit: commit, term: term)
+        else { return }
         var prevIndex = prevIndex
         var prevTerm = prevTerm
         var entries = entries[...]
@@ -680,7 +710,32 @@ public struct RaftNode: Sendable {
         send(to: leaderID, .appendResponse(.success(matchIndex: lastNew), round: round))
     }
 
+    /// AppendEntries that a correct leader of `term` could send: indexes below ``maxIndex``, entries contiguous from
+    /// `prevIndex + 1`, entry terms non-decreasing from `prevTerm` and at most the leader's term.
+    public static func isWellFormedAppend(
+        prevIndex: LogIndex, prevTerm: Term, entries: [Entry], commit: LogIndex, term: Term
+    ) -> Bool {
+        // prevIndex < 2^62 keeps `prevIndex + 1 + offset` far from overflow for any array that fits in memory.
+        guard prevIndex < maxIndex, commit < maxIndex, prevTerm <= term else { return false }
+        var lastTerm = prevTerm
+        for (offset, entry) in entries.enumerated() {
+            guard entry.index == prevIndex + 1 + LogIndex(offset), entry.term >= lastTerm, entry.term <= term else {
+                return false
+            }
+            lastTerm = entry.term
+        }
+        return true
+    }
+
+    /// Snapshot metadata a correct leader of `term` could send: a real index below ``maxIndex``, a term no newer
+    /// than the sender's, and a membership with voters that are not also learners.
+    public static func isWellFormedSnapshot(_ meta: SnapshotMetadata, term: Term) -> Bool {
+        meta.index > 0 && meta.index < maxIndex && meta.term > 0 && meta.term <= term
+            && !meta.membership.voters.isEmpty && meta.membership.voters.isDisjoint(with: meta.membership.learners)
+    }
+
     private mutating func handleSnapshot(from leaderID: NodeID, _ meta: SnapshotMetadata) {
+        guard Self.isWellFormedSnapshot(meta, term: term) else { return }
         if meta.index <= log.commit {
             send(to: leaderID, .appendResponse(.success(matchIndex: log.commit), round: 0))
         } else if log.term(at: meta.index) == meta.term {
@@ -758,9 +813,11 @@ public struct RaftNode: Sendable {
         guard var pr = progress[peer] else { return }
         pr.lastAckAt = now
         pr.hasAnswered = true
-        pr.ackedRound = max(pr.ackedRound, ackRound)
+        pr.ackedRound = max(pr.ackedRound, min(ackRound, round))
         switch result {
         case .success(let index):
+            // A follower cannot hold more of our log than we have: a larger index is forged.
+            guard index <= log.lastIndex else { return }
             let moved = pr.acknowledge(index)
             switch pr.state {
             case .probe where index >= pr.match: pr.becomeReplicate()
@@ -781,6 +838,8 @@ public struct RaftNode: Sendable {
             }
             sendAppends(to: peer)
         case .reject(let rejected, let conflictTerm, let conflictIndex):
+            // We never sent an AppendEntries past our last index.
+            guard rejected <= log.lastIndex else { return }
             let guess = nextIndexGuess(rejected: rejected, conflictTerm: conflictTerm, conflictIndex: conflictIndex)
             if pr.reject(rejectedIndex: rejected, nextGuess: guess) {
                 progress[peer] = pr

@@ -28,7 +28,7 @@ struct FuzzTests {
     func http() async throws {
         try await withFuzzedNode { cluster in
             let port = cluster.node(1).clientPort
-            try await Self.fuzz(port: port, seconds: Self.seconds, workers: 4) { random in Self.httpInput(&random) }
+            try await Self.fuzz(ports: [port], seconds: Self.seconds, workers: 4) { random, _ in Self.httpInput(&random) }
         }
     }
 
@@ -36,7 +36,29 @@ struct FuzzTests {
     func peer() async throws {
         try await withFuzzedNode { cluster in
             let port = cluster.node(1).clientPort
-            try await Self.fuzz(port: port, seconds: Self.seconds, workers: 4) { random in Self.peerInput(&random) }
+            try await Self.fuzz(ports: [port], seconds: Self.seconds, workers: 4) { random, _ in Self.peerInput(&random) }
+        }
+    }
+
+    /// Issue #14: every frame kind and every Raft message body, as a stranger and as a spoofed member, against a
+    /// three-node cluster. Afterwards it still has a leader at a sane term and every node serves.
+    @Test("every peer frame and message kind, from strangers and spoofed members, against three nodes")
+    func peerKindsAgainstACluster() async throws {
+        let counts = PeerFuzzCounts()
+        try await withFuzzedNode(nodes: 3) { cluster in
+            let ports = cluster.ids.map { cluster.node($0).clientPort }
+            try await Self.fuzz(ports: ports, seconds: Self.seconds, workers: 3) { random, target in
+                PeerFuzzInputs.input(&random, target: NodeID(target + 1), counts: counts)
+            }
+        }
+        let sent = counts.snapshot
+        print("peer fuzz counts: " + sent.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
+        let raftKinds = ["requestVote", "voteResponse", "appendEntries", "appendResponse", "heartbeat", "heartbeatResponse",
+            "installSnapshot", "timeoutNow"]
+        for sender in ["stranger", "member"] {
+            for kind in raftKinds + ["hello", "snapshotChunk", "forwardRequest", "forwardResponse"] {
+                #expect((sent["\(sender).\(kind)"] ?? 0) > 0, "no \(sender).\(kind) sent")
+            }
         }
     }
 
@@ -54,33 +76,48 @@ struct FuzzTests {
 
     // MARK: The harness
 
-    /// A one-node cluster; checks health, a write and the fd count around `body`.
-    func withFuzzedNode(_ body: (LocalCluster) async throws -> Void) async throws {
-        try await withLocalCluster(nodes: 1) { cluster in
-            try await cluster.waitForLeader()
-            let pid = try #require(cluster.pid(1))
-            _ = try await cluster.client(1).putOK("before", "1")
-            let baseline = Self.openFiles(pid)
+    /// A cluster of `nodes` (one by default); checks health, a write, a leader at a sane term and every node's fd
+    /// count around `body`.
+    func withFuzzedNode(nodes: Int = 1, _ body: (LocalCluster) async throws -> Void) async throws {
+        try await withLocalCluster(nodes: nodes) { cluster in
+            let leader = Int(try await cluster.waitForLeader(requireMajority: true).nodeID)
+            _ = try await cluster.client(leader).putOK("before", "1")
+            var baselines: [Int: (pid: Int32, fds: Int)] = [:]
+            for id in cluster.ids {
+                let pid = try #require(cluster.pid(id))
+                baselines[id] = (pid, Self.openFiles(pid))
+            }
             try await body(cluster)
-            #expect(cluster.isRunning(1), "the node died under fuzzing:\n\(cluster.diagnostics())")
-            let health = try await waitFor("/health 200 after fuzzing", timeout: .seconds(15)) {
-                let response = try await cluster.client(1).health()
-                return response.status == 200 ? response : nil
+            for id in cluster.ids {
+                #expect(cluster.isRunning(id), "node \(id) died under fuzzing:\n\(cluster.diagnostics())")
+                let health = try await waitFor("/health 200 on node \(id) after fuzzing", timeout: .seconds(15)) {
+                    let response = try await cluster.client(id).health()
+                    return response.status == 200 ? response : nil
+                }
+                #expect(health.status == 200)
             }
-            #expect(health.status == 200)
-            try await waitFor("a put after fuzzing", timeout: .seconds(10)) {
-                try await cluster.client(1).putOK("after", "2")
+            let after = try await cluster.waitForLeader(timeout: .seconds(15), requireMajority: true)
+            // Far below 2^62: what a spoofed member can do without TLS is bounded by the core's term horizon.
+            #expect(after.term < RaftNode.termHorizon * 2, "leader \(after.nodeID) at term \(after.term)")
+            for id in cluster.ids {
+                try await waitFor("a put via node \(id) after fuzzing", timeout: .seconds(10)) {
+                    try await cluster.client(id).putOK("after", "\(id)")
+                }
+                #expect(try await cluster.client(id).value(of: "after", consistency: .linearizable) == "\(id)")
             }
-            #expect(try await cluster.client(1).value(of: "after") == "2")
-            // Every fuzz connection is closed: the node must let go of them (a slack of 8 for its own peers/timers).
-            var last = 0
-            let settled = try? await waitFor(
-                "fd count back near \(baseline)", timeout: .seconds(15), interval: .milliseconds(100)
-            ) {
-                last = Self.openFiles(pid)
-                return last <= baseline + 8 ? last : nil
+            // Every fuzz connection is closed: the nodes must let go of them (a slack of 8 for their own peers/timers).
+            for (id, baseline) in baselines.sorted(by: { $0.key < $1.key }) {
+                var last = 0
+                let settled = try? await waitFor(
+                    "fd count of node \(id) back near \(baseline.fds)", timeout: .seconds(15), interval: .milliseconds(100)
+                ) {
+                    last = Self.openFiles(baseline.pid)
+                    return last <= baseline.fds + 8 ? last : nil
+                }
+                #expect(
+                    settled != nil,
+                    "node \(id): fds before the fuzz \(baseline.fds), 15 s after it \(last):\n\(Self.sockets(baseline.pid))")
             }
-            #expect(settled != nil, "fds before the fuzz \(baseline), 15 s after it \(last):\n\(Self.sockets(pid))")
         }
     }
 
@@ -107,8 +144,9 @@ struct FuzzTests {
 
     /// Runs `workers` connections at a time until `seconds` pass, each sending one generated input, sometimes
     /// half-closing, reading for a short while, then closing.
+    /// Worker `i` targets `ports[i % ports.count]`; `input` is told the index of its target.
     static func fuzz(
-        port: Int, seconds: Double, workers: Int, input: @escaping @Sendable (inout SeededRandom) -> [UInt8]
+        ports: [Int], seconds: Double, workers: Int, input: @escaping @Sendable (inout SeededRandom, Int) -> [UInt8]
     ) async throws {
         let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
         let sent = try await withThrowingTaskGroup(of: Int.self) { group in
@@ -116,9 +154,11 @@ struct FuzzTests {
                 group.addTask {
                     try await offloaded {
                         var random = SeededRandom(seed: seed &+ UInt64(worker) &* 7919)
+                        let target = worker % ports.count
+                        let port = ports[target]
                         var count = 0
                         while ContinuousClock.now < deadline {
-                            let bytes = input(&random)
+                            let bytes = input(&random, target)
                             let mode = Int.random(in: 0..<4, using: &random)
                             RawSocket.send(port: port, bytes: bytes, halfClose: mode == 0, readFor: mode == 3 ? 0 : 150)
                             count += 1
@@ -130,7 +170,7 @@ struct FuzzTests {
             return try await group.reduce(0, +)
         }
         #expect(sent > 50, "only \(sent) fuzz inputs sent")
-        print("fuzz: \(sent) inputs in \(seconds) s on port \(port)")
+        print("fuzz: \(sent) inputs in \(seconds) s on ports \(ports)")
     }
 
     // MARK: Inputs

@@ -37,6 +37,7 @@ import Testing
         #expect(raft.snapshot.enable)
         #expect(raft.snapshot.maxLogEntriesBeforeSnapshot == 10_000)
         #expect(raft.snapshot.retainedLogEntries == 1000)
+        #expect(raft.snapshot.maxReceiveBytes == 4 << 30)
     }
 
     @Test func directoriesFollowTheNodeID() throws {
@@ -55,6 +56,11 @@ import Testing
         #expect(try NodeConfig.load(path: nil, environment: [:]) == NodeConfig())
         let overridden = try NodeConfig.load(path: nil, environment: ["RAFT__RAFT__SNAPSHOT__ENABLE": "false"])
         #expect(!overridden.raft.snapshot.enable)
+        let capped = try NodeConfig.load(path: nil, environment: ["RAFT__RAFT__SNAPSHOT__MAX_RECEIVE_BYTES": "1048576"])
+        #expect(capped.raft.snapshot.maxReceiveBytes == 1 << 20)
+        #expect(throws: ConfigError.self) {
+            try NodeConfig.load(path: nil, environment: ["RAFT__RAFT__SNAPSHOT__MAX_RECEIVE_BYTES": "0"])
+        }
     }
 
     @Test func errorDescriptionShapes() {

@@ -139,34 +139,35 @@ struct PeerLinkStateMachineTests {
 
     @Test("connection protocol: hello first, direction rules, identity check")
     func connectionRules() {
+        let open = PeerAdmission(members: [2, 3, 4], leader: nil)
         var acceptor = PeerConnectionStateMachine(role: .acceptor)
         let heartbeat = Message(from: 2, to: 1, term: 1, body: .heartbeat(commit: 0, round: 0))
-        #expect(acceptor.received(.hello(PeerHello(nodeID: 2))) == .replyHello(remote: 2))
-        #expect(acceptor.received(.raft(heartbeat, snapshotData: nil)) == .deliver(heartbeat, snapshotData: nil))
+        #expect(acceptor.received(.hello(PeerHello(nodeID: 2)), admission: open) == .replyHello(remote: 2))
+        #expect(acceptor.received(.raft(heartbeat, snapshotData: nil), admission: open) == .deliver(heartbeat, snapshotData: nil))
         let request = ForwardedRequest(method: "GET", uri: "/cluster")
-        #expect(acceptor.received(.forwardRequest(id: 1, request)) == .serveForward(id: 1, request))
-        guard case .close = acceptor.received(.forwardResponse(id: 1, ForwardedResponse(status: 200))) else {
+        #expect(acceptor.received(.forwardRequest(id: 1, request), admission: open) == .serveForward(id: 1, request))
+        guard case .close = acceptor.received(.forwardResponse(id: 1, ForwardedResponse(status: 200)), admission: open) else {
             Issue.record("a response on an accepted connection must close it")
             return
         }
-        #expect(acceptor.received(.raft(heartbeat, snapshotData: nil)) == .none)
+        #expect(acceptor.received(.raft(heartbeat, snapshotData: nil), admission: open) == .none)
 
         var early = PeerConnectionStateMachine(role: .acceptor)
-        guard case .close = early.received(.raft(heartbeat, snapshotData: nil)) else {
+        guard case .close = early.received(.raft(heartbeat, snapshotData: nil), admission: open) else {
             Issue.record("raft before hello must close")
             return
         }
         var oldVersion = PeerConnectionStateMachine(role: .acceptor)
-        #expect(oldVersion.received(.hello(PeerHello(nodeID: 2, version: 99))) == .close(.unsupportedVersion(99)))
+        #expect(oldVersion.received(.hello(PeerHello(nodeID: 2, version: 99)), admission: open) == .close(.unsupportedVersion(99)))
 
         var dialer = PeerConnectionStateMachine(role: .dialer(expected: 3))
-        guard case .close = dialer.received(.hello(PeerHello(nodeID: 4))) else {
+        guard case .close = dialer.received(.hello(PeerHello(nodeID: 4)), admission: open) else {
             Issue.record("the wrong node answering must close")
             return
         }
         var good = PeerConnectionStateMachine(role: .dialer(expected: 3))
-        #expect(good.received(.hello(PeerHello(nodeID: 3))) == .helloConfirmed)
+        #expect(good.received(.hello(PeerHello(nodeID: 3)), admission: open) == .helloConfirmed)
         let response = ForwardedResponse(status: 204)
-        #expect(good.received(.forwardResponse(id: 5, response)) == .completeForward(id: 5, response))
+        #expect(good.received(.forwardResponse(id: 5, response), admission: open) == .completeForward(id: 5, response))
     }
 }

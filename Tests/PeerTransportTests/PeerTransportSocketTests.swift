@@ -38,6 +38,8 @@ struct PeerTransportSocketTests {
         let transport = PeerTransport(
             selfID: id, group: group, peers: [:], handler: handler, configuration: configuration
         )
+        // As a node would publish it: nodes 1-3 are the members (peers are added later, one side at a time).
+        transport.admit(members: [1, 2, 3], leader: nil)
         let server = try await startSharedPortServer(group: group, transport: transport, port: port)
         return Node(id: id, transport: transport, handler: handler, server: server, port: try server.boundPort)
     }
@@ -99,14 +101,57 @@ struct PeerTransportSocketTests {
         }
     }
 
-    @Test("a large snapshot travels in chunks with heartbeats in between, and arrives whole")
-    func chunkedSnapshot() async throws {
+    /// Node 1 sending snapshots in chunks of 64 KiB to node 2, which follows it.
+    private func withChunkingPair(_ body: (EventLoopGroup, Node, Node) async throws -> Void) async throws {
         var configuration = Self.fast
         configuration.snapshotChunkBytes = 64 * 1024
         let chunked = configuration
         try await withGroup { group in
             let a = try await makeNode(1, group: group, configuration: chunked)
             let b = try await makeNode(2, group: group, configuration: chunked)
+            b.transport.admit(members: [1], leader: 1)  // chunks are taken from the leader only
+            try await body(group, a, b)
+            try await stop(a, b)
+        }
+    }
+
+    @Test("a chunked snapshot cut off by a broken connection resumes where the receiver stopped (issue #14)")
+    func chunkedSnapshotResumes() async throws {
+        try await withChunkingPair { group, a, b in
+            let image = (0..<(4 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 >> 10) }
+            let proxy = try await CuttingProxy.start(group: group, target: b.port, cutFirstAfter: 3 << 20)
+            a.transport.updatePeers([2: ("127.0.0.1", try proxy.server.boundPort)])
+            let meta = SnapshotMetadata(index: 50, term: 3, membership: Membership(voters: [1, 2]))
+            let snapshot = Message(from: 1, to: 2, term: 3, body: .installSnapshot(meta))
+            a.transport.send(snapshot, snapshotData: image)
+            // The first connection carried 3 MiB: 47 whole chunks of 64 KiB plus a part of the 48th. Once they are
+            // staged, the second connection may start.
+            try await waitUntil("the receiver staged what the first connection carried", timeout: .seconds(20)) {
+                b.transport.staging.heldBytes(from: 1) == 47 * 65536
+            }
+            proxy.release()
+
+            try await waitUntil("the snapshot arrived through the second connection", timeout: .seconds(20)) {
+                try await b.handler.snapshot().messages.count == 1
+            }
+            let log = try await b.handler.snapshot()
+            #expect(log.messages == [snapshot])
+            let intact = log.snapshotData.first == .some(image)
+            #expect(intact, "the image arrived damaged or not at all")
+            #expect(b.transport.staging.resumes == 1, "proxy \(proxy.bytesPerConnection), refusals \(b.transport.refusals())")
+            let perConnection = proxy.bytesPerConnection
+            #expect(perConnection.count == 2 && perConnection[0] == 3 << 20)
+            // Without the resume the second connection would carry the whole 4 MiB again.
+            // Without the resume the second connection would carry the whole 4 MiB again; with it, the first chunk
+            // (answered with the offset held) and the 17 chunks the receiver lacked.
+            #expect(perConnection.count == 2 && perConnection[1] < 18 * 65536 + 4096, "bytes per connection: \(perConnection)")
+            try await proxy.server.close()
+        }
+    }
+
+    @Test("a large snapshot travels in chunks with heartbeats in between, and arrives whole")
+    func chunkedSnapshot() async throws {
+        try await withChunkingPair { _, a, b in
             a.transport.updatePeers([2: b.address])
             b.transport.updatePeers([1: a.address])
             let meta = SnapshotMetadata(index: 50, term: 3, membership: Membership(voters: [1, 2]))
@@ -124,7 +169,6 @@ struct PeerTransportSocketTests {
             #expect(position > 0, "every heartbeat waited behind the whole snapshot")
             #expect(log.snapshotData[position] == .some(data))
             #expect(log.messages.filter { $0 != snapshot } == (0..<20).map { heartbeat(from: 1, to: 2, round: $0) })
-            try await stop(a, b)
         }
     }
 

@@ -54,7 +54,7 @@ struct PeerWireTests {
         }
     }
 
-    @Test("snapshot chunks round-trip; the assembler takes them in order only and checks each")
+    @Test("snapshot chunks round-trip; the receiver takes them in order only and checks each")
     func snapshotChunks() throws {
         let meta = SnapshotMetadata(index: 9, term: 2, membership: Membership(voters: [1, 2], addresses: [2: "h:2"]))
         let message = Message(from: 1, to: 2, term: 2, body: .installSnapshot(meta))
@@ -63,29 +63,30 @@ struct PeerWireTests {
         #expect(chunks.map(\.data.count) == [3000, 3000, 3000, 1000])
         #expect(chunks.map { $0.message != nil } == [false, false, false, true])
         for chunk in chunks { try expectRoundTrip(.snapshotChunk(chunk)) }
+        try expectRoundTrip(.snapshotAck(transfer: 5, offset: 9000))
 
-        var assembler = SnapshotAssembler(maxTotal: 1 << 20)
-        for chunk in chunks.dropLast() { #expect(assembler.accept(chunk) == .incomplete) }
-        #expect(assembler.accept(chunks[3]) == .complete(message, image))
+        let assembler = SnapshotStaging(directory: temporaryStagingDirectory(), maxTotal: 1 << 20)
+        for chunk in chunks.dropLast() { #expect(isStaged(assembler.accept(chunk, from: 1))) }
+        #expect(assembler.accept(chunks[3], from: 1) == .complete(message, image))
 
         // A gap drops the transfer; so does a damaged chunk; offset 0 starts over and succeeds.
-        #expect(assembler.accept(chunks[0]) == .incomplete)
-        if case .rejected = assembler.accept(chunks[2]) {} else { Issue.record("a gap was accepted") }
-        if case .rejected = assembler.accept(chunks[1]) {} else { Issue.record("a chunk after a dropped transfer was accepted") }
-        #expect(assembler.accept(chunks[0]) == .incomplete)
+        #expect(isStaged(assembler.accept(chunks[0], from: 1)))
+        if case .rejected = assembler.accept(chunks[2], from: 1) {} else { Issue.record("a gap was accepted") }
+        if case .rejected = assembler.accept(chunks[1], from: 1) {} else { Issue.record("a chunk after a dropped transfer was accepted") }
+        #expect(isStaged(assembler.accept(chunks[0], from: 1)))
         var damaged = chunks[1]
         damaged.data[17] ^= 1
-        if case .rejected = assembler.accept(damaged) {} else { Issue.record("a damaged chunk was accepted") }
-        for chunk in chunks.dropLast() { #expect(assembler.accept(chunk) == .incomplete) }
-        #expect(assembler.accept(chunks[3]) == .complete(message, image))
+        if case .rejected = assembler.accept(damaged, from: 1) {} else { Issue.record("a damaged chunk was accepted") }
+        for chunk in chunks.dropLast() { #expect(isStaged(assembler.accept(chunk, from: 1))) }
+        #expect(assembler.accept(chunks[3], from: 1) == .complete(message, image))
 
         // Too large for the receiver, and a transfer interrupted by another.
-        var small = SnapshotAssembler(maxTotal: 5000)
-        if case .rejected = small.accept(chunks[0]) {} else { Issue.record("an oversized transfer was accepted") }
+        let small = SnapshotStaging(directory: temporaryStagingDirectory(), maxTotal: 5000)
+        if case .rejected = small.accept(chunks[0], from: 1) {} else { Issue.record("an oversized transfer was accepted") }
         let other = SnapshotChunk.split(image, message: message, transfer: 6, size: 3000)
-        #expect(assembler.accept(chunks[0]) == .incomplete)
-        #expect(assembler.accept(other[0]) == .incomplete)
-        if case .rejected = assembler.accept(chunks[1]) {} else { Issue.record("the replaced transfer continued") }
+        #expect(isStaged(assembler.accept(chunks[0], from: 1)))
+        #expect(isStaged(assembler.accept(other[0], from: 1)))
+        if case .rejected = assembler.accept(chunks[1], from: 1) {} else { Issue.record("the replaced transfer continued") }
     }
 
     @Test("a heartbeat encodes to the documented bytes")

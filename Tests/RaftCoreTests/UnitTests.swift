@@ -168,14 +168,7 @@ import Testing
 
     @Test func readIndexWaitsForTheNoopThenAQuorumRound() throws {
         var n = try node(1, voters: [1, 2, 3])
-        n.tick(now: 1000)
-        n.campaign()
-        _ = n.ready()
-        for peer: NodeID in [2, 3] {
-            n.step(Message(from: peer, to: 1, term: 1, body: .voteResponse(granted: true, preVote: true)))
-        }
-        _ = n.ready()
-        n.step(Message(from: 2, to: 1, term: 1, body: .voteResponse(granted: true, preVote: false)))
+        n.winFirstElection()
         #expect(n.role == .leader)
         n.advance(n.ready())
         let queued = n.readIndex(id: 77)
