@@ -154,7 +154,9 @@ let package = Package(
         .testTarget(name: "NodeConfigTests", dependencies: ["NodeConfig", "ClusterAPI"]),
         // Process-level tests: run the built `dnode` binaries (never linked in) as a local cluster.
         // Shared by the process-level suites: LocalCluster (real dnode processes on free ports), HTTP client, waits.
-        .target(name: "ClusterTestSupport", dependencies: ["ClusterAPI", "Chaos"], path: "Tests/ClusterTestSupport"),
+        .target(
+            name: "ClusterTestSupport", dependencies: ["ClusterAPI", "Chaos", "ClusterClient", "NodeSecurity"],
+            path: "Tests/ClusterTestSupport"),
         .testTarget(
             name: "ClusterTests",
             dependencies: [

@@ -31,6 +31,10 @@ public struct HTTPResponse: Sendable {
     public var leaderIDHeader: UInt64? { headers["x-leader-id"].flatMap { UInt64($0) } }
 }
 
+/// ``HTTPResponse`` under a name no other module uses (test support has an `HTTPResponse` of its own, and the
+/// module name `ClusterClient` is shadowed by the type of that name, so `ClusterClient.HTTPResponse` cannot be written).
+public typealias ClientHTTPResponse = HTTPResponse
+
 /// Why an exchange produced no response. `requestSent` says whether the server may have acted on the request:
 /// only a failure before sending proves that a write was not proposed.
 public struct TransportError: Error, Sendable, Hashable, CustomStringConvertible {

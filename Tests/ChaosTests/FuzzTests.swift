@@ -108,9 +108,11 @@ struct FuzzTests {
             // Every fuzz connection is closed: the nodes must let go of them (a slack of 8 for their own peers/timers).
             for (id, baseline) in baselines.sorted(by: { $0.key < $1.key }) {
                 var last = 0
+                // The closure's type is spelled out: with an inferred `Int?` result the wait would take `.some(nil)`
+                // for an answer and return at once.
                 let settled = try? await waitFor(
                     "fd count of node \(id) back near \(baseline.fds)", timeout: .seconds(15), interval: .milliseconds(100)
-                ) {
+                ) { () -> Int? in
                     last = Self.openFiles(baseline.pid)
                     return last <= baseline.fds + 8 ? last : nil
                 }

@@ -11,11 +11,20 @@ enum PeerFuzzInputs {
     static let members: [NodeID] = [1, 2, 3]
 
     /// One connection's bytes to node `target`.
-    static func input(_ random: inout SeededRandom, target: NodeID, counts: PeerFuzzCounts) -> [UInt8] {
+    ///
+    /// With `authenticatedAs`, the link is a TLS one presenting that member's certificate: the hello names it (the
+    /// frames then pass authentication and meet admission and validation), counted as `authenticated.KIND`.
+    static func input(
+        _ random: inout SeededRandom, target: NodeID, counts: PeerFuzzCounts, authenticatedAs member: NodeID? = nil
+    ) -> [UInt8] {
         let spoofed = Bool.random(using: &random)
         let others = members.filter { $0 != target }
-        let hello: NodeID = spoofed ? others.randomElement(using: &random) ?? 1 : UInt64.random(in: 4...200, using: &random)
-        let sender = spoofed ? "member" : "stranger"
+        var hello: NodeID = spoofed ? others.randomElement(using: &random) ?? 1 : UInt64.random(in: 4...200, using: &random)
+        var sender = spoofed ? "member" : "stranger"
+        if let member {
+            hello = member
+            sender = "authenticated"
+        }
         var frames: [PeerFrame] = [.hello(PeerHello(nodeID: hello))]
         var kinds = ["\(sender).hello"]
         for _ in 0..<Int.random(in: 1...4, using: &random) {

@@ -38,7 +38,9 @@ func waitFor<T>(
     while true {
         attempts += 1
         do {
-            if let value = try await condition() { return value }
+            // A condition whose result type was inferred as an optional (`T` = `X?`) answers "not yet" with
+            // `.some(nil)`: that is not an answer either.
+            if let value = try await condition(), !isNilOptional(value) { return value }
             lastError = nil
         } catch is CancellationError {
             throw CancellationError()
@@ -91,4 +93,17 @@ extension Duration {
     var milliseconds: Double {
         Double(components.seconds) * 1000 + Double(components.attoseconds) / 1e15
     }
+}
+
+/// `true` for a value that is an `Optional` holding nothing (see `waitFor`).
+private func isNilOptional<T>(_ value: T) -> Bool {
+    (value as? any OptionalMarker)?.isNone ?? false
+}
+
+private protocol OptionalMarker {
+    var isNone: Bool { get }
+}
+
+extension Optional: OptionalMarker {
+    var isNone: Bool { self == nil }
 }
