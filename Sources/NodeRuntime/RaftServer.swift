@@ -209,8 +209,18 @@ public final class RaftServer: @unchecked Sendable {
 
     private func scheduleFlush() {
         let writer = self.writer
-        io.runIfActive(eventLoop: loop) { _ = try writer.flushIfDue(now: RaftServer.monotonicMillis()) }
-            .whenFailure { self.fatal($0) }
+        io.runIfActive(eventLoop: loop) { () -> (index: LogIndex, term: Term)? in
+            try writer.flushIfDue(now: RaftServer.monotonicMillis()) == nil ? nil : writer.syncedPoint
+        }.whenComplete { result in
+            switch result {
+            case .failure(let error): self.fatal(error)
+            case .success(let point):
+                // A MemFirst leader counts its own entries toward commit once they are fsynced.
+                guard let point, !self.stopped else { return }
+                self.core.markSynced(through: point.index, term: point.term)
+                self.scheduleReady()
+            }
+        }
     }
 
     // MARK: - Peer input
@@ -658,7 +668,7 @@ public final class RaftServer: @unchecked Sendable {
         let snapshots = self.snapshots
         let lock = snapshotLock
         let started = RaftServer.monotonicMillis()
-        io.runIfActive(eventLoop: loop) { () -> KVStateMachine? in
+        io.runIfActive(eventLoop: loop) { () -> (KVStateMachine?, LogIndex) in
             // A received snapshot is decoded here, off the Raft loop (a large image takes a while), before it is
             // recorded: an image that does not decode never reaches the WAL.
             var restored: KVStateMachine?
@@ -670,13 +680,18 @@ public final class RaftServer: @unchecked Sendable {
                 }
                 try lock.withLock { _ = try snapshots.save(metadata: snap, data: data) }
             }
-            try writer.persist(entries: rd.entries, hardState: rd.hardState, snapshot: rd.snapshot)
-            return restored
+            let acknowledges = rd.messages.contains {
+                if case .appendResponse(.success, _) = $0.body { return true }
+                return false
+            }
+            let durability = try writer.persist(
+                entries: rd.entries, hardState: rd.hardState, snapshot: rd.snapshot, acknowledges: acknowledges)
+            return (restored, durability.synced)
         }.whenComplete { result in
             switch result {
             case .failure(let error):
                 self.fatal(error)
-            case .success(let restored):
+            case .success(let (restored, synced)):
                 self.persisting = false
                 self.metrics.persistBatches += 1
                 self.metrics.persistedEntries += UInt64(rd.entries.count)
@@ -684,16 +699,17 @@ public final class RaftServer: @unchecked Sendable {
                 if let snap = rd.snapshot, let data = snapshotData, let restored {
                     self.installSnapshot(snap, data: data, restored: restored)
                 }
-                self.afterPersist(rd, applied: appliedEarly)
+                self.afterPersist(rd, applied: appliedEarly, syncedThrough: synced)
             }
         }
     }
 
-    private func afterPersist(_ rd: Ready, applied: Bool = false) {
+    /// `syncedThrough`: how far the WAL is fsynced after this Ready (`nil` when the Ready wrote nothing that counts).
+    private func afterPersist(_ rd: Ready, applied: Bool = false, syncedThrough: LogIndex? = nil) {
         // 2. send
         if let transport { for message in rd.messages { send(message, via: transport) } }
         // 4. advance (before applying: the commit index may move with it)
-        core.advance(rd)
+        core.advance(rd, syncedThrough: syncedThrough ?? core.syncedIndex)
         // 3. apply and serve
         if !applied { applyAndServe(rd) }
         maybeSnapshot()
@@ -777,19 +793,25 @@ public final class RaftServer: @unchecked Sendable {
             try lock.withLock { _ = try snapshots.save(metadata: meta, data: data) }
             return data
         }.flatMap { data in
-            io.runIfActive(eventLoop: loop) { () -> [UInt8]? in
+            io.runIfActive(eventLoop: loop) { () -> (data: [UInt8], synced: (index: LogIndex, term: Term)?)? in
                 // A newer snapshot from the leader may have been installed while this one was being written.
                 if let current = writer.wal.snapshot, current.index >= meta.index { return nil }
                 try writer.persist(entries: [], snapshot: meta)
                 try writer.compact(before: meta.index + 1 > retained ? meta.index + 1 - retained : 1)
-                return data
+                return (data, writer.syncedPoint)
             }
         }.whenComplete { result in
             self.snapshotInProgress = false
             switch result {
             case .success(nil):
                 self.log.info("snapshot at \(meta.index) superseded by an installed snapshot")
-            case .success(let data?):
+            case .success(let (data, synced)?):
+                // Recording the snapshot fsynced the whole WAL: a MemFirst leader may now count its own entries (its
+                // flush timer has nothing left to flush, so nobody else would tell the core).
+                if let synced {
+                    self.core.markSynced(through: synced.index, term: synced.term)
+                    self.scheduleReady()
+                }
                 guard meta.index > self.lastSnapshotIndex else { return }
                 self.latestSnapshot = (meta, data)
                 self.lastSnapshotIndex = meta.index
