@@ -39,7 +39,8 @@ public enum ExitStatus: Int32, Sendable, CaseIterable, CustomStringConvertible {
         case .keyNotFound, .notFound: self = .notFound
         case .overloaded, .noLeader, .unavailable: self = .unavailable
         case .timeout: self = .timeout
-        case .invalidRequest, .notCaughtUp, .membershipChangeInProgress, .conflict, .tooLarge: self = .failed
+        case .invalidRequest, .notCaughtUp, .membershipChangeInProgress, .conflict, .tooLarge, .idempotencyKeyReused:
+            self = .failed
         }
     }
 }

@@ -15,9 +15,10 @@ public struct TunnelledRequestProcessor: Sendable {
     }
 
     /// Returns the status, headers and body to relay.
-    public func process(method: String, uri: String, body: [UInt8], on eventLoop: any EventLoop)
-        -> EventLoopFuture<(Int, [(String, String)], [UInt8])>
-    {
+    /// `headers`: the tunnelled request's headers (the follower forwards `Idempotency-Key`).
+    public func process(
+        method: String, uri: String, headers: [(String, String)] = [], body: [UInt8], on eventLoop: any EventLoop
+    ) -> EventLoopFuture<(Int, [(String, String)], [UInt8])> {
         var buffer = ByteBuffer()
         buffer.writeBytes(body)
         let command: ClientCommand
@@ -25,7 +26,15 @@ public struct TunnelledRequestProcessor: Sendable {
         case .success(let decoded): command = decoded
         case .failure(let rejection): return eventLoop.makeSucceededFuture(errorResponse(rejection.error))
         }
-        let context = ClientRequestContext(eventLoop: eventLoop, deadline: NIODeadline.now() + limits.requestTimeout)
+        var idempotencyKey: String?
+        if command.isKeyValueWrite {
+            switch ClientRequestContext.idempotencyKey(in: headers) {
+            case .success(let key): idempotencyKey = key
+            case .failure(let error): return eventLoop.makeSucceededFuture(errorResponse(error))
+            }
+        }
+        let context = ClientRequestContext(
+            eventLoop: eventLoop, deadline: NIODeadline.now() + limits.requestTimeout, idempotencyKey: idempotencyKey)
         let backend = self.backend
         switch command {
         case .put(let r): return respond(backend.put(r, context: context), ClientResponseEncoder.writePut)

@@ -85,7 +85,9 @@ public final class NodeBackend: ClientAPIBackend, @unchecked Sendable {
         var body = request.body
         let bytes = body.readBytes(length: body.readableBytes) ?? []
         let tunnelled = PeerForwardedRequest(
-            method: request.method.rawValue, uri: request.uri, headers: [], body: bytes)
+            method: request.method.rawValue, uri: request.uri,
+            headers: context.idempotencyKey.map { [(ClientRequestContext.idempotencyKeyHeader, $0)] } ?? [],
+            body: bytes)
         let isWrite = request.command.isWrite
         let future = transport.forward(tunnelled, to: leader, timeout: requestTimeout)
             .hop(to: context.eventLoop)
@@ -115,11 +117,30 @@ public final class NodeBackend: ClientAPIBackend, @unchecked Sendable {
 
     // MARK: - Writes
 
-    private func propose(_ command: KVCommand, context: ClientRequestContext) -> EventLoopFuture<(LogIndex, KVResult)> {
-        let op = KVOperation(timestampMs: NodeBackend.wallClockMillis(), command: command)
+    /// Proposes `command`, tagged with the request's `Idempotency-Key` and a fingerprint of `request` (its route and
+    /// fields as the client sent them). A replayed outcome answers with the first index and result; a key first
+    /// used with another request fails with `422 idempotency_key_reused`.
+    private func propose(_ command: KVCommand, request: [Bytes], context: ClientRequestContext)
+        -> EventLoopFuture<(LogIndex, KVResult)>
+    {
+        let tag = context.idempotencyKey.map {
+            IdempotencyTag(key: Array($0.utf8), fingerprint: IdempotencyTag.fingerprint(request))
+        }
+        let op = KVOperation(timestampMs: NodeBackend.wallClockMillis(), command: command, idempotency: tag)
         let remaining = context.deadline.uptimeNanoseconds > NIODeadline.now().uptimeNanoseconds
             ? Int64((context.deadline.uptimeNanoseconds - NIODeadline.now().uptimeNanoseconds) / 1_000_000) : 1
         return raft.write(op, timeoutMs: max(1, remaining - 50)).hop(to: context.eventLoop)
+            .flatMapThrowing { index, result in
+                switch result {
+                case .replayed(let first, let outcome): return (first, outcome)
+                case .idempotencyKeyReused(let first):
+                    throw APIError(
+                        code: .idempotencyKeyReused,
+                        message: "Idempotency-Key '\(context.idempotencyKey ?? "")' was first used at index \(first) "
+                            + "with a different request")
+                default: return (index, result)
+                }
+            }
     }
 
     public func put(_ request: PutRequest, context: ClientRequestContext) -> EventLoopFuture<PutResponse> {
@@ -132,13 +153,17 @@ public final class NodeBackend: ClientAPIBackend, @unchecked Sendable {
             expiry = NodeBackend.wallClockMillis() + ttl * 1000
         }
         let key = request.key
-        return propose(.put(key: Array(key.utf8), value: Array(request.value.utf8), expiresAtMs: expiry), context: context)
-            .map { index, _ in PutResponse(key: key, index: index) }
+        let fields = [Array("put".utf8), Array(key.utf8), Array(request.value.utf8), Array("\(request.ttlSecs ?? 0)".utf8)]
+        return propose(
+            .put(key: Array(key.utf8), value: Array(request.value.utf8), expiresAtMs: expiry), request: fields,
+            context: context
+        ).map { index, _ in PutResponse(key: key, index: index) }
     }
 
     public func delete(_ request: DeleteRequest, context: ClientRequestContext) -> EventLoopFuture<DeleteResponse> {
         let key = request.key
-        return propose(.delete(key: Array(key.utf8)), context: context).map { index, result in
+        let fields = [Array("delete".utf8), Array(key.utf8)]
+        return propose(.delete(key: Array(key.utf8)), request: fields, context: context).map { index, result in
             if case .deleted(let existed) = result { return DeleteResponse(key: key, index: index, deleted: existed) }
             return DeleteResponse(key: key, index: index, deleted: false)
         }
@@ -148,7 +173,11 @@ public final class NodeBackend: ClientAPIBackend, @unchecked Sendable {
         let command = KVCommand.cas(
             key: Array(request.key.utf8), expected: request.expected.map { Array($0.utf8) },
             value: Array(request.value.utf8))
-        return propose(command, context: context).map { index, result in
+        let fields: [Bytes] = [
+            Array("cas".utf8), Array(request.key.utf8), request.expected.map { [UInt8(1)] + Array($0.utf8) } ?? [UInt8(0)],
+            Array(request.value.utf8),
+        ]
+        return propose(command, request: fields, context: context).map { index, result in
             if case .cas(let succeeded) = result { return CasResponse(succeeded: succeeded, index: index) }
             return CasResponse(succeeded: false, index: index)
         }

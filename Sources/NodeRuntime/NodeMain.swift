@@ -26,7 +26,8 @@ final class TransportAdapter: PeerTransportHandler, @unchecked Sendable {
     func handleForwarded(_ request: PeerForwardedRequest, on eventLoop: EventLoop)
         -> EventLoopFuture<PeerForwardedResponse>
     {
-        tunnelled.process(method: request.method, uri: request.uri, body: request.body, on: eventLoop)
+        tunnelled.process(
+            method: request.method, uri: request.uri, headers: request.headers, body: request.body, on: eventLoop)
             .map { status, headers, body in
                 PeerForwardedResponse(status: status, headers: headers, body: body)
             }

@@ -616,7 +616,7 @@ public struct Simulation {
         try! node.storage.append(rd.entries)
         if let hard = rd.hardState { try! node.storage.setHardState(hard) }
         nodes[id] = node
-        let synced = syncAfterPersist(id, rd, termOrVoteChanged: rd.hardState.map {
+        let syncedThrough = syncAfterPersist(id, rd, termOrVoteChanged: rd.hardState.map {
             $0.term != before.term || $0.vote != before.vote
         } ?? false)
         // 2. send
@@ -640,17 +640,18 @@ public struct Simulation {
         for dropped in rd.droppedReads { nodes[id]!.unconfirmedReads[dropped.id] = nil }
         serveReads(id)
         // 4. advance
-        nodes[id]!.core.advance(rd, syncedThrough: synced ? nil : nodes[id]!.durable.lastIndex)
+        nodes[id]!.core.advance(rd, syncedThrough: syncedThrough)
         maybeSnapshot(id)
     }
 
     /// Step 1's fsync, as `LogWriter` decides it: always under DiskFirst; under MemFirst when the term or vote changed,
     /// a snapshot was recorded, the batch acknowledges entries to a leader (a follower fsyncs before it answers), or
-    /// the flush policy's threshold is reached. Returns whether the node *believes* the batch is fsynced (a planted
-    /// bug may make the fsync do nothing).
-    private mutating func syncAfterPersist(_ id: NodeID, _ rd: Ready, termOrVoteChanged: Bool) -> Bool {
+    /// the flush policy's threshold is reached. Returns how far the node *believes* its log is fsynced, for
+    /// `advance(_:syncedThrough:)` (`nil`: all of it; a planted bug may make the fsync do nothing).
+    private mutating func syncAfterPersist(_ id: NodeID, _ rd: Ready, termOrVoteChanged: Bool) -> LogIndex? {
         let node = nodes[id]!
-        guard rd.needsPersistence else { return true }
+        // Nothing written: nothing newly synced either (a Ready of messages must not vouch for earlier writes).
+        guard rd.needsPersistence else { return node.core.syncedIndex }
         var sync: Bool
         switch options.strategy {
         case .diskFirst:
@@ -667,16 +668,17 @@ public struct Simulation {
             if oldMemFirst && !sync {
                 node.unsyncedEntries += rd.entries.count
                 if node.unsyncedSince == nil { node.unsyncedSince = now }
-                return true
+                return nil
             }
         }
         if sync {
             flush(id)
-            return true
+            return nil
         }
         node.unsyncedEntries += rd.entries.count
         if node.unsyncedSince == nil { node.unsyncedSince = now }
-        return false
+        // A leader's log only grows within its term, and the term change was fsynced: the durable log is a prefix.
+        return node.durable.lastIndex
     }
 
     private mutating func serveReads(_ id: NodeID) {
