@@ -63,7 +63,8 @@ public struct TransportError: Error, Sendable, Hashable, CustomStringConvertible
 
 /// Sends one request and waits for the response, on a dedicated thread, within `timeout`.
 public func httpExchange(
-    method: String, endpoint: Endpoint, path: String, body: Data? = nil, timeout: Duration
+    method: String, endpoint: Endpoint, path: String, body: Data? = nil, headers: [(String, String)] = [],
+    timeout: Duration
 ) async throws(TransportError) -> HTTPResponse {
     let result: Result<HTTPResponse, TransportError> = await withCheckedContinuation { continuation in
         let thread = Thread {
@@ -71,8 +72,8 @@ public func httpExchange(
             continuation.resume(
                 returning: Result { () throws(TransportError) -> HTTPResponse in
                     try blockingExchange(
-                        method: method, endpoint: endpoint, path: path, body: body, deadline: deadline,
-                        timeout: timeout)
+                        method: method, endpoint: endpoint, path: path, body: body, headers: headers,
+                        deadline: deadline, timeout: timeout)
                 })
         }
         thread.stackSize = 512 * 1024
@@ -83,13 +84,14 @@ public func httpExchange(
 
 /// The blocking exchange `httpExchange` runs on its thread.
 func blockingExchange(
-    method: String, endpoint: Endpoint, path: String, body: Data?, deadline: ContinuousClock.Instant,
-    timeout: Duration
+    method: String, endpoint: Endpoint, path: String, body: Data?, headers: [(String, String)] = [],
+    deadline: ContinuousClock.Instant, timeout: Duration
 ) throws(TransportError) -> HTTPResponse {
     let fd = try connectSocket(endpoint, deadline: deadline, timeout: timeout)
     defer { close(fd) }
     var request = "\(method) \(path) HTTP/1.1\r\nHost: \(endpoint)\r\nConnection: close\r\n"
     request += "User-Agent: dctl\r\nAccept: application/json\r\n"
+    for (name, value) in headers { request += "\(name): \(value)\r\n" }
     if let body {
         request += "Content-Type: application/json\r\nContent-Length: \(body.count)\r\n"
     }
