@@ -148,6 +148,8 @@ public enum KVResult: Sendable, Equatable, CustomStringConvertible {
     indirect case replayed(index: UInt64, result: KVResult)
     /// The `Idempotency-Key` was first used, at `firstIndex`, with a different request: nothing was applied.
     case idempotencyKeyReused(firstIndex: UInt64)
+    /// A put whose expiry had already passed by the log's clock when it applied: nothing was applied (`400`).
+    case expiredOnArrival
 
     public var description: String {
         switch self {
@@ -159,6 +161,7 @@ public enum KVResult: Sendable, Equatable, CustomStringConvertible {
         case .outOfOrder(let e, let g): return "out-of-order(expected=\(e), got=\(g))"
         case .replayed(let index, let result): return "replayed(\(result) at \(index))"
         case .idempotencyKeyReused(let first): return "idempotency-key-reused(first=\(first))"
+        case .expiredOnArrival: return "expired-on-arrival"
         }
     }
 
@@ -182,6 +185,8 @@ public enum KVResult: Sendable, Equatable, CustomStringConvertible {
         case .idempotencyKeyReused(let first):
             w.u8(10)
             w.u64(first)
+        case .expiredOnArrival:
+            w.u8(11)
         }
     }
 
@@ -201,6 +206,7 @@ public enum KVResult: Sendable, Equatable, CustomStringConvertible {
             if case .replayed = inner { throw KVDecodeError("nested replayed result") }
             return .replayed(index: index, result: inner)
         case 10: return .idempotencyKeyReused(firstIndex: try r.u64("first index"))
+        case 11: return .expiredOnArrival
         case let tag: throw KVDecodeError("unknown result tag \(tag)")
         }
     }

@@ -3,9 +3,9 @@ import RaftCore
 /// The deterministic key-value state machine: committed entries in, results out.
 ///
 /// **Determinism.** Apply depends only on the entries: no wall clock, no randomness, no hash-order iteration. The
-/// state machine's clock is the largest proposal timestamp applied so far (`clockMs`); a key whose expiry is
-/// `<= clockMs` is gone, and is purged at apply time in (expiry, key) order. Reads may pass a wall-clock `nowMs` to
-/// also hide keys that have expired by wall time but not yet by the log's clock.
+/// state machine's clock is the largest proposal stamp (log time, `LogClock`) applied so far (`clockMs`); a key
+/// whose expiry is `<= clockMs` is gone, and is purged at apply time in (expiry, key) order. Reads pass the serving
+/// node's log time now as `nowMs` to also hide keys that have expired by log time since the last entry.
 ///
 /// **Exactly once.** Entries with a session (`clientID != 0`) are deduplicated (Raft thesis §6.3): a sequence
 /// number `<=` the session's last one returns the cached result of the last one without applying anything again.
@@ -129,6 +129,8 @@ public struct KVStateMachine: Sendable {
     private mutating func execute(_ command: KVCommand) -> KVResult {
         switch command {
         case .put(let key, let value, let expiry):
+            // Judged by the entry's own stamp (the clock has just advanced to it): the same rule as reads.
+            if let expiry, expiry <= clockMs { return .expiredOnArrival }
             store(key, Record(value: value, expiresAtMs: expiry))
             return .stored
         case .delete(let key):
@@ -218,7 +220,7 @@ public struct KVStateMachine: Sendable {
         return expiry > max(clockMs, nowMs ?? 0)
     }
 
-    /// The value of `key`, hiding keys expired by the log's clock or by `nowMs` (wall clock, ms).
+    /// The value of `key`, hiding keys expired by the log's clock or by `nowMs` (log time now, ms).
     public func get(_ key: Bytes, nowMs: UInt64? = nil) -> Bytes? {
         guard let record = values[key], isLive(record, nowMs: nowMs) else { return nil }
         return record.value

@@ -58,6 +58,8 @@ public final class RaftServer: @unchecked Sendable {
     // MARK: loop-confined state
     private var core: RaftNode
     private var stateMachine: KVStateMachine
+    /// Log time for TTLs: anchored at each applied entry's stamp, advanced by the monotonic clock (`LogClock`).
+    private var logClock = LogClock()
     private var persisting = false
     /// The hard state of the last Ready handed to the WAL thread (`nil` before the first).
     private var persistedHardState: HardState?
@@ -128,6 +130,7 @@ public final class RaftServer: @unchecked Sendable {
                     + "directory aside and let the node catch up from the leader.")
         }
         self.stateMachine = sm
+        logClock.observe(sm.clockMs, monotonicMs: RaftServer.monotonicMillis())
         self.writer = LogWriter(wal: wal, strategy: strategy, maxBufferedEntries: maxBufferedEntries)
         self.core = try RaftNode(config: settings.raft, storage: wal, now: RaftServer.monotonicMillis())
         for warning in storage.warnings { log.warn(warning) }
@@ -256,9 +259,19 @@ public final class RaftServer: @unchecked Sendable {
 
     /// Proposes a write; completes when it is applied (with its result), or with the error to answer.
     public func write(_ operation: KVOperation, timeoutMs: Int64? = nil) -> EventLoopFuture<(LogIndex, KVResult)> {
+        write(timeoutMs: timeoutMs) { _ in operation }
+    }
+
+    /// Proposes the write `make` builds from its log-time stamp (`LogClock`, taken on the Raft loop: a TTL is
+    /// counted from it).
+    public func write(
+        timeoutMs: Int64? = nil, _ make: @escaping @Sendable (_ stampMs: UInt64) -> KVOperation
+    ) -> EventLoopFuture<(LogIndex, KVResult)> {
         let promise = loop.makePromise(of: (LogIndex, KVResult).self)
-        let data = operation.encoded
         loop.execute {
+            let data = make(
+                self.logClock.stamp(wallMs: NodeBackend.wallClockMillis(), monotonicMs: RaftServer.monotonicMillis())
+            ).encoded
             guard !self.stopped else {
                 return promise.fail(APIError(code: .unavailable, message: "the node is shutting down"))
             }
@@ -288,6 +301,16 @@ public final class RaftServer: @unchecked Sendable {
             }
         }
         return promise.futureResult
+    }
+
+    /// A read at the requested consistency, answered from this node's state machine once that is safe, with log
+    /// time at that moment (`LogClock`: what expiry is judged by).
+    public func read<T: Sendable>(
+        _ consistency: ReadConsistency, _ body: @escaping @Sendable (KVStateMachine, _ logTimeMs: UInt64) -> T
+    ) -> EventLoopFuture<T> {
+        read(consistency) { sm in
+            body(sm, self.logClock.now(wallMs: NodeBackend.wallClockMillis(), monotonicMs: RaftServer.monotonicMillis()))
+        }
     }
 
     /// A read at the requested consistency, answered from this node's state machine once that is safe.
@@ -745,6 +768,7 @@ public final class RaftServer: @unchecked Sendable {
 
     private func apply(_ entry: Entry, now: UInt64) {
         let result = stateMachine.apply(entry)
+        logClock.observe(stateMachine.clockMs, monotonicMs: now)
         metrics.applied += 1
         guard let write = pendingWrites.removeValue(forKey: entry.index) else { return }
         if entry.term == write.term {
@@ -769,6 +793,7 @@ public final class RaftServer: @unchecked Sendable {
 
     private func installSnapshot(_ meta: SnapshotMetadata, data: [UInt8], restored: KVStateMachine) {
         stateMachine = restored
+        logClock.observe(restored.clockMs, monotonicMs: RaftServer.monotonicMillis())
         latestSnapshot = (meta, data)
         lastSnapshotIndex = meta.index
         log.info("installed snapshot \(meta) (\(data.count) bytes)")

@@ -78,3 +78,31 @@ struct IdempotencyTests {
         }
     }
 }
+
+/// Issue #15: one clock for TTLs. Once GET says 404, a CAS expecting the old value fails and a DELETE finds nothing.
+@Suite(
+    "TTL on log time (processes)", .serialized, .tags(.cluster),
+    .enabled(if: ProcessInfo.processInfo.environment["SKIP_CLUSTER_TESTS"].map { $0.isEmpty || $0 == "0" } ?? true)
+)
+struct TTLProcessTests {
+    @Test("a TTL key expires for GET, SCAN, CAS and DELETE alike")
+    func expiryIsTheSameForEveryRequest() async throws {
+        try await withLocalCluster { cluster in
+            let leader = cluster.client(Int(try await cluster.waitForLeader(requireMajority: true).nodeID))
+            let put = try await leader.put("t", "old", ttlSecs: 1)
+            #expect(put.status == 200, "\(put)")
+            #expect(try await leader.value(of: "t", consistency: .linearizable) == "old")
+            try await waitFor("the key to expire", timeout: .seconds(5)) {
+                try await leader.value(of: "t", consistency: .linearizable) == nil
+            }
+            let cas = try await leader.cas("t", expected: "old", value: "new").decode(CasResponse.self)
+            #expect(!cas.succeeded)
+            let deleted = try await leader.delete("t").decode(DeleteResponse.self)
+            #expect(!deleted.deleted)
+            let scan = try await leader.scan(prefix: "t").decode(ScanResponse.self)
+            #expect(scan.entries.isEmpty)
+            let zero = try await leader.put("z", "v", ttlSecs: 0)
+            #expect(zero.status == 400, "\(zero)")
+        }
+    }
+}

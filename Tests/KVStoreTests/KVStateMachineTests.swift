@@ -287,3 +287,51 @@ struct IdempotencyKeyTests {
         #expect(op.encoded.first == 2)
     }
 }
+
+/// Issue #15: one clock for TTLs, leader-stamped log time that never runs faster than the monotonic clock.
+@Suite("Log time (TTL clock)")
+struct LogClockTests {
+    @Test func aFreshClockTrustsTheWallClockOnce() {
+        var clock = LogClock()
+        #expect(clock.stamp(wallMs: 1_000_000, monotonicMs: 50) == 1_000_000)
+        #expect(clock.anchorMs == 1_000_000)
+    }
+
+    @Test func aWallClockAheadCannotRunFasterThanTheMonotonicClock() {
+        var clock = LogClock()
+        clock.observe(1_000_000, monotonicMs: 100)
+        // The wall clock jumped an hour ahead; only 2 s really passed.
+        #expect(clock.stamp(wallMs: 1_000_000 + 3_600_000, monotonicMs: 2_100) == 1_002_000)
+    }
+
+    @Test func aWallClockBehindHoldsLogTimeStillAndNeverBackwards() {
+        var clock = LogClock()
+        clock.observe(1_000_000, monotonicMs: 100)
+        #expect(clock.now(wallMs: 900_000, monotonicMs: 5_100) == 1_000_000)
+        #expect(clock.now(wallMs: 1_003_000, monotonicMs: 5_100) == 1_003_000)
+        // A stamp becomes the anchor; an older applied stamp does not move it back.
+        _ = clock.stamp(wallMs: 1_003_000, monotonicMs: 5_100)
+        clock.observe(1_001_000, monotonicMs: 6_000)
+        #expect(clock.anchorMs == 1_003_000)
+    }
+
+    @Test func getCasAndDeleteJudgeExpiryByTheSameClock() {
+        var sm = KVStateMachine()
+        var log = Log()
+        #expect(sm.apply(log.entry(.put(key: b("t"), value: b("old"), expiresAtMs: 5_000), at: 1_000)) == .stored)
+        // A read at log time 5000 no longer sees the key...
+        #expect(sm.get(b("t"), nowMs: 5_000) == nil)
+        #expect(sm.get(b("t"), nowMs: 4_999) == b("old"))
+        // ...and a CAS stamped at 5000 or later cannot match the old value.
+        #expect(sm.apply(log.entry(.cas(key: b("t"), expected: b("old"), value: b("new")), at: 5_000)) == .cas(succeeded: false))
+        #expect(sm.apply(log.entry(.delete(key: b("t")), at: 5_001)) == .deleted(existed: false))
+    }
+
+    @Test func aPutExpiredByLogTimeIsRefusedAndChangesNothing() {
+        var sm = KVStateMachine()
+        var log = Log()
+        _ = sm.apply(log.entry(.put(key: b("k"), value: b("v"), expiresAtMs: nil), at: 10_000))
+        #expect(sm.apply(log.entry(.put(key: b("k"), value: b("w"), expiresAtMs: 9_000), at: 10_000)) == .expiredOnArrival)
+        #expect(sm.get(b("k")) == b("v"))
+    }
+}
