@@ -40,6 +40,9 @@ public final class WAL: LogStorage, @unchecked Sendable {
         let path: String
         let file: POSIXFile
         var size: Int
+        /// How far the file is known to be fsynced, and the last value recorded in a sync mark (-1: none yet).
+        var syncedSize: Int
+        var markedSyncedSize = -1
 
         init(sequence: UInt64, firstIndex: LogIndex, path: String, file: POSIXFile, size: Int) {
             self.sequence = sequence
@@ -47,6 +50,7 @@ public final class WAL: LogStorage, @unchecked Sendable {
             self.path = path
             self.file = file
             self.size = size
+            self.syncedSize = size
         }
     }
 
@@ -191,6 +195,7 @@ public final class WAL: LogStorage, @unchecked Sendable {
         }
         syncCount += 1
         hasUnsyncedWrites = false
+        active.syncedSize = active.size
     }
 
     // MARK: - Batched writes
@@ -206,7 +211,12 @@ public final class WAL: LogStorage, @unchecked Sendable {
         guard let active = segments.last else { throw StorageError("WAL \(directory) has no segment") }
         var buffer: [UInt8] = []
         var spans: [(Int, Int)] = []
-        spans.reserveCapacity(records.count)
+        spans.reserveCapacity(records.count + 1)
+        var records = records
+        if active.markedSyncedSize != active.syncedSize {
+            records.insert(.syncMark(offset: UInt64(active.syncedSize)), at: 0)
+            active.markedSyncedSize = active.syncedSize
+        }
         for record in records {
             let start = buffer.count
             record.frame(into: &buffer)
@@ -328,6 +338,8 @@ public final class WAL: LogStorage, @unchecked Sendable {
                 runStart = meta.index + 1
             }
             if snapshot == nil || snapshot!.index <= meta.index { snapshot = meta }
+        case .syncMark:
+            break
         case .checkpoint(let index, let term, let snap, let hs):
             // Restates the state; from an empty replay (older segments deleted) it establishes it.
             hardState = hs
@@ -373,6 +385,18 @@ public final class WAL: LogStorage, @unchecked Sendable {
         return wal
     }
 
+    /// Whether a readable sync mark after `after` in `bytes` says the file was fsynced beyond `offset`.
+    static func syncMarkCovers(_ offset: Int, in bytes: [UInt8], after: Int) -> Bool {
+        var at = after + 1
+        while at + WALRecord.headerSize <= bytes.count {
+            if case .record(.syncMark(let mark), _) = WALRecord.parse(bytes[at...]), mark > UInt64(offset) {
+                return true
+            }
+            at += 1
+        }
+        return false
+    }
+
     private func recover() throws {
         var found: [(UInt64, LogIndex, String)] = []
         for name in try FileSystem.list(directory) {
@@ -414,9 +438,13 @@ public final class WAL: LogStorage, @unchecked Sendable {
             let segment = Segment(sequence: seq, firstIndex: first, path: path, file: file, size: bytes.count)
             segments.append(segment)
             var offset = SegmentHeader.size
+            // Format 2: the newest sync mark read so far (at least the prologue, fsynced when the segment was made).
+            var provenSynced = 0
             while offset < bytes.count {
                 let parsed = WALRecord.parse(bytes[offset...])
                 if case .record(let record, let length) = parsed {
+                    if offset == SegmentHeader.size { provenSynced = offset + length }
+                    if case .syncMark(let mark) = record { provenSynced = max(provenSynced, Int(clamping: mark)) }
                     replay(record, at: Location(segment: seq, offset: offset, length: length, term: 0))
                     offset += length
                     continue
@@ -443,7 +471,12 @@ public final class WAL: LogStorage, @unchecked Sendable {
                     isTorn = false
                     what = ""
                 }
-                guard isLast, isTorn else {
+                // Format 2: past the last synced offset, any damage is an unsynced write the power cut left half done
+                // or out of order (under both strategies nothing there was acknowledged), unless a later sync mark
+                // proves the offset was synced.
+                let unsynced = header.version >= 2 && offset >= provenSynced
+                    && !Self.syncMarkCovers(offset, in: bytes, after: offset)
+                guard isLast, isTorn || unsynced else {
                     throw StorageOpenError.corruption(path: path, offset: offset, what)
                 }
                 try file.truncate(to: offset)
@@ -454,6 +487,9 @@ public final class WAL: LogStorage, @unchecked Sendable {
                         + "(the last write before a crash did not complete)")
                 break
             }
+            // What recovery read is what the next sync marks claim as synced: make it so (after a kill -9 it may
+            // still be only in the page cache).
+            if isLast { try file.sync() }
         }
         if !locations.isEmpty && runStart != baseIndex + 1 {
             throw StorageOpenError(
