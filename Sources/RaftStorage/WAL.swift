@@ -38,13 +38,13 @@ public final class WAL: LogStorage, @unchecked Sendable {
         let sequence: UInt64
         let firstIndex: LogIndex
         let path: String
-        let file: POSIXFile
+        let file: any StorageFile
         var size: Int
         /// How far the file is known to be fsynced, and the last value recorded in a sync mark (-1: none yet).
         var syncedSize: Int
         var markedSyncedSize = -1
 
-        init(sequence: UInt64, firstIndex: LogIndex, path: String, file: POSIXFile, size: Int) {
+        init(sequence: UInt64, firstIndex: LogIndex, path: String, file: any StorageFile, size: Int) {
             self.sequence = sequence
             self.firstIndex = firstIndex
             self.path = path
@@ -78,9 +78,13 @@ public final class WAL: LogStorage, @unchecked Sendable {
     /// True when the oldest segment holds the first live entry (or is the only one): nothing deletable is kept.
     var oldestSegmentIsNeeded: Bool { segments.count == 1 || segments.first?.sequence == locations.first?.segment }
 
-    private init(directory: String, options: Options) {
+    /// The file system the segments live on.
+    let fs: any StorageFileSystem
+
+    private init(directory: String, options: Options, fs: any StorageFileSystem) {
         self.directory = directory
         self.options = options
+        self.fs = fs
     }
 
     deinit { close() }
@@ -250,7 +254,7 @@ public final class WAL: LogStorage, @unchecked Sendable {
         let next = (segments.last?.sequence ?? 0) + 1
         do {
             let segment = try Self.createSegment(
-                in: directory, sequence: next, firstIndex: lastIndex + 1, prologue: prologue())
+                in: directory, sequence: next, firstIndex: lastIndex + 1, prologue: prologue(), fs: fs)
             segments.append(segment)
             // The prologue restates what is already in the index; replaying it changes nothing.
         } catch let io as StorageIOError {
@@ -278,13 +282,13 @@ public final class WAL: LogStorage, @unchecked Sendable {
     }
 
     private static func createSegment(
-        in directory: String, sequence: UInt64, firstIndex: LogIndex, prologue: [WALRecord]
+        in directory: String, sequence: UInt64, firstIndex: LogIndex, prologue: [WALRecord], fs: any StorageFileSystem
     ) throws -> Segment {
         var bytes = SegmentHeader(sequence: sequence, firstIndex: firstIndex).encoded
         for record in prologue { record.frame(into: &bytes) }
         let path = directory + "/" + segmentName(sequence: sequence, firstIndex: firstIndex)
-        try FileSystem.writeAtomically(bytes, to: path)
-        let file = try POSIXFile.open(path, writable: true)
+        try fs.writeAtomically(bytes, to: path)
+        let file = try fs.open(path, writable: true)
         return Segment(sequence: sequence, firstIndex: firstIndex, path: path, file: file, size: bytes.count)
     }
 
@@ -295,14 +299,14 @@ public final class WAL: LogStorage, @unchecked Sendable {
         var removed = false
         while let oldest = segments.first, oldest.sequence < keepFrom, segments.count > 1 {
             oldest.file.close()
-            do { try FileSystem.remove(oldest.path) } catch let io as StorageIOError {
+            do { try fs.remove(oldest.path) } catch let io as StorageIOError {
                 throw poison(io, "deleting an old log segment")
             }
             segments.removeFirst()
             removed = true
         }
         if removed {
-            do { try FileSystem.syncDirectory(directory) } catch let io as StorageIOError {
+            do { try fs.syncDirectory(directory) } catch let io as StorageIOError {
                 throw poison(io, "syncing the log directory")
             }
         }
@@ -363,10 +367,10 @@ public final class WAL: LogStorage, @unchecked Sendable {
     // MARK: - Open and recovery
 
     /// Creates the first segment of an empty WAL in `directory` (which must exist and be empty).
-    static func initialize(directory: String) throws {
+    static func initialize(directory: String, fs: any StorageFileSystem) throws {
         let segment = try createSegment(
             in: directory, sequence: 1, firstIndex: 1,
-            prologue: [.checkpoint(baseIndex: 0, baseTerm: 0, snapshot: nil, hardState: HardState())])
+            prologue: [.checkpoint(baseIndex: 0, baseTerm: 0, snapshot: nil, hardState: HardState())], fs: fs)
         segment.file.close()
     }
 
@@ -375,8 +379,10 @@ public final class WAL: LogStorage, @unchecked Sendable {
     /// A torn tail (an incomplete or checksum-failing last record of the last segment, or a zero-filled tail) is
     /// truncated and reported in `recoveryWarnings`. Damage anywhere else throws `StorageOpenError` (`.corruption`)
     /// naming the file and offset; nothing is modified then.
-    public static func open(directory: String, options: Options = Options()) throws -> WAL {
-        let wal = WAL(directory: directory, options: options)
+    public static func open(
+        directory: String, options: Options = Options(), fs: any StorageFileSystem = POSIXFileSystem()
+    ) throws -> WAL {
+        let wal = WAL(directory: directory, options: options, fs: fs)
         do {
             try wal.recover()
         } catch let io as StorageIOError {
@@ -399,10 +405,10 @@ public final class WAL: LogStorage, @unchecked Sendable {
 
     private func recover() throws {
         var found: [(UInt64, LogIndex, String)] = []
-        for name in try FileSystem.list(directory) {
+        for name in try fs.list(directory) {
             if name.hasSuffix(".tmp") {
                 // A segment whose creation was interrupted before its rename: it never held a record.
-                try FileSystem.remove(directory + "/" + name)
+                try fs.remove(directory + "/" + name)
                 recoveryWarnings.append("removed unfinished segment file \(directory)/\(name)")
             } else if let (seq, first) = Self.parseSegmentName(name) {
                 found.append((seq, first, directory + "/" + name))
@@ -422,7 +428,7 @@ public final class WAL: LogStorage, @unchecked Sendable {
         }
         for (k, (seq, first, path)) in found.enumerated() {
             let isLast = k == found.count - 1
-            let file = try POSIXFile.open(path, writable: true)
+            let file = try fs.open(path, writable: true)
             let bytes = try file.readAll()
             let header: SegmentHeader
             do {
