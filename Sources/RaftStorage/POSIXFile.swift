@@ -43,12 +43,16 @@ public protocol StorageFileSystem: Sendable {
 extension StorageFileSystem {
     func open(_ path: String, writable: Bool) throws -> any StorageFile { try open(path, writable: writable, create: false) }
 
-    /// Creates `path` and its missing parents.
+    /// Creates `path` and its missing parents, each creation made durable by an fsync of the directory holding it
+    /// (else a power cut could take a new data directory away after the node voted from it).
     func makeDirectories(_ path: String) throws {
         if try kind(of: path) == .directory { return }
         let parent = FileSystem.parentDirectory(of: path)
         if parent != path, try kind(of: parent) == .missing { try makeDirectories(parent) }
-        if try kind(of: path) != .directory { try makeDirectory(path) }
+        if try kind(of: path) != .directory {
+            try makeDirectory(path)
+            try syncDirectory(parent)
+        }
     }
 
     /// Removes a directory tree (used only for our own half-built temporary directories).

@@ -129,6 +129,18 @@ struct PowerCutTests {
         #expect(failures.contains { $0.contains("acknowledged") }, "\(failures.prefix(3))")
     }
 
+    /// A data directory created under missing parents survives a cut right after the node voted from it.
+    @Test func aNewDataDirectoryAndItsParentsAreDurable() throws {
+        let fs = PowerCutFileSystem()
+        let opened = try DataDirectory.open(path: "/new/parents/db", nodeID: 1, fs: fs)
+        let writer = LogWriter(wal: opened.wal, strategy: .diskFirst)
+        try writer.persist(entries: [], hardState: HardState(term: 3, vote: 2, commit: 0))
+        opened.wal.close()
+        fs.cutPower(.dropUnsynced)
+        let reopened = try DataDirectory.open(path: "/new/parents/db", nodeID: 1, mode: .openExisting, fs: fs)
+        #expect(reopened.wal.hardState.term == 3 && reopened.wal.hardState.vote == 2)
+    }
+
     @Test func theFileSystemModelsPageCacheAndDirectoryEntries() throws {
         let fs = PowerCutFileSystem()
         try fs.makeDirectory("/d")
