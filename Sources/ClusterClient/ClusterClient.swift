@@ -246,7 +246,8 @@ public struct ClusterClient: Sendable {
                     + "the write may or may not have been applied, and never twice",
                 hint: "run it again with the same key, or check with `dctl get`")
         }
-        let reasons = skipped.isEmpty ? "no time left" : skipped.joined(separator: "; ")
+        // After several passes (--retry) only the last attempts are worth printing.
+        let reasons = skipped.isEmpty ? "no time left" : skipped.suffix(2 * targets.count).joined(separator: "; ")
         let timedOut = ContinuousClock.now >= deadline
         throw CommandFailure(
             timedOut && !isWrite ? .timeout : .unavailable, code: timedOut && !isWrite ? "timeout" : "unreachable",

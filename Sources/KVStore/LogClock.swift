@@ -9,7 +9,8 @@
 /// so it never goes backwards, never runs faster than the node's monotonic clock (a leader whose wall clock is
 /// ahead cannot expire keys early), and stands still while the node's wall clock is behind the log (a key then
 /// expires late, by at most that lag). A fresh cluster's first stamp is the wall clock. A follower anchors when it
-/// applies an entry, after the leader stamped it, so its log time is never ahead of the leader's.
+/// applies an entry, after the leader stamped it, so its log time never runs ahead of what the leader's monotonic
+/// clock allows (it can be ahead of a leader whose wall clock lags, by at most that lag).
 public struct LogClock: Sendable, Equatable {
     public private(set) var anchorMs: UInt64 = 0
     public private(set) var anchorMonotonicMs: UInt64 = 0
