@@ -680,6 +680,8 @@ public final class RaftServer: @unchecked Sendable {
         // Entries committed and already persisted here by earlier Readies (all of them below this Ready's first new
         // entry) are applied and answered now, not after this Ready's fsync: under load a write waits for its own
         // batch's fsync only, not also for the next one's.
+        // A sole voter's own copy is the whole quorum: it fsyncs at once instead of waiting for the flush policy.
+        let soleVoter = core.membership.voters == [settings.raft.id]
         let appliedEarly = rd.snapshot == nil
             && (rd.committedEntries.last.map { last in rd.entries.first.map { last.index < $0.index } ?? true } ?? true)
         if appliedEarly { applyAndServe(rd) }
@@ -703,7 +705,7 @@ public final class RaftServer: @unchecked Sendable {
                 }
                 try lock.withLock { _ = try snapshots.save(metadata: snap, data: data) }
             }
-            let acknowledges = rd.messages.contains {
+            let acknowledges = soleVoter || rd.messages.contains {
                 if case .appendResponse(.success, _) = $0.body { return true }
                 return false
             }
