@@ -61,6 +61,12 @@ public struct OperationCounts: Sendable, Codable, CustomStringConvertible {
 /// Concurrent clients: several per key on a handful of keys, writes with unique values, reads at each consistency
 /// level, compare-and-swap and the odd delete, each recorded as invoke then ok / fail / info.
 ///
+/// Every write carries its own `Idempotency-Key`. A write whose outcome is unknown (504, a timeout, a connection
+/// lost after sending) is resent with the same key to the next node, up to `writeRetries` times, as the same
+/// recorded operation: a 200 then is the first outcome, so the linearizability check also checks that a retried
+/// write applied exactly once (a put, CAS or delete applied twice shows up as a value that comes back or a CAS
+/// outcome no order explains). Resends are counted as `<kind>-retry`.
+///
 /// Puts, CAS, deletes and linearizable and lease reads go into one `HistoryRecorder` checked for linearizability;
 /// eventual reads are kept apart for `EventualReads`, tagged with the client, the node and its incarnation (a
 /// restarted node replays its log and may legitimately serve older data than before the crash). Keys rotate every
@@ -72,6 +78,8 @@ public final class Workload: @unchecked Sendable {
         public var keyLifetime: Duration = .seconds(6)
         /// The client-side deadline of one request (above the node's request_timeout_ms, so a node answers 504 first).
         public var requestTimeout: Duration = .milliseconds(2500)
+        /// How many times a write of unknown outcome is resent with its Idempotency-Key.
+        public var writeRetries = 2
         public init() {}
     }
 
@@ -169,15 +177,37 @@ public final class Workload: @unchecked Sendable {
         }
     }
 
-    private func exchange(_ method: String, _ target: Int, _ path: String, _ body: Data?) async -> Completion {
+    private func exchange(
+        _ method: String, _ target: Int, _ path: String, _ body: Data?, headers: [(String, String)] = []
+    ) async -> Completion {
         let endpoint = cluster.node(target).client
         do {
             let response = try await httpExchange(
-                method: method, endpoint: endpoint, path: path, body: body, timeout: options.requestTimeout)
+                method: method, endpoint: endpoint, path: path, body: body, headers: headers,
+                timeout: options.requestTimeout)
             return .classify(.success(response))
         } catch {
             return .classify(.failure(error))
         }
+    }
+
+    /// A write with a fresh Idempotency-Key, resent with it to the next node while its outcome is unknown. A resend
+    /// refused outright (503, ...) says nothing about the earlier attempts: the outcome stays unknown.
+    private func write(_ kind: String, _ target: Int, _ path: String, _ body: Data?) async -> Completion {
+        let headers = [("Idempotency-Key", UUID().uuidString)]
+        var completion = await exchange("POST", target, path, body, headers: headers)
+        var node = target
+        var attempt = 0
+        while case .info = completion, attempt < options.writeRetries, !isStopping {
+            attempt += 1
+            let ids = cluster.ids
+            node = ids[((ids.firstIndex(of: node) ?? 0) + 1) % ids.count]
+            let retry = await exchange("POST", node, path, body, headers: headers)
+            lock.withLock { counts.record(kind + "-retry", retry) }
+            if case .fail = retry { break }
+            completion = retry
+        }
+        return completion
     }
 
     private func finish(
@@ -199,7 +229,7 @@ public final class Workload: @unchecked Sendable {
     func put(_ process: Int, _ key: String, _ value: String, _ target: Int) async -> Completion {
         let id = invoke(process, .put(key: key, value: value), target)
         let body = try? WireJSON.encode(PutRequest(key: key, value: value))
-        let completion = await exchange("POST", target, "/put", body)
+        let completion = await write("put", target, "/put", body)
         finish(id, "put", completion) { body, status in
             guard status == 200, let response = try? WireJSON.decode(PutResponse.self, from: body) else { return nil }
             return (.done, response.index)
@@ -210,7 +240,7 @@ public final class Workload: @unchecked Sendable {
     func cas(_ process: Int, _ key: String, _ expected: String?, _ value: String, _ target: Int) async -> Completion {
         let id = invoke(process, .cas(key: key, expected: expected, new: value), target)
         let body = try? WireJSON.encode(CasRequest(key: key, expected: expected, value: value))
-        let completion = await exchange("POST", target, "/cas", body)
+        let completion = await write("cas", target, "/cas", body)
         finish(id, "cas", completion) { body, status in
             guard status == 200, let response = try? WireJSON.decode(CasResponse.self, from: body) else { return nil }
             return (.swapped(response.succeeded), response.succeeded ? response.index : nil)
@@ -221,7 +251,7 @@ public final class Workload: @unchecked Sendable {
     func delete(_ process: Int, _ key: String, _ target: Int) async -> Completion {
         let id = invoke(process, .delete(key: key), target)
         let body = try? WireJSON.encode(DeleteRequest(key: key))
-        let completion = await exchange("POST", target, "/delete", body)
+        let completion = await write("delete", target, "/delete", body)
         finish(id, "delete", completion) { body, status in
             guard status == 200, let response = try? WireJSON.decode(DeleteResponse.self, from: body) else {
                 return nil

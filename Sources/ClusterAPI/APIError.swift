@@ -23,6 +23,8 @@ public enum APIErrorCode: String, Sendable, Hashable, Codable, CaseIterable, Cus
     case conflict
     /// 413: key over `max_key_bytes` or value over `max_value_bytes`.
     case tooLarge = "too_large"
+    /// The same `Idempotency-Key` was first used with a different request (`422`).
+    case idempotencyKeyReused = "idempotency_key_reused"
     /// 429: backpressure; the command was not proposed.
     case overloaded
     /// 503: no leader is known; the command was not proposed.
@@ -41,6 +43,7 @@ public enum APIErrorCode: String, Sendable, Hashable, Codable, CaseIterable, Cus
         case .keyNotFound, .notFound: return 404
         case .notCaughtUp, .membershipChangeInProgress, .conflict: return 409
         case .tooLarge: return 413
+        case .idempotencyKeyReused: return 422
         case .overloaded: return 429
         case .noLeader, .unavailable: return 503
         case .timeout: return 504
@@ -51,8 +54,8 @@ public enum APIErrorCode: String, Sendable, Hashable, Codable, CaseIterable, Cus
     public var isSafeToRetry: Bool {
         switch self {
         case .overloaded, .noLeader, .unavailable: return true
-        case .invalidRequest, .unauthenticated, .forbidden, .keyNotFound, .notFound, .notCaughtUp, .membershipChangeInProgress, .conflict,
-            .tooLarge, .timeout:
+        case .invalidRequest, .unauthenticated, .forbidden, .keyNotFound, .notFound, .notCaughtUp,
+            .membershipChangeInProgress, .conflict, .tooLarge, .idempotencyKeyReused, .timeout:
             return false
         }
     }

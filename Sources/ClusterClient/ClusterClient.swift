@@ -28,12 +28,19 @@ public struct NodeProbe: Sendable {
 /// failed before anything was sent, or the node answered `503` (`no_leader`, `unavailable`: not proposed). A
 /// write whose request was sent and then timed out is never resent: its outcome is unknown (exit 5). Reads,
 /// which change nothing, move on after any transport failure.
+///
+/// Key-value writes carry an `Idempotency-Key` (a fresh UUID unless the caller gives one). With `retryWrites`, a
+/// write whose outcome is unknown (the request was sent, then the connection dropped or timed out, or `504`) is
+/// resent with the same key to the next endpoint, round after round until the deadline: the cluster applies it at
+/// most once and a retry answers with the first outcome.
 public struct ClusterClient: Sendable {
     public var targets: [NodeTarget]
     /// The deadline of the whole operation (all endpoints tried together).
     public var timeout: Duration
     /// The deadline of each `/status` probe.
     public var probeTimeout: Duration
+    /// Resend a write whose outcome is unknown, with the same `Idempotency-Key` (`dctl put --retry`).
+    public var retryWrites = false
 
     public init(targets: [NodeTarget], timeout: Duration, probeTimeout: Duration) {
         self.targets = targets
@@ -96,10 +103,14 @@ public struct ClusterClient: Sendable {
 
     // MARK: Key-value
 
-    /// `POST /put`.
-    public func put(key: String, value: String) async throws(CommandFailure) -> (PutResponse, NodeTarget) {
+    /// `POST /put`, with `idempotencyKey` (a fresh UUID when `nil`).
+    public func put(key: String, value: String, idempotencyKey: String? = nil) async throws(CommandFailure) -> (
+        PutResponse, NodeTarget
+    ) {
         let body = try encode(PutRequest(key: key, value: value))
-        return try await send("put \(key.debugDescription)", method: "POST", path: "/put", body: body, isWrite: true)
+        return try await send(
+            "put \(key.debugDescription)", method: "POST", path: "/put", body: body, isWrite: true,
+            idempotencyKey: idempotencyKey ?? UUID().uuidString)
     }
 
     /// `GET /get`; a missing key is a `CommandFailure` with exit 3.
@@ -109,10 +120,24 @@ public struct ClusterClient: Sendable {
         return try await send("get \(key.debugDescription)", method: "GET", path: path, body: nil, isWrite: false)
     }
 
-    /// `POST /delete`.
-    public func delete(key: String) async throws(CommandFailure) -> (DeleteResponse, NodeTarget) {
+    /// `POST /delete`, with `idempotencyKey` (a fresh UUID when `nil`).
+    public func delete(key: String, idempotencyKey: String? = nil) async throws(CommandFailure) -> (
+        DeleteResponse, NodeTarget
+    ) {
         let body = try encode(DeleteRequest(key: key))
-        return try await send("delete \(key.debugDescription)", method: "POST", path: "/delete", body: body, isWrite: true)
+        return try await send(
+            "delete \(key.debugDescription)", method: "POST", path: "/delete", body: body, isWrite: true,
+            idempotencyKey: idempotencyKey ?? UUID().uuidString)
+    }
+
+    /// `POST /cas`, with `idempotencyKey` (a fresh UUID when `nil`).
+    public func cas(key: String, expected: String?, value: String, idempotencyKey: String? = nil)
+        async throws(CommandFailure) -> (CasResponse, NodeTarget)
+    {
+        let body = try encode(CasRequest(key: key, expected: expected, value: value))
+        return try await send(
+            "cas \(key.debugDescription)", method: "POST", path: "/cas", body: body, isWrite: true,
+            idempotencyKey: idempotencyKey ?? UUID().uuidString)
     }
 
     // MARK: Membership
@@ -163,44 +188,74 @@ public struct ClusterClient: Sendable {
 
     /// Sends one request to the first target that takes it (see the retry rule above).
     func send<Response: Decodable>(
-        _ what: String, method: String, path: String, body: Data?, isWrite: Bool
+        _ what: String, method: String, path: String, body: Data?, isWrite: Bool, idempotencyKey: String? = nil
     ) async throws(CommandFailure) -> (Response, NodeTarget) {
         let deadline = ContinuousClock.now + timeout
         var skipped: [String] = []
-        for target in targets {
-            let remaining = ContinuousClock.now.duration(to: deadline)
-            guard remaining > .zero else { break }
-            let response: HTTPResponse
-            do {
-                response = try await httpExchange(
-                    method: method, endpoint: target.client, path: path, body: body, timeout: remaining)
-            } catch {
-                if isWrite && error.requestSent {
-                    throw CommandFailure(
-                        .timeout, code: "timeout",
-                        "\(what) sent to \(target.label): \(error.reason); the write may or may not have been applied",
-                        hint: "check with `dctl get` before retrying; it was not resent to another node")
-                }
-                skipped.append("\(target.label): \(error.reason)")
-                continue
-            }
-            if response.status == 200 {
+        let headers = idempotencyKey.map { [("Idempotency-Key", $0)] } ?? []
+        let resend = isWrite && idempotencyKey != nil && retryWrites
+        // Without resending, one pass over the targets; with it, passes until the deadline (each attempt gets at
+        // most a third of the total, so that a node that swallows the request leaves time for the others).
+        var unknownOutcome: String?
+        var pass = 0
+        while pass == 0 || (resend && ContinuousClock.now < deadline) {
+            pass += 1
+            if pass > 1 { try? await Task.sleep(for: .milliseconds(100)) }  // back off between passes, not a sync
+            for target in targets {
+                let remaining = ContinuousClock.now.duration(to: deadline)
+                guard remaining > .zero else { break }
+                let attempt = resend ? min(remaining, max(timeout / 3, .milliseconds(500))) : remaining
+                let response: HTTPResponse
                 do {
-                    return (try WireJSON.decode(Response.self, from: response.body), target)
+                    response = try await httpExchange(
+                        method: method, endpoint: target.client, path: path, body: body, headers: headers,
+                        timeout: attempt)
                 } catch {
-                    throw CommandFailure(
-                        .failed, code: "bad_response", "\(what): \(target.label) answered 200 with a body dctl cannot read",
-                        hint: "is \(target.client) a dnode client port? (metrics ports are different)")
+                    if resend && error.requestSent {
+                        unknownOutcome = "\(target.label): \(error.reason)"
+                        skipped.append("\(target.label): \(error.reason) (resent with the same Idempotency-Key)")
+                        continue
+                    }
+                    if isWrite && error.requestSent {
+                        throw CommandFailure(
+                            .timeout, code: "timeout",
+                            "\(what) sent to \(target.label): \(error.reason); the write may or may not have been applied",
+                            hint: "check with `dctl get` before retrying; it was not resent to another node")
+                    }
+                    skipped.append("\(target.label): \(error.reason)")
+                    continue
                 }
+                if response.status == 200 {
+                    do {
+                        return (try WireJSON.decode(Response.self, from: response.body), target)
+                    } catch {
+                        throw CommandFailure(
+                            .failed, code: "bad_response", "\(what): \(target.label) answered 200 with a body dctl cannot read",
+                            hint: "is \(target.client) a dnode client port? (metrics ports are different)")
+                    }
+                }
+                let apiError = Self.apiError(response)
+                if apiError?.code == .noLeader || apiError?.code == .unavailable {
+                    skipped.append("\(target.label): \(apiError.map { "\($0)" } ?? "HTTP \(response.status)")")
+                    continue
+                }
+                if resend && apiError?.code == .timeout {
+                    unknownOutcome = "\(target.label): \(apiError.map { "\($0)" } ?? "HTTP 504")"
+                    skipped.append("\(unknownOutcome ?? "") (resent with the same Idempotency-Key)")
+                    continue
+                }
+                throw Self.failure(what, target: target, response: response, apiError: apiError)
             }
-            let apiError = Self.apiError(response)
-            if apiError?.code == .noLeader || apiError?.code == .unavailable {
-                skipped.append("\(target.label): \(apiError.map { "\($0)" } ?? "HTTP \(response.status)")")
-                continue
-            }
-            throw Self.failure(what, target: target, response: response, apiError: apiError)
         }
-        let reasons = skipped.isEmpty ? "no time left" : skipped.joined(separator: "; ")
+        if let unknownOutcome {
+            throw CommandFailure(
+                .timeout, code: "timeout",
+                "\(what): resent with the same Idempotency-Key until the deadline, last \(unknownOutcome); "
+                    + "the write may or may not have been applied, and never twice",
+                hint: "run it again with the same key, or check with `dctl get`")
+        }
+        // After several passes (--retry) only the last attempts are worth printing.
+        let reasons = skipped.isEmpty ? "no time left" : skipped.suffix(2 * targets.count).joined(separator: "; ")
         let timedOut = ContinuousClock.now >= deadline
         throw CommandFailure(
             timedOut && !isWrite ? .timeout : .unavailable, code: timedOut && !isWrite ? "timeout" : "unreachable",

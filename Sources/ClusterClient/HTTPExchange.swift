@@ -69,8 +69,8 @@ public struct TransportError: Error, Sendable, Hashable, CustomStringConvertible
 ///
 /// `security` defaults to the process-wide settings (`ClientSecurity.current`); tests pass their own.
 public func httpExchange(
-    method: String, endpoint: Endpoint, path: String, body: Data? = nil, timeout: Duration,
-    security: ClientSecurity = .current, headers: [(String, String)] = []
+    method: String, endpoint: Endpoint, path: String, body: Data? = nil, headers: [(String, String)] = [],
+    timeout: Duration, security: ClientSecurity = .current
 ) async throws(TransportError) -> HTTPResponse {
     let result: Result<HTTPResponse, TransportError> = await withCheckedContinuation { continuation in
         let thread = Thread {
@@ -78,8 +78,8 @@ public func httpExchange(
             continuation.resume(
                 returning: Result { () throws(TransportError) -> HTTPResponse in
                     try blockingExchange(
-                        method: method, endpoint: endpoint, path: path, body: body, deadline: deadline,
-                        timeout: timeout, security: security, headers: headers)
+                        method: method, endpoint: endpoint, path: path, body: body, headers: headers,
+                        deadline: deadline, timeout: timeout, security: security)
                 })
         }
         thread.stackSize = 512 * 1024
@@ -91,8 +91,8 @@ public func httpExchange(
 /// The blocking exchange `httpExchange` runs on its thread; callers with a thread of their own (dtop's pollers) use
 /// it directly.
 public func blockingExchange(
-    method: String, endpoint: Endpoint, path: String, body: Data?, deadline: ContinuousClock.Instant,
-    timeout: Duration, security: ClientSecurity = .current, headers: [(String, String)] = []
+    method: String, endpoint: Endpoint, path: String, body: Data?, headers: [(String, String)] = [],
+    deadline: ContinuousClock.Instant, timeout: Duration, security: ClientSecurity = .current
 ) throws(TransportError) -> HTTPResponse {
     var request = "\(method) \(path) HTTP/1.1\r\nHost: \(endpoint)\r\nConnection: close\r\n"
     request += "User-Agent: dctl\r\nAccept: application/json\r\n"

@@ -22,10 +22,35 @@ public struct ClientRequestContext: Sendable {
     public var eventLoop: any EventLoop
     /// When the HTTP layer gives up and answers `504 timeout` (from `ClientHTTPLimits.requestTimeout`).
     public var deadline: NIODeadline
+    /// The request's `Idempotency-Key` header (put, delete, cas), validated by `ClientRequestContext.idempotencyKey(in:)`.
+    public var idempotencyKey: String?
 
-    public init(eventLoop: any EventLoop, deadline: NIODeadline) {
+    public init(eventLoop: any EventLoop, deadline: NIODeadline, idempotencyKey: String? = nil) {
         self.eventLoop = eventLoop
         self.deadline = deadline
+        self.idempotencyKey = idempotencyKey
+    }
+
+    /// The header that carries the key (draft-ietf-httpapi-idempotency-key-header).
+    public static let idempotencyKeyHeader = "Idempotency-Key"
+
+    /// The `Idempotency-Key` among `headers`, if any: 1 to 255 visible ASCII characters (the draft's quoted form
+    /// `"..."` is accepted and unquoted). A malformed or repeated header is a `400 invalid_request`.
+    public static func idempotencyKey(in headers: [(String, String)]) -> Result<String?, APIError> {
+        let values = headers.filter { $0.0.lowercased() == idempotencyKeyHeader.lowercased() }.map(\.1)
+        guard let raw = values.first else { return .success(nil) }
+        var key = Substring(raw)
+        while key.first == " " || key.first == "\t" { key = key.dropFirst() }
+        while key.last == " " || key.last == "\t" { key = key.dropLast() }
+        if key.count >= 2, key.first == "\"", key.last == "\"" { key = key.dropFirst().dropLast() }
+        guard values.count == 1, (1...255).contains(key.utf8.count), key.utf8.allSatisfy({ (0x21...0x7E).contains($0) })
+        else {
+            return .failure(
+                APIError(
+                    code: .invalidRequest,
+                    message: "Idempotency-Key must appear once, with 1 to 255 visible ASCII characters"))
+        }
+        return .success(String(key))
     }
 }
 
@@ -45,6 +70,14 @@ public enum ClientCommand: Sendable, Hashable {
     case transferLeader(TransferLeaderRequest)
 
     /// `true` for commands that change the replicated state (the node forwards them when it does not lead).
+    /// A key-value write: the routes that honour `Idempotency-Key`.
+    public var isKeyValueWrite: Bool {
+        switch self {
+        case .put, .delete, .cas: return true
+        default: return false
+        }
+    }
+
     public var isWrite: Bool {
         switch self {
         case .put, .delete, .cas, .join, .promote, .remove, .transferLeader: return true

@@ -177,8 +177,21 @@ public final class ClientHTTPHandler: ChannelInboundHandler, RemovableChannelHan
             rejectRequest(refusal, sequence: sequence, context: context)
             return
         }
+        var idempotencyKey: String?
+        if command.isKeyValueWrite {
+            switch ClientRequestContext.idempotencyKey(in: head.headers.map { ($0.name, $0.value) }) {
+            case .success(let key): idempotencyKey = key
+            case .failure(let error):
+                guard let head = machine.completeRequest(sequence: sequence) else { return }
+                writeError(
+                    ClientRequestRejection(error.code, error.message), version: head.version,
+                    keepAlive: head.isKeepAlive, context: context)
+                return
+            }
+        }
         let deadline = NIODeadline.now() + limits.requestTimeout
-        let requestContext = ClientRequestContext(eventLoop: context.eventLoop, deadline: deadline)
+        let requestContext = ClientRequestContext(
+            eventLoop: context.eventLoop, deadline: deadline, idempotencyKey: idempotencyKey)
         let forwardable = ForwardableRequest(
             command: command, method: head.method, uri: head.uri,
             body: body ?? context.channel.allocator.buffer(capacity: 0), caller: caller)

@@ -18,11 +18,12 @@ public struct TunnelledRequestProcessor: Sendable {
         self.requiresCaller = requiresCaller
     }
 
-    /// Returns the status, headers and body to relay. `caller` is the value of the forwarded request's
-    /// `Caller.forwardedHeader`, if any.
-    public func process(method: String, uri: String, body: [UInt8], caller: String? = nil, on eventLoop: any EventLoop)
-        -> EventLoopFuture<(Int, [(String, String)], [UInt8])>
-    {
+    /// Returns the status, headers and body to relay.
+    /// `headers`: the tunnelled request's headers: the follower forwards `Idempotency-Key` and, in secure mode, the
+    /// caller it authenticated (`Caller.forwardedHeader`).
+    public func process(
+        method: String, uri: String, headers: [(String, String)] = [], body: [UInt8], on eventLoop: any EventLoop
+    ) -> EventLoopFuture<(Int, [(String, String)], [UInt8])> {
         var buffer = ByteBuffer()
         buffer.writeBytes(body)
         let command: ClientCommand
@@ -31,7 +32,8 @@ public struct TunnelledRequestProcessor: Sendable {
         case .failure(let rejection): return eventLoop.makeSucceededFuture(errorResponse(rejection.error))
         }
         if requiresCaller {
-            guard let caller = caller.flatMap(Caller.init(headerValue:)) else {
+            let named = headers.first { $0.0.lowercased() == Caller.forwardedHeader }?.1
+            guard let caller = named.flatMap(Caller.init(headerValue:)) else {
                 let error = APIError(code: .unauthenticated, message: "the forwarded request names no authenticated caller")
                 return eventLoop.makeSucceededFuture(errorResponse(error))
             }
@@ -39,7 +41,15 @@ public struct TunnelledRequestProcessor: Sendable {
                 return eventLoop.makeSucceededFuture(errorResponse(refusal))
             }
         }
-        let context = ClientRequestContext(eventLoop: eventLoop, deadline: NIODeadline.now() + limits.requestTimeout)
+        var idempotencyKey: String?
+        if command.isKeyValueWrite {
+            switch ClientRequestContext.idempotencyKey(in: headers) {
+            case .success(let key): idempotencyKey = key
+            case .failure(let error): return eventLoop.makeSucceededFuture(errorResponse(error))
+            }
+        }
+        let context = ClientRequestContext(
+            eventLoop: eventLoop, deadline: NIODeadline.now() + limits.requestTimeout, idempotencyKey: idempotencyKey)
         let backend = self.backend
         switch command {
         case .put(let r): return respond(backend.put(r, context: context), ClientResponseEncoder.writePut)

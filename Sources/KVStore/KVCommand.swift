@@ -31,23 +31,51 @@ public enum KVCommand: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
+/// A client's `Idempotency-Key` and a fingerprint of the request it was sent with: a retry with the same key and
+/// fingerprint returns the first outcome; the same key with another fingerprint is refused (`422`).
+public struct IdempotencyTag: Sendable, Equatable {
+    public var key: Bytes
+    public var fingerprint: UInt64
+
+    public init(key: Bytes, fingerprint: UInt64) {
+        self.key = key
+        self.fingerprint = fingerprint
+    }
+
+    /// A fingerprint of a request's parts (its route and fields, as the client sent them: a TTL, not the expiry
+    /// the leader computes from it), FNV-1a over length-prefixed parts.
+    public static func fingerprint(_ parts: [Bytes]) -> UInt64 {
+        var h = FNV1a64()
+        for part in parts {
+            h.add(UInt64(part.count))
+            h.add(part)
+        }
+        return h.value
+    }
+}
+
 /// What a `.normal` entry carries: a command and the leader's wall-clock time when it was proposed. The time drives
 /// the state machine's clock, so TTL expiry is the same on every replica.
 public struct KVOperation: Sendable, Equatable {
+    /// Version 1: no idempotency tag; version 2 appends one. Both decode.
     public static let version: UInt8 = 1
+    static let taggedVersion: UInt8 = 2
 
     public var timestampMs: UInt64
     public var command: KVCommand
+    public var idempotency: IdempotencyTag?
 
-    public init(timestampMs: UInt64, command: KVCommand) {
+    public init(timestampMs: UInt64, command: KVCommand, idempotency: IdempotencyTag? = nil) {
         self.timestampMs = timestampMs
         self.command = command
+        self.idempotency = idempotency
     }
 
-    /// `[version][timestamp u64][tag][fields]`; keys and values are varint-length-prefixed.
+    /// `[version][timestamp u64][tag][fields]`, then under version 2 `[key blob][fingerprint u64]`; keys and values
+    /// are varint-length-prefixed.
     public var encoded: Bytes {
         var w = KVWriter()
-        w.u8(Self.version)
+        w.u8(idempotency == nil ? Self.version : Self.taggedVersion)
         w.u64(timestampMs)
         switch command {
         case .put(let key, let value, let expiry):
@@ -64,6 +92,10 @@ public struct KVOperation: Sendable, Equatable {
             w.optionalBlob(expected)
             w.blob(value)
         }
+        if let idempotency {
+            w.blob(idempotency.key)
+            w.u64(idempotency.fingerprint)
+        }
         return w.bytes
     }
 
@@ -71,7 +103,9 @@ public struct KVOperation: Sendable, Equatable {
     public init(decoding bytes: Bytes) throws {
         var r = KVReader(bytes)
         let version = try r.u8("version")
-        guard version == Self.version else { throw KVDecodeError("unsupported command version \(version)") }
+        guard version == Self.version || version == Self.taggedVersion else {
+            throw KVDecodeError("unsupported command version \(version)")
+        }
         timestampMs = try r.u64("timestamp")
         switch try r.u8("tag") {
         case 1: command = .put(key: try r.blob("key"), value: try r.blob("value"), expiresAtMs: nil)
@@ -85,6 +119,9 @@ public struct KVOperation: Sendable, Equatable {
             let expected = try r.optionalBlob("expected")
             command = .cas(key: key, expected: expected, value: try r.blob("value"))
         case let tag: throw KVDecodeError("unknown command tag \(tag)")
+        }
+        if version == Self.taggedVersion {
+            idempotency = IdempotencyTag(key: try r.blob("idempotency key"), fingerprint: try r.u64("fingerprint"))
         }
         try r.expectEnd("command")
     }
@@ -106,6 +143,13 @@ public enum KVResult: Sendable, Equatable, CustomStringConvertible {
     case invalid(String)
     /// The entry's index was not `appliedIndex + 1`; nothing was applied.
     case outOfOrder(expected: UInt64, got: UInt64)
+    /// A retry with an `Idempotency-Key` already applied: nothing was applied again; `result` is the first outcome,
+    /// at `index`.
+    indirect case replayed(index: UInt64, result: KVResult)
+    /// The `Idempotency-Key` was first used, at `firstIndex`, with a different request: nothing was applied.
+    case idempotencyKeyReused(firstIndex: UInt64)
+    /// A put whose expiry had already passed by the log's clock when it applied: nothing was applied (`400`).
+    case expiredOnArrival
 
     public var description: String {
         switch self {
@@ -115,6 +159,9 @@ public enum KVResult: Sendable, Equatable, CustomStringConvertible {
         case .none: return "none"
         case .invalid(let why): return "invalid(\(why))"
         case .outOfOrder(let e, let g): return "out-of-order(expected=\(e), got=\(g))"
+        case .replayed(let index, let result): return "replayed(\(result) at \(index))"
+        case .idempotencyKeyReused(let first): return "idempotency-key-reused(first=\(first))"
+        case .expiredOnArrival: return "expired-on-arrival"
         }
     }
 
@@ -131,6 +178,15 @@ public enum KVResult: Sendable, Equatable, CustomStringConvertible {
             w.u8(8)
             w.u64(e)
             w.u64(g)
+        case .replayed(let index, let result):
+            w.u8(9)
+            w.u64(index)
+            result.encode(into: &w)
+        case .idempotencyKeyReused(let first):
+            w.u8(10)
+            w.u64(first)
+        case .expiredOnArrival:
+            w.u8(11)
         }
     }
 
@@ -144,6 +200,13 @@ public enum KVResult: Sendable, Equatable, CustomStringConvertible {
         case 6: return .none
         case 7: return .invalid(String(decoding: try r.blob("reason"), as: UTF8.self))
         case 8: return .outOfOrder(expected: try r.u64("expected"), got: try r.u64("got"))
+        case 9:
+            let index = try r.u64("replayed index")
+            let inner = try decode(&r)
+            if case .replayed = inner { throw KVDecodeError("nested replayed result") }
+            return .replayed(index: index, result: inner)
+        case 10: return .idempotencyKeyReused(firstIndex: try r.u64("first index"))
+        case 11: return .expiredOnArrival
         case let tag: throw KVDecodeError("unknown result tag \(tag)")
         }
     }

@@ -3,14 +3,20 @@ import RaftCore
 /// The deterministic key-value state machine: committed entries in, results out.
 ///
 /// **Determinism.** Apply depends only on the entries: no wall clock, no randomness, no hash-order iteration. The
-/// state machine's clock is the largest proposal timestamp applied so far (`clockMs`); a key whose expiry is
-/// `<= clockMs` is gone, and is purged at apply time in (expiry, key) order. Reads may pass a wall-clock `nowMs` to
-/// also hide keys that have expired by wall time but not yet by the log's clock.
+/// state machine's clock is the largest proposal stamp (log time, `LogClock`) applied so far (`clockMs`); a key
+/// whose expiry is `<= clockMs` is gone, and is purged at apply time in (expiry, key) order. Reads pass the serving
+/// node's log time now as `nowMs` to also hide keys that have expired by log time since the last entry.
 ///
 /// **Exactly once.** Entries with a session (`clientID != 0`) are deduplicated (Raft thesis §6.3): a sequence
 /// number `<=` the session's last one returns the cached result of the last one without applying anything again.
 /// Sessions not seen for `sessionTimeoutEntries` entries, or the least recently seen beyond `maxSessions`, are
 /// evicted, deterministically (by log index, ties by client id).
+///
+/// **Idempotency keys.** An operation tagged with a client's `Idempotency-Key` (`KVOperation.idempotency`) is applied
+/// once per key: a later entry with the same key and fingerprint returns `.replayed(index:result:)` (the first
+/// outcome) and applies nothing; the same key with another fingerprint returns `.idempotencyKeyReused`. The table is
+/// bounded (`maxIdempotencyKeys`) and expires entries by the log's clock (`idempotencyTTLMs` after they were
+/// applied), oldest first, so every replica keeps exactly the same keys.
 ///
 /// **Ordered keys.** Values live in a hash map (O(1) point reads); the key order in a chunked sorted list (O(log n)
 /// insert and delete, prefix scans in O(log n + k)).
@@ -20,9 +26,17 @@ public struct KVStateMachine: Sendable {
     public struct Options: Sendable, Equatable {
         public var sessionTimeoutEntries: UInt64
         public var maxSessions: Int
-        public init(sessionTimeoutEntries: UInt64 = 100_000, maxSessions: Int = 10_000) {
+        /// How long (log clock, ms) an idempotency key is remembered after its first use, and how many at most.
+        public var idempotencyTTLMs: UInt64
+        public var maxIdempotencyKeys: Int
+        public init(
+            sessionTimeoutEntries: UInt64 = 100_000, maxSessions: Int = 10_000,
+            idempotencyTTLMs: UInt64 = 24 * 3_600_000, maxIdempotencyKeys: Int = 100_000
+        ) {
             self.sessionTimeoutEntries = sessionTimeoutEntries
             self.maxSessions = max(1, maxSessions)
+            self.idempotencyTTLMs = idempotencyTTLMs
+            self.maxIdempotencyKeys = max(1, maxIdempotencyKeys)
         }
     }
 
@@ -37,6 +51,13 @@ public struct KVStateMachine: Sendable {
         var lastSeenIndex: UInt64
     }
 
+    struct IdempotencyRecord: Sendable, Equatable {
+        var fingerprint: UInt64
+        var index: LogIndex
+        var result: KVResult
+        var appliedAtMs: UInt64
+    }
+
     public let options: Options
     public private(set) var appliedIndex: LogIndex = 0
     public private(set) var appliedTerm: Term = 0
@@ -48,12 +69,18 @@ public struct KVStateMachine: Sendable {
     /// A min-heap of (expiry, key); entries are stale when the key's expiry changed since.
     private var expiries = ExpiryHeap()
     private var sessions: [UInt64: Session] = [:]
+    private var idempotency: [Bytes: IdempotencyRecord] = [:]
+    /// Idempotency keys in the order they were applied (so `appliedAtMs` never decreases); `idempotencyHead` is the
+    /// oldest live one.
+    private var idempotencyOrder: [Bytes] = []
+    private var idempotencyHead = 0
 
     public init(options: Options = Options()) { self.options = options }
 
     /// Keys present (expired keys are purged at apply time, so this counts what the log's clock considers live).
     public var count: Int { values.count }
     public var sessionCount: Int { sessions.count }
+    public var idempotencyKeyCount: Int { idempotency.count }
 
     // MARK: - Apply
 
@@ -73,6 +100,19 @@ public struct KVStateMachine: Sendable {
             return .invalid("\(error)")
         }
         advanceClock(to: operation.timestampMs)
+        if let tag = operation.idempotency {
+            if let first = idempotency[tag.key] {
+                return first.fingerprint == tag.fingerprint
+                    ? .replayed(index: first.index, result: first.result)
+                    : .idempotencyKeyReused(firstIndex: first.index)
+            }
+            let result = execute(operation.command)
+            idempotency[tag.key] = IdempotencyRecord(
+                fingerprint: tag.fingerprint, index: entry.index, result: result, appliedAtMs: clockMs)
+            idempotencyOrder.append(tag.key)
+            expireIdempotencyKeys()
+            return result
+        }
         if entry.clientID != 0, var session = sessions[entry.clientID], entry.sequence <= session.lastSequence {
             session.lastSeenIndex = entry.index
             sessions[entry.clientID] = session
@@ -89,6 +129,8 @@ public struct KVStateMachine: Sendable {
     private mutating func execute(_ command: KVCommand) -> KVResult {
         switch command {
         case .put(let key, let value, let expiry):
+            // Judged by the entry's own stamp (the clock has just advanced to it): the same rule as reads.
+            if let expiry, expiry <= clockMs { return .expiredOnArrival }
             store(key, Record(value: value, expiresAtMs: expiry))
             return .stored
         case .delete(let key):
@@ -124,6 +166,36 @@ public struct KVStateMachine: Sendable {
             expiries.pop()
             if let record = values[key], record.expiresAtMs == expiry { remove(key) }
         }
+        expireIdempotencyKeys()
+    }
+
+    /// Forgets idempotency keys older than `idempotencyTTLMs` by the log's clock, and the oldest beyond
+    /// `maxIdempotencyKeys`.
+    private mutating func expireIdempotencyKeys() {
+        while idempotencyHead < idempotencyOrder.count {
+            let key = idempotencyOrder[idempotencyHead]
+            guard let record = idempotency[key] else {
+                idempotencyHead += 1
+                continue
+            }
+            guard idempotency.count > options.maxIdempotencyKeys
+                || record.appliedAtMs &+ options.idempotencyTTLMs <= clockMs
+            else { break }
+            idempotency[key] = nil
+            idempotencyHead += 1
+        }
+        if idempotencyHead > 1024 && idempotencyHead * 2 > idempotencyOrder.count {
+            idempotencyOrder.removeFirst(idempotencyHead)
+            idempotencyHead = 0
+        }
+    }
+
+    /// Live idempotency keys, oldest first.
+    private var liveIdempotencyKeys: ArraySlice<Bytes> { idempotencyOrder[idempotencyHead...] }
+
+    /// The first outcome recorded for an idempotency key, if it is still remembered.
+    public func firstOutcome(idempotencyKey: Bytes) -> (fingerprint: UInt64, index: LogIndex, result: KVResult)? {
+        idempotency[idempotencyKey].map { ($0.fingerprint, $0.index, $0.result) }
     }
 
     private mutating func evictSessions(at index: LogIndex) {
@@ -148,7 +220,7 @@ public struct KVStateMachine: Sendable {
         return expiry > max(clockMs, nowMs ?? 0)
     }
 
-    /// The value of `key`, hiding keys expired by the log's clock or by `nowMs` (wall clock, ms).
+    /// The value of `key`, hiding keys expired by the log's clock or by `nowMs` (log time now, ms).
     public func get(_ key: Bytes, nowMs: UInt64? = nil) -> Bytes? {
         guard let record = values[key], isLive(record, nowMs: nowMs) else { return nil }
         return record.value
@@ -197,6 +269,17 @@ public struct KVStateMachine: Sendable {
             h.add(s.lastSeenIndex)
             h.add(w.bytes)
         }
+        for key in liveIdempotencyKeys {
+            guard let record = idempotency[key] else { continue }
+            var w = KVWriter()
+            record.result.encode(into: &w)
+            h.add(UInt64(key.count))
+            h.add(key)
+            h.add(record.fingerprint)
+            h.add(record.index)
+            h.add(record.appliedAtMs)
+            h.add(w.bytes)
+        }
         h.add(clockMs)
         return h.value
     }
@@ -204,8 +287,9 @@ public struct KVStateMachine: Sendable {
     // MARK: - Snapshot
 
     static let snapshotMagic: Bytes = Array("DKVS".utf8)
-    /// Version 2 added the members' address table after the learners; version 1 images still restore.
-    static let snapshotVersion: UInt8 = 2
+    /// Version 2 added the members' address table after the learners, version 3 the idempotency keys after the
+    /// sessions; version 1 and 2 images still restore.
+    static let snapshotVersion: UInt8 = 3
 
     /// A consistent image of the whole state at `appliedIndex`, with `membership` (the configuration at that
     /// index, which the node knows) and a trailing FNV-1a checksum.
@@ -241,6 +325,15 @@ public struct KVStateMachine: Sendable {
             w.u64(s.lastSeenIndex)
             s.lastResult.encode(into: &w)
         }
+        w.varint(UInt64(idempotency.count))
+        for key in liveIdempotencyKeys {
+            guard let record = idempotency[key] else { continue }
+            w.blob(key)
+            w.u64(record.fingerprint)
+            w.u64(record.index)
+            w.u64(record.appliedAtMs)
+            record.result.encode(into: &w)
+        }
         var h = FNV1a64()
         h.add(w.bytes)
         w.u64(h.value)
@@ -268,7 +361,7 @@ public struct KVStateMachine: Sendable {
         var r = KVReader(Array(bytes[..<(bytes.count - 8)]))
         for b in snapshotMagic where try r.u8("magic") != b { throw KVDecodeError("not a key-value snapshot image") }
         let version = try r.u8("version")
-        guard version == 1 || version == snapshotVersion else {
+        guard (1...snapshotVersion).contains(version) else {
             throw KVDecodeError("unsupported snapshot image version \(version)")
         }
         var sm = KVStateMachine(options: options)
@@ -312,6 +405,22 @@ public struct KVStateMachine: Sendable {
             let sequence = try r.u64("sequence")
             let seen = try r.u64("last seen")
             sm.sessions[id] = Session(lastSequence: sequence, lastResult: try KVResult.decode(&r), lastSeenIndex: seen)
+        }
+        if version >= 3 {
+            var lastApplied: UInt64 = 0
+            for _ in 0..<(try r.count("idempotency keys", minSize: 26)) {
+                let key = try r.blob("idempotency key")
+                let fingerprint = try r.u64("fingerprint")
+                let index = try r.u64("first index")
+                let appliedAt = try r.u64("applied at")
+                guard appliedAt >= lastApplied, sm.idempotency[key] == nil else {
+                    throw KVDecodeError("idempotency keys out of order or repeated")
+                }
+                lastApplied = appliedAt
+                sm.idempotency[key] = IdempotencyRecord(
+                    fingerprint: fingerprint, index: index, result: try KVResult.decode(&r), appliedAtMs: appliedAt)
+                sm.idempotencyOrder.append(key)
+            }
         }
         try r.expectEnd("snapshot image")
         let meta = SnapshotMetadata(

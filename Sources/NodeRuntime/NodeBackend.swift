@@ -87,7 +87,9 @@ public final class NodeBackend: ClientAPIBackend, @unchecked Sendable {
         // Secure mode: the caller this node authenticated travels along; the leader checks its role.
         let headers = request.caller.map { [(Caller.forwardedHeader, $0.headerValue)] } ?? []
         let tunnelled = PeerForwardedRequest(
-            method: request.method.rawValue, uri: request.uri, headers: headers, body: bytes)
+            method: request.method.rawValue, uri: request.uri,
+            headers: headers + (context.idempotencyKey.map { [(ClientRequestContext.idempotencyKeyHeader, $0)] } ?? []),
+            body: bytes)
         let isWrite = request.command.isWrite
         let future = transport.forward(tunnelled, to: leader, timeout: requestTimeout)
             .hop(to: context.eventLoop)
@@ -117,30 +119,58 @@ public final class NodeBackend: ClientAPIBackend, @unchecked Sendable {
 
     // MARK: - Writes
 
-    private func propose(_ command: KVCommand, context: ClientRequestContext) -> EventLoopFuture<(LogIndex, KVResult)> {
-        let op = KVOperation(timestampMs: NodeBackend.wallClockMillis(), command: command)
+    /// Proposes `command`, tagged with the request's `Idempotency-Key` and a fingerprint of `request` (its route and
+    /// fields as the client sent them). A replayed outcome answers with the first index and result; a key first
+    /// used with another request fails with `422 idempotency_key_reused`.
+    ///
+    /// `command` is built from the proposal's log-time stamp (a TTL counts from it).
+    private func propose(
+        request: [Bytes], context: ClientRequestContext, _ command: @escaping @Sendable (_ stampMs: UInt64) -> KVCommand
+    ) -> EventLoopFuture<(LogIndex, KVResult)> {
+        let tag = context.idempotencyKey.map {
+            IdempotencyTag(key: Array($0.utf8), fingerprint: IdempotencyTag.fingerprint(request))
+        }
         let remaining = context.deadline.uptimeNanoseconds > NIODeadline.now().uptimeNanoseconds
             ? Int64((context.deadline.uptimeNanoseconds - NIODeadline.now().uptimeNanoseconds) / 1_000_000) : 1
-        return raft.write(op, timeoutMs: max(1, remaining - 50)).hop(to: context.eventLoop)
+        return raft.write(timeoutMs: max(1, remaining - 50)) { stamp in
+            KVOperation(timestampMs: stamp, command: command(stamp), idempotency: tag)
+        }.hop(to: context.eventLoop)
+            .flatMapThrowing { index, result in
+                switch result {
+                case .expiredOnArrival:
+                    throw APIError(
+                        code: .invalidRequest,
+                        message: "ttl_secs has already passed by the cluster's log time; the put was not applied")
+                case .replayed(let first, let outcome): return (first, outcome)
+                case .idempotencyKeyReused(let first):
+                    throw APIError(
+                        code: .idempotencyKeyReused,
+                        message: "Idempotency-Key '\(context.idempotencyKey ?? "")' was first used at index \(first) "
+                            + "with a different request")
+                default: return (index, result)
+                }
+            }
     }
 
     public func put(_ request: PutRequest, context: ClientRequestContext) -> EventLoopFuture<PutResponse> {
-        var expiry: UInt64?
-        if let ttl = request.ttlSecs {
-            guard ttl > 0, ttl < 100 * 365 * 86_400 else {
-                return context.eventLoop.makeFailedFuture(
-                    APIError(code: .invalidRequest, message: "ttl_secs must be between 1 and 3153600000"))
-            }
-            expiry = NodeBackend.wallClockMillis() + ttl * 1000
+        if let ttl = request.ttlSecs, ttl == 0 || ttl >= 100 * 365 * 86_400 {
+            return context.eventLoop.makeFailedFuture(
+                APIError(code: .invalidRequest, message: "ttl_secs must be between 1 and 3153600000"))
         }
+        // The TTL counts from the proposal's log-time stamp (LogClock), the time every expiry check uses.
+        let ttlMs = request.ttlSecs.map { $0 * 1000 }
         let key = request.key
-        return propose(.put(key: Array(key.utf8), value: Array(request.value.utf8), expiresAtMs: expiry), context: context)
-            .map { index, _ in PutResponse(key: key, index: index) }
+        let value = Array(request.value.utf8)
+        let fields = [Array("put".utf8), Array(key.utf8), value, Array("\(request.ttlSecs ?? 0)".utf8)]
+        return propose(request: fields, context: context) { stamp in
+            .put(key: Array(key.utf8), value: value, expiresAtMs: ttlMs.map { stamp + $0 })
+        }.map { index, _ in PutResponse(key: key, index: index) }
     }
 
     public func delete(_ request: DeleteRequest, context: ClientRequestContext) -> EventLoopFuture<DeleteResponse> {
         let key = request.key
-        return propose(.delete(key: Array(key.utf8)), context: context).map { index, result in
+        let fields = [Array("delete".utf8), Array(key.utf8)]
+        return propose(request: fields, context: context) { _ in .delete(key: Array(key.utf8)) }.map { index, result in
             if case .deleted(let existed) = result { return DeleteResponse(key: key, index: index, deleted: existed) }
             return DeleteResponse(key: key, index: index, deleted: false)
         }
@@ -150,7 +180,11 @@ public final class NodeBackend: ClientAPIBackend, @unchecked Sendable {
         let command = KVCommand.cas(
             key: Array(request.key.utf8), expected: request.expected.map { Array($0.utf8) },
             value: Array(request.value.utf8))
-        return propose(command, context: context).map { index, result in
+        let fields: [Bytes] = [
+            Array("cas".utf8), Array(request.key.utf8), request.expected.map { [UInt8(1)] + Array($0.utf8) } ?? [UInt8(0)],
+            Array(request.value.utf8),
+        ]
+        return propose(request: fields, context: context) { _ in command }.map { index, result in
             if case .cas(let succeeded) = result { return CasResponse(succeeded: succeeded, index: index) }
             return CasResponse(succeeded: false, index: index)
         }
@@ -162,8 +196,9 @@ public final class NodeBackend: ClientAPIBackend, @unchecked Sendable {
         -> EventLoopFuture<GetResponse>
     {
         let keyBytes = Array(key.utf8)
-        let now = NodeBackend.wallClockMillis()
-        return raft.read(consistency(requested)) { sm -> (Bytes?, LogIndex) in (sm.get(keyBytes, nowMs: now), sm.appliedIndex) }
+        return raft.read(consistency(requested)) { sm, logTime -> (Bytes?, LogIndex) in
+            (sm.get(keyBytes, nowMs: logTime), sm.appliedIndex)
+        }
             .hop(to: context.eventLoop)
             .flatMapThrowing { value, index in
                 guard let value else { throw APIError(code: .keyNotFound, message: "key '\(key)' not found") }
@@ -173,10 +208,9 @@ public final class NodeBackend: ClientAPIBackend, @unchecked Sendable {
 
     public func scan(prefix: String, limit: Int?, context: ClientRequestContext) -> EventLoopFuture<ScanResponse> {
         let prefixBytes = Array(prefix.utf8)
-        let now = NodeBackend.wallClockMillis()
         let cap = min(limit ?? 1000, 10_000)
-        return raft.read(defaultConsistency) { sm -> ScanResponse in
-            let rows = sm.scan(prefix: prefixBytes, limit: cap, nowMs: now)
+        return raft.read(defaultConsistency) { sm, logTime -> ScanResponse in
+            let rows = sm.scan(prefix: prefixBytes, limit: cap, nowMs: logTime)
             return ScanResponse(
                 entries: rows.map { KeyValue(key: String(decoding: $0.key, as: UTF8.self), value: String(decoding: $0.value, as: UTF8.self)) },
                 index: sm.appliedIndex)

@@ -26,9 +26,8 @@ final class TransportAdapter: PeerTransportHandler, @unchecked Sendable {
     func handleForwarded(_ request: PeerForwardedRequest, on eventLoop: EventLoop)
         -> EventLoopFuture<PeerForwardedResponse>
     {
-        let caller = request.headers.first { $0.0.lowercased() == Caller.forwardedHeader }?.1
-        return tunnelled.process(
-            method: request.method, uri: request.uri, body: request.body, caller: caller, on: eventLoop)
+        tunnelled.process(
+            method: request.method, uri: request.uri, headers: request.headers, body: request.body, on: eventLoop)
             .map { status, headers, body in
                 PeerForwardedResponse(status: status, headers: headers, body: body)
             }

@@ -58,6 +58,8 @@ public final class RaftServer: @unchecked Sendable {
     // MARK: loop-confined state
     private var core: RaftNode
     private var stateMachine: KVStateMachine
+    /// Log time for TTLs: anchored at each applied entry's stamp, advanced by the monotonic clock (`LogClock`).
+    private var logClock = LogClock()
     private var persisting = false
     /// The hard state of the last Ready handed to the WAL thread (`nil` before the first).
     private var persistedHardState: HardState?
@@ -130,6 +132,7 @@ public final class RaftServer: @unchecked Sendable {
                     + "directory aside and let the node catch up from the leader.")
         }
         self.stateMachine = sm
+        logClock.observe(sm.clockMs, monotonicMs: RaftServer.monotonicMillis())
         self.writer = LogWriter(wal: wal, strategy: strategy, maxBufferedEntries: maxBufferedEntries)
         self.core = try RaftNode(config: settings.raft, storage: wal, now: RaftServer.monotonicMillis())
         for warning in storage.warnings { log.warn(warning) }
@@ -211,8 +214,18 @@ public final class RaftServer: @unchecked Sendable {
 
     private func scheduleFlush() {
         let writer = self.writer
-        io.runIfActive(eventLoop: loop) { _ = try writer.flushIfDue(now: RaftServer.monotonicMillis()) }
-            .whenFailure { self.fatal($0) }
+        io.runIfActive(eventLoop: loop) { () -> (index: LogIndex, term: Term)? in
+            try writer.flushIfDue(now: RaftServer.monotonicMillis()) == nil ? nil : writer.syncedPoint
+        }.whenComplete { result in
+            switch result {
+            case .failure(let error): self.fatal(error)
+            case .success(let point):
+                // A MemFirst leader counts its own entries toward commit once they are fsynced.
+                guard let point, !self.stopped else { return }
+                self.core.markSynced(through: point.index, term: point.term)
+                self.scheduleReady()
+            }
+        }
     }
 
     // MARK: - Peer input
@@ -253,9 +266,19 @@ public final class RaftServer: @unchecked Sendable {
 
     /// Proposes a write; completes when it is applied (with its result), or with the error to answer.
     public func write(_ operation: KVOperation, timeoutMs: Int64? = nil) -> EventLoopFuture<(LogIndex, KVResult)> {
+        write(timeoutMs: timeoutMs) { _ in operation }
+    }
+
+    /// Proposes the write `make` builds from its log-time stamp (`LogClock`, taken on the Raft loop: a TTL is
+    /// counted from it).
+    public func write(
+        timeoutMs: Int64? = nil, _ make: @escaping @Sendable (_ stampMs: UInt64) -> KVOperation
+    ) -> EventLoopFuture<(LogIndex, KVResult)> {
         let promise = loop.makePromise(of: (LogIndex, KVResult).self)
-        let data = operation.encoded
         loop.execute {
+            let data = make(
+                self.logClock.stamp(wallMs: NodeBackend.wallClockMillis(), monotonicMs: RaftServer.monotonicMillis())
+            ).encoded
             guard !self.stopped else {
                 return promise.fail(APIError(code: .unavailable, message: "the node is shutting down"))
             }
@@ -285,6 +308,16 @@ public final class RaftServer: @unchecked Sendable {
             }
         }
         return promise.futureResult
+    }
+
+    /// A read at the requested consistency, answered from this node's state machine once that is safe, with log
+    /// time at that moment (`LogClock`: what expiry is judged by).
+    public func read<T: Sendable>(
+        _ consistency: ReadConsistency, _ body: @escaping @Sendable (KVStateMachine, _ logTimeMs: UInt64) -> T
+    ) -> EventLoopFuture<T> {
+        read(consistency) { sm in
+            body(sm, self.logClock.now(wallMs: NodeBackend.wallClockMillis(), monotonicMs: RaftServer.monotonicMillis()))
+        }
     }
 
     /// A read at the requested consistency, answered from this node's state machine once that is safe.
@@ -669,6 +702,8 @@ public final class RaftServer: @unchecked Sendable {
         // Entries committed and already persisted here by earlier Readies (all of them below this Ready's first new
         // entry) are applied and answered now, not after this Ready's fsync: under load a write waits for its own
         // batch's fsync only, not also for the next one's.
+        // A sole voter's own copy is the whole quorum: it fsyncs at once instead of waiting for the flush policy.
+        let soleVoter = core.membership.voters == [settings.raft.id]
         let appliedEarly = rd.snapshot == nil
             && (rd.committedEntries.last.map { last in rd.entries.first.map { last.index < $0.index } ?? true } ?? true)
         if appliedEarly { applyAndServe(rd) }
@@ -680,7 +715,7 @@ public final class RaftServer: @unchecked Sendable {
         let snapshots = self.snapshots
         let lock = snapshotLock
         let started = RaftServer.monotonicMillis()
-        io.runIfActive(eventLoop: loop) { () -> KVStateMachine? in
+        io.runIfActive(eventLoop: loop) { () -> (KVStateMachine?, LogIndex) in
             // A received snapshot is decoded here, off the Raft loop (a large image takes a while), before it is
             // recorded: an image that does not decode never reaches the WAL.
             var restored: KVStateMachine?
@@ -692,13 +727,18 @@ public final class RaftServer: @unchecked Sendable {
                 }
                 try lock.withLock { _ = try snapshots.save(metadata: snap, data: data) }
             }
-            try writer.persist(entries: rd.entries, hardState: rd.hardState, snapshot: rd.snapshot)
-            return restored
+            let acknowledges = soleVoter || rd.messages.contains {
+                if case .appendResponse(.success, _) = $0.body { return true }
+                return false
+            }
+            let durability = try writer.persist(
+                entries: rd.entries, hardState: rd.hardState, snapshot: rd.snapshot, acknowledges: acknowledges)
+            return (restored, durability.synced)
         }.whenComplete { result in
             switch result {
             case .failure(let error):
                 self.fatal(error)
-            case .success(let restored):
+            case .success(let (restored, synced)):
                 self.persisting = false
                 self.metrics.persistBatches += 1
                 self.metrics.persistedEntries += UInt64(rd.entries.count)
@@ -706,16 +746,17 @@ public final class RaftServer: @unchecked Sendable {
                 if let snap = rd.snapshot, let data = snapshotData, let restored {
                     self.installSnapshot(snap, data: data, restored: restored)
                 }
-                self.afterPersist(rd, applied: appliedEarly)
+                self.afterPersist(rd, applied: appliedEarly, syncedThrough: synced)
             }
         }
     }
 
-    private func afterPersist(_ rd: Ready, applied: Bool = false) {
+    /// `syncedThrough`: how far the WAL is fsynced after this Ready (`nil` when the Ready wrote nothing that counts).
+    private func afterPersist(_ rd: Ready, applied: Bool = false, syncedThrough: LogIndex? = nil) {
         // 2. send
         if let transport { for message in rd.messages { send(message, via: transport) } }
         // 4. advance (before applying: the commit index may move with it)
-        core.advance(rd)
+        core.advance(rd, syncedThrough: syncedThrough ?? core.syncedIndex)
         // 3. apply and serve
         if !applied { applyAndServe(rd) }
         maybeSnapshot()
@@ -751,6 +792,7 @@ public final class RaftServer: @unchecked Sendable {
 
     private func apply(_ entry: Entry, now: UInt64) {
         let result = stateMachine.apply(entry)
+        logClock.observe(stateMachine.clockMs, monotonicMs: now)
         metrics.applied += 1
         guard let write = pendingWrites.removeValue(forKey: entry.index) else { return }
         if entry.term == write.term {
@@ -775,6 +817,7 @@ public final class RaftServer: @unchecked Sendable {
 
     private func installSnapshot(_ meta: SnapshotMetadata, data: [UInt8], restored: KVStateMachine) {
         stateMachine = restored
+        logClock.observe(restored.clockMs, monotonicMs: RaftServer.monotonicMillis())
         latestSnapshot = (meta, data)
         lastSnapshotIndex = meta.index
         log.info("installed snapshot \(meta) (\(data.count) bytes)")
@@ -799,19 +842,25 @@ public final class RaftServer: @unchecked Sendable {
             try lock.withLock { _ = try snapshots.save(metadata: meta, data: data) }
             return data
         }.flatMap { data in
-            io.runIfActive(eventLoop: loop) { () -> [UInt8]? in
+            io.runIfActive(eventLoop: loop) { () -> (data: [UInt8], synced: (index: LogIndex, term: Term)?)? in
                 // A newer snapshot from the leader may have been installed while this one was being written.
                 if let current = writer.wal.snapshot, current.index >= meta.index { return nil }
                 try writer.persist(entries: [], snapshot: meta)
                 try writer.compact(before: meta.index + 1 > retained ? meta.index + 1 - retained : 1)
-                return data
+                return (data, writer.syncedPoint)
             }
         }.whenComplete { result in
             self.snapshotInProgress = false
             switch result {
             case .success(nil):
                 self.log.info("snapshot at \(meta.index) superseded by an installed snapshot")
-            case .success(let data?):
+            case .success(let (data, synced)?):
+                // Recording the snapshot fsynced the whole WAL: a MemFirst leader may now count its own entries (its
+                // flush timer has nothing left to flush, so nobody else would tell the core).
+                if let synced {
+                    self.core.markSynced(through: synced.index, term: synced.term)
+                    self.scheduleReady()
+                }
                 guard meta.index > self.lastSnapshotIndex else { return }
                 self.latestSnapshot = (meta, data)
                 self.lastSnapshotIndex = meta.index

@@ -70,6 +70,23 @@ public enum PlantedBug: String, Sendable, Equatable, CaseIterable {
     /// Judge the lease by the clock of the last tick instead of the request's (a paused process trusts an expired
     /// lease; thesis §6.4.1 assumes the clock is read when the read is served).
     case leaseWithStaleClock = "lease-stale-clock"
+    /// Storage bugs, planted in the simulator's disk model (the core is unchanged): the WAL's fsync does nothing,
+    /// so acknowledged entries live only in the page cache and a power cut drops them.
+    case skipWALFsync = "skip-wal-fsync"
+    /// Renames and file creations are not made durable by a directory fsync: a power cut forgets a saved snapshot
+    /// file while the (fsynced) log already refers to it.
+    case skipDirFsync = "skip-dir-fsync"
+    /// MemFirst as it was before issue #15: a follower acknowledges entries after write(2), before fsync, so a power
+    /// cut of a follower that was counted toward commit loses an acknowledged write.
+    case memFirstAckBeforeFsync = "memfirst-ack-before-fsync"
+
+    /// Bugs planted in the storage model rather than the core.
+    public var isStorageBug: Bool {
+        switch self {
+        case .skipWALFsync, .skipDirFsync, .memFirstAckBeforeFsync: return true
+        default: return false
+        }
+    }
 }
 
 public struct ConfigurationError: Error, Sendable, Equatable, CustomStringConvertible {

@@ -17,6 +17,9 @@ struct RaftLog: Sendable {
     var handedApply: LogIndex = 0
     /// Entries up to here are on stable storage (confirmed by `advance`).
     var stable: LogIndex = 0
+    /// Entries up to here survive a power loss (fsynced); `synced <= stable`. A leader counts itself toward commit
+    /// only up to here: under MemFirst a leader's fsync may lag its write(2) (`RaftNode.markSynced`).
+    var synced: LogIndex = 0
     /// The first entry not yet handed out in `Ready.entries`.
     var persistFrom: LogIndex = 1
 
@@ -47,6 +50,7 @@ struct RaftLog: Sendable {
         commit = min(max(hard.commit, snapshot?.index ?? 0, baseIndex), lastIndex)
         handedApply = max(snapshot?.index ?? 0, baseIndex)
         stable = lastIndex
+        synced = lastIndex
         persistFrom = lastIndex + 1
     }
 
@@ -128,6 +132,7 @@ struct RaftLog: Sendable {
         entries.removeSubrange(Int(index - baseIndex - 1)...)
         configHistory.removeAll { $0.index >= index }
         stable = min(stable, index - 1)
+        synced = min(synced, index - 1)
         persistFrom = min(persistFrom, index)
     }
 
@@ -143,6 +148,7 @@ struct RaftLog: Sendable {
         commit = snap.index
         handedApply = snap.index
         stable = snap.index
+        synced = snap.index
         persistFrom = snap.index + 1
     }
 
@@ -164,5 +170,6 @@ struct RaftLog: Sendable {
         assert(handedApply <= commit, "log invariant: handedApply \(handedApply) <= commit \(commit)")
         assert(commit <= lastIndex, "log invariant: commit \(commit) <= last \(lastIndex)")
         assert(stable <= lastIndex, "log invariant: stable \(stable) <= last \(lastIndex)")
+        assert(synced <= stable, "log invariant: synced \(synced) <= stable \(stable)")
     }
 }

@@ -510,16 +510,32 @@ public struct RaftNode: Sendable {
         return rd
     }
 
-    /// Acknowledges that a `Ready`'s persistence step is done.
-    public mutating func advance(_ rd: Ready) {
+    /// Acknowledges that a `Ready`'s persistence step is done: its entries are written. `syncedThrough` says how far
+    /// the log is fsynced when that is less than everything written (a MemFirst leader whose fsync follows its flush
+    /// policy); `nil` means the whole Ready is fsynced. A leader counts itself toward commit only for fsynced entries,
+    /// so under both strategies a write is acknowledged only once a quorum holds it on disk (docs/storage.md).
+    public mutating func advance(_ rd: Ready, syncedThrough: LogIndex? = nil) {
         if let snap = rd.snapshot { log.stable = max(log.stable, min(snap.index, log.lastIndex)) }
         if let last = rd.entries.last, log.term(at: last.index) == last.term {
             log.stable = max(log.stable, last.index)
         }
+        log.synced = max(log.synced, min(syncedThrough ?? log.stable, log.stable))
         if role == .leader {
             maybeCommit()
         }
     }
+
+    /// Reports a later fsync (a MemFirst flush): the log is on disk through `index`, whose entry has `term` (checked,
+    /// so that a report about entries since replaced counts for nothing).
+    public mutating func markSynced(through index: LogIndex, term entryTerm: Term) {
+        let index = min(index, log.stable)
+        guard index > log.synced, log.term(at: index) == entryTerm else { return }
+        log.synced = index
+        if role == .leader { maybeCommit() }
+    }
+
+    /// How far this node's log is known to be fsynced.
+    public var syncedIndex: LogIndex { log.synced }
 
     // MARK: - Role transitions
 
@@ -864,7 +880,7 @@ public struct RaftNode: Sendable {
     /// current term (Figure 8). The leader counts itself only for entries it has persisted.
     private mutating func maybeCommit() {
         guard role == .leader else { return }
-        let selfAcked = log.stable
+        let selfAcked = log.synced
         guard
             let index = Quorum.committedIndex(
                 voters: log.membership.voters, acked: { $0 == id ? selfAcked : progress[$0]?.match ?? 0 })

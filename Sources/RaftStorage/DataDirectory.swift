@@ -42,25 +42,25 @@ public enum DataDirectory {
     /// to another node, unsupported format, permission denied, disk full, corruption (file and offset).
     public static func open(
         path: String, nodeID: NodeID, mode: Mode = .createIfMissing, walOptions: WAL.Options = WAL.Options(),
-        retainSnapshots: Int = 3
+        retainSnapshots: Int = 3, fs: any StorageFileSystem = POSIXFileSystem()
     ) throws -> Opened {
         var created = false
         do {
-            switch try FileSystem.kind(of: path) {
+            switch try fs.kind(of: path) {
             case .missing:
                 guard mode == .createIfMissing else {
                     throw StorageOpenError(
                         .missingDirectory, "data directory \(path) does not exist (db_root_dir); nothing was created",
                         path: path)
                 }
-                try create(path: path, nodeID: nodeID)
+                try create(path: path, nodeID: nodeID, fs: fs)
                 created = true
             case .file, .other:
                 throw StorageOpenError(
                     .notADirectory, "data directory \(path) exists but is not a directory; nothing was changed",
                     path: path)
             case .directory:
-                let names = try FileSystem.list(path)
+                let names = try fs.list(path)
                 if !names.contains(markerName) {
                     guard names.isEmpty else {
                         throw StorageOpenError(
@@ -74,12 +74,12 @@ public enum DataDirectory {
                         throw StorageOpenError(
                             .missingDirectory, "data directory \(path) is empty (no \(markerName) file)", path: path)
                     }
-                    try create(path: path, nodeID: nodeID)
+                    try create(path: path, nodeID: nodeID, fs: fs)
                     created = true
                 }
             }
-            try checkIdentity(path: path, nodeID: nodeID)
-            for sub in ["wal", "snapshots"] where try FileSystem.kind(of: path + "/" + sub) != .directory {
+            try checkIdentity(path: path, nodeID: nodeID, fs: fs)
+            for sub in ["wal", "snapshots"] where try fs.kind(of: path + "/" + sub) != .directory {
                 throw StorageOpenError(
                     .missingFiles, "\(path)/\(sub) is missing: the data directory is incomplete; refusing to start",
                     path: path + "/" + sub)
@@ -87,8 +87,8 @@ public enum DataDirectory {
         } catch let io as StorageIOError {
             throw StorageOpenError(io)
         }
-        let wal = try WAL.open(directory: path + "/wal", options: walOptions)
-        let snapshots = try SnapshotStore.open(directory: path + "/snapshots", retain: retainSnapshots)
+        let wal = try WAL.open(directory: path + "/wal", options: walOptions, fs: fs)
+        let snapshots = try SnapshotStore.open(directory: path + "/snapshots", retain: retainSnapshots, fs: fs)
         let latest = try snapshots.loadLatest()
         var warnings = wal.recoveryWarnings + snapshots.recoveryWarnings
         // Reconcile: the WAL must never refer to a snapshot that is not on disk.
@@ -120,9 +120,9 @@ public enum DataDirectory {
         return Array((body + "checksum = \(crc)\n").utf8)
     }
 
-    private static func checkIdentity(path: String, nodeID: NodeID) throws {
+    private static func checkIdentity(path: String, nodeID: NodeID, fs: any StorageFileSystem) throws {
         let markerPath = path + "/" + markerName
-        let bytes = try POSIXFile.open(markerPath, writable: false).readAll()
+        let bytes = try fs.open(markerPath, writable: false).readAll()
         let text = String(decoding: bytes, as: UTF8.self)
         var fields: [String: String] = [:]
         var body = ""
@@ -154,20 +154,20 @@ public enum DataDirectory {
 
     /// Builds a complete directory under a temporary sibling name and renames it into place (replacing an empty
     /// directory, which rename(2) allows), then fsyncs the parent.
-    private static func create(path: String, nodeID: NodeID) throws {
+    private static func create(path: String, nodeID: NodeID, fs: any StorageFileSystem) throws {
         let parent = FileSystem.parentDirectory(of: path)
-        try FileSystem.makeDirectories(parent)
+        try fs.makeDirectories(parent)
         let temp = parent + "/." + FileSystem.lastComponent(of: path) + ".init-\(getpid())"
-        try FileSystem.removeTree(temp)
-        try FileSystem.makeDirectory(temp)
-        try FileSystem.makeDirectory(temp + "/wal")
-        try FileSystem.makeDirectory(temp + "/snapshots")
-        try WAL.initialize(directory: temp + "/wal")
-        try FileSystem.syncDirectory(temp + "/snapshots")
-        try FileSystem.writeAtomically(identityBytes(nodeID: nodeID), to: temp + "/" + markerName)
-        try FileSystem.syncDirectory(temp)
-        try FileSystem.rename(temp, path)
-        try FileSystem.syncDirectory(parent)
+        try fs.removeTree(temp)
+        try fs.makeDirectory(temp)
+        try fs.makeDirectory(temp + "/wal")
+        try fs.makeDirectory(temp + "/snapshots")
+        try WAL.initialize(directory: temp + "/wal", fs: fs)
+        try fs.syncDirectory(temp + "/snapshots")
+        try fs.writeAtomically(identityBytes(nodeID: nodeID), to: temp + "/" + markerName)
+        try fs.syncDirectory(temp)
+        try fs.rename(temp, path)
+        try fs.syncDirectory(parent)
     }
 }
 

@@ -8,8 +8,10 @@ public enum PersistenceStrategy: Sendable, Equatable, CustomStringConvertible {
     /// Entries count toward commit only after fsync. Group commit: one fsync per `persist` call, however many
     /// entries it carries.
     case diskFirst
-    /// Entries count once written to the OS (they survive `kill -9` of the process, not a power loss); fsync when
-    /// `threshold` entries are unsynced or the oldest unsynced write is `intervalMs` old (`flush_policy.Batch`).
+    /// A leader's own batches are written to the OS and fsynced when `threshold` entries are unsynced or the oldest
+    /// unsynced write is `intervalMs` old (`flush_policy.Batch`); a batch that acknowledges entries to a leader is
+    /// fsynced before the acknowledgement leaves. Entries count toward commit only once fsynced (issue #15: counting
+    /// a copy that a power cut can take back loses acknowledged writes; docs/storage.md).
     case memFirst(threshold: Int, intervalMs: UInt64)
 
     public var description: String {
@@ -26,7 +28,7 @@ public struct Durability: Sendable, Equatable, CustomStringConvertible {
     public var written: LogIndex
     /// The last index fsynced: it survives a power loss.
     public var synced: LogIndex
-    /// The last index that may count toward commit on this node: `synced` under DiskFirst, `written` under MemFirst.
+    /// The last index that may count toward commit on this node: `synced`, under both strategies.
     public var acknowledged: LogIndex
 
     public init(written: LogIndex, synced: LogIndex, acknowledged: LogIndex) {
@@ -84,13 +86,21 @@ public final class LogWriter: @unchecked Sendable {
     /// `entries` (conflict truncation if the first index is `<= lastIndex`), then syncs as the strategy says.
     ///
     /// - Returns: the durability after the call; `acknowledged` tells the core which entries count.
+    /// - Parameter acknowledges: the batch's messages acknowledge entries to a leader: under MemFirst it is fsynced
+    ///   before returning (a follower never vouches for a copy that a power cut can take back).
     @discardableResult
     public func persist(
-        entries: [Entry], hardState: HardState? = nil, snapshot: SnapshotMetadata? = nil,
+        entries: [Entry], hardState: HardState? = nil, snapshot: SnapshotMetadata? = nil, acknowledges: Bool = false,
         now: UInt64 = LogWriter.monotonicMillis()
     ) throws -> Durability {
         try write(entries: entries, hardState: hardState, snapshot: snapshot, now: now)
+        if acknowledges { mustSync = true }
         return try commitBatch(now: now)
+    }
+
+    /// The last fsynced index and its term, for `RaftNode.markSynced` after a flush.
+    public var syncedPoint: (index: LogIndex, term: Term)? {
+        wal.term(at: durability.synced).map { (durability.synced, $0) }
     }
 
     /// The write half of `persist`: records go to the OS, no fsync. Several `write`s followed by one `commitBatch`
@@ -174,10 +184,7 @@ public final class LogWriter: @unchecked Sendable {
     }
 
     private func updateAcknowledged() {
-        switch strategy {
-        case .diskFirst: durability.acknowledged = durability.synced
-        case .memFirst: durability.acknowledged = durability.written
-        }
+        durability.acknowledged = durability.synced
     }
 }
 

@@ -1,8 +1,104 @@
 import Glibc
 
+// MARK: - The file system as a parameter
+
+/// An open file as storage uses it: positional reads and writes, fsync, truncation. Failures are `StorageIOError`s
+/// naming the path. Not thread-safe; the owner closes it.
+public protocol StorageFile: AnyObject {
+    var path: String { get }
+    func close()
+    func write(_ bytes: [UInt8], at offset: Int) throws
+    /// Reads `count` bytes at `offset`; fewer only at end of file.
+    func read(count: Int, at offset: Int) throws -> [UInt8]
+    func size() throws -> Int
+    func sync() throws
+    func truncate(to length: Int) throws
+}
+
+extension StorageFile {
+    public func readAll() throws -> [UInt8] { try read(count: try size(), at: 0) }
+}
+
+/// What a path is.
+public enum FileKind: Sendable { case missing, file, directory, other }
+
+/// The file system the storage code (WAL, hard state, snapshots, data directory) runs on: POSIX files in production
+/// (`POSIXFileSystem`), a disk that can lose power in tests (`PowerCutFileSystem`).
+public protocol StorageFileSystem: Sendable {
+    func kind(of path: String) throws -> FileKind
+    /// The names in `path`, without `.` and `..`, sorted.
+    func list(_ path: String) throws -> [String]
+    func makeDirectory(_ path: String) throws
+    /// fsyncs a directory so that creations, renames and unlinks in it are durable.
+    func syncDirectory(_ path: String) throws
+    func rename(_ from: String, _ to: String) throws
+    /// Removes a file; a missing one is not an error.
+    func remove(_ path: String) throws
+    /// Removes an empty directory.
+    func removeDirectory(_ path: String) throws
+    /// Opens `path`; `create` creates it and fails if it exists.
+    func open(_ path: String, writable: Bool, create: Bool) throws -> any StorageFile
+}
+
+extension StorageFileSystem {
+    func open(_ path: String, writable: Bool) throws -> any StorageFile { try open(path, writable: writable, create: false) }
+
+    /// Creates `path` and its missing parents, each creation made durable by an fsync of the directory holding it
+    /// (else a power cut could take a new data directory away after the node voted from it).
+    func makeDirectories(_ path: String) throws {
+        if try kind(of: path) == .directory { return }
+        let parent = FileSystem.parentDirectory(of: path)
+        if parent != path, try kind(of: parent) == .missing { try makeDirectories(parent) }
+        if try kind(of: path) != .directory {
+            try makeDirectory(path)
+            try syncDirectory(parent)
+        }
+    }
+
+    /// Removes a directory tree (used only for our own half-built temporary directories).
+    func removeTree(_ path: String) throws {
+        switch try kind(of: path) {
+        case .missing: return
+        case .directory:
+            for name in try list(path) { try removeTree(path + "/" + name) }
+            try removeDirectory(path)
+        case .file, .other: try remove(path)
+        }
+    }
+
+    /// Writes `bytes` to a new file at `path` through `path.tmp`: write, fsync, rename, fsync the directory.
+    func writeAtomically(_ bytes: [UInt8], to path: String) throws {
+        let tmp = path + ".tmp"
+        try remove(tmp)
+        let file = try open(tmp, writable: true, create: true)
+        try file.write(bytes, at: 0)
+        try file.sync()
+        file.close()
+        try rename(tmp, path)
+        try syncDirectory(FileSystem.parentDirectory(of: path))
+    }
+}
+
+/// The production file system: POSIX calls.
+public struct POSIXFileSystem: StorageFileSystem {
+    public init() {}
+    public func kind(of path: String) throws -> FileKind { try FileSystem.kind(of: path) }
+    public func list(_ path: String) throws -> [String] { try FileSystem.list(path) }
+    public func makeDirectory(_ path: String) throws { try FileSystem.makeDirectory(path) }
+    public func syncDirectory(_ path: String) throws { try FileSystem.syncDirectory(path) }
+    public func rename(_ from: String, _ to: String) throws { try FileSystem.rename(from, to) }
+    public func remove(_ path: String) throws { try FileSystem.remove(path) }
+    public func removeDirectory(_ path: String) throws {
+        guard rmdir(path) == 0 else { throw StorageIOError(errno: errno, operation: "rmdir", path: path) }
+    }
+    public func open(_ path: String, writable: Bool, create: Bool) throws -> any StorageFile {
+        try POSIXFile.open(path, writable: writable, create: create)
+    }
+}
+
 /// A thin owner of a POSIX file descriptor: positional reads and writes, fsync, truncation. Every failure is a
 /// `StorageIOError` naming the path. Not thread-safe; the owner closes it.
-final class POSIXFile {
+final class POSIXFile: StorageFile {
     let path: String
     private(set) var fd: Int32
 
@@ -72,8 +168,6 @@ final class POSIXFile {
         return Int(st.st_size)
     }
 
-    func readAll() throws -> [UInt8] { try read(count: try size(), at: 0) }
-
     func sync() throws {
         while fsync(fd) != 0 {
             if errno == EINTR { continue }  // not a failed flush: the call was interrupted before it ran
@@ -91,7 +185,7 @@ final class POSIXFile {
 // MARK: - Directory helpers
 
 enum FileSystem {
-    enum Kind { case missing, file, directory, other }
+    typealias Kind = FileKind
 
     static func kind(of path: String) throws -> Kind {
         var st = stat()
@@ -129,16 +223,6 @@ enum FileSystem {
         guard mkdir(path, 0o755) == 0 else { throw StorageIOError(errno: errno, operation: "mkdir", path: path) }
     }
 
-    /// Creates `path` and its missing parents.
-    static func makeDirectories(_ path: String) throws {
-        if try kind(of: path) == .directory { return }
-        let parent = parentDirectory(of: path)
-        if parent != path, try kind(of: parent) == .missing { try makeDirectories(parent) }
-        if mkdir(path, 0o755) != 0 && errno != EEXIST {
-            throw StorageIOError(errno: errno, operation: "mkdir", path: path)
-        }
-    }
-
     /// fsyncs a directory so that creations, renames and unlinks in it are durable.
     static func syncDirectory(_ path: String) throws {
         let fd = Glibc.open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
@@ -155,29 +239,6 @@ enum FileSystem {
         guard unlink(path) == 0 || errno == ENOENT else {
             throw StorageIOError(errno: errno, operation: "unlink", path: path)
         }
-    }
-
-    /// Removes a directory tree (used only for our own half-built temporary directories).
-    static func removeTree(_ path: String) throws {
-        switch try kind(of: path) {
-        case .missing: return
-        case .directory:
-            for name in try list(path) { try removeTree(path + "/" + name) }
-            guard rmdir(path) == 0 else { throw StorageIOError(errno: errno, operation: "rmdir", path: path) }
-        case .file, .other: try remove(path)
-        }
-    }
-
-    /// Writes `bytes` to a new file at `path` through `path.tmp`: write, fsync, rename, fsync the directory.
-    static func writeAtomically(_ bytes: [UInt8], to path: String) throws {
-        let tmp = path + ".tmp"
-        try remove(tmp)
-        let file = try POSIXFile.open(tmp, writable: true, create: true)
-        try file.write(bytes, at: 0)
-        try file.sync()
-        file.close()
-        try rename(tmp, path)
-        try syncDirectory(parentDirectory(of: path))
     }
 
     static func parentDirectory(of path: String) -> String {

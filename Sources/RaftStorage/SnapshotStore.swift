@@ -44,17 +44,23 @@ public final class SnapshotStore: @unchecked Sendable {
     static let magic: [UInt8] = Array("DSNAP001".utf8)
     static let version: UInt32 = 1
 
-    private init(directory: String, retain: Int) {
+    /// The file system the snapshot files live on.
+    let fs: any StorageFileSystem
+
+    private init(directory: String, retain: Int, fs: any StorageFileSystem) {
         self.directory = directory
         self.retain = max(1, retain)
+        self.fs = fs
     }
 
     /// Opens the snapshot directory, removing temporary files of interrupted saves.
-    public static func open(directory: String, retain: Int = 3) throws -> SnapshotStore {
-        let store = SnapshotStore(directory: directory, retain: retain)
+    public static func open(
+        directory: String, retain: Int = 3, fs: any StorageFileSystem = POSIXFileSystem()
+    ) throws -> SnapshotStore {
+        let store = SnapshotStore(directory: directory, retain: retain, fs: fs)
         do {
-            for name in try FileSystem.list(directory) where name.hasSuffix(".tmp") {
-                try FileSystem.remove(directory + "/" + name)
+            for name in try store.fs.list(directory) where name.hasSuffix(".tmp") {
+                try store.fs.remove(directory + "/" + name)
                 store.recoveryWarnings.append("removed unfinished snapshot file \(directory)/\(name)")
             }
         } catch let io as StorageIOError {
@@ -83,7 +89,7 @@ public final class SnapshotStore: @unchecked Sendable {
     /// The snapshot files present, oldest first, as (index, term, path).
     public func list() throws -> [(index: LogIndex, term: Term, path: String)] {
         do {
-            return try FileSystem.list(directory).compactMap { name in
+            return try fs.list(directory).compactMap { name in
                 Self.parseFileName(name).map { ($0.0, $0.1, directory + "/" + name) }
             }.sorted { $0.index < $1.index }
         } catch let io as StorageIOError {
@@ -137,9 +143,9 @@ public final class SnapshotStore: @unchecked Sendable {
     public func save(metadata: SnapshotMetadata, data: [UInt8]) throws -> StoredSnapshot {
         let path = directory + "/" + Self.fileName(index: metadata.index, term: metadata.term)
         do {
-            try FileSystem.writeAtomically(Self.encode(metadata: metadata, data: data), to: path)
+            try fs.writeAtomically(Self.encode(metadata: metadata, data: data), to: path)
         } catch let io as StorageIOError {
-            try? FileSystem.remove(path + ".tmp")
+            try? fs.remove(path + ".tmp")
             throw StorageFatalError(io, context: "saving snapshot \(path)")
         }
         try prune()
@@ -150,18 +156,18 @@ public final class SnapshotStore: @unchecked Sendable {
         do {
             let files = try list()
             guard files.count > retain else { return }
-            for file in files.prefix(files.count - retain) { try FileSystem.remove(file.path) }
-            try FileSystem.syncDirectory(directory)
+            for file in files.prefix(files.count - retain) { try fs.remove(file.path) }
+            try fs.syncDirectory(directory)
         } catch let io as StorageIOError {
             throw StorageFatalError(io, context: "deleting old snapshots in \(directory)")
         }
     }
 
     /// Reads and verifies one snapshot file.
-    public static func load(path: String) throws -> StoredSnapshot {
+    public static func load(path: String, fs: any StorageFileSystem = POSIXFileSystem()) throws -> StoredSnapshot {
         let bytes: [UInt8]
         do {
-            let file = try POSIXFile.open(path, writable: false)
+            let file = try fs.open(path, writable: false)
             bytes = try file.readAll()
         } catch let io as StorageIOError {
             throw StorageOpenError(io)
@@ -188,6 +194,6 @@ public final class SnapshotStore: @unchecked Sendable {
     /// The newest snapshot, verified; `nil` when there is none.
     public func loadLatest() throws -> StoredSnapshot? {
         guard let newest = try list().last else { return nil }
-        return try Self.load(path: newest.path)
+        return try Self.load(path: newest.path, fs: fs)
     }
 }

@@ -38,15 +38,19 @@ public final class WAL: LogStorage, @unchecked Sendable {
         let sequence: UInt64
         let firstIndex: LogIndex
         let path: String
-        let file: POSIXFile
+        let file: any StorageFile
         var size: Int
+        /// How far the file is known to be fsynced, and the last value recorded in a sync mark (-1: none yet).
+        var syncedSize: Int
+        var markedSyncedSize = -1
 
-        init(sequence: UInt64, firstIndex: LogIndex, path: String, file: POSIXFile, size: Int) {
+        init(sequence: UInt64, firstIndex: LogIndex, path: String, file: any StorageFile, size: Int) {
             self.sequence = sequence
             self.firstIndex = firstIndex
             self.path = path
             self.file = file
             self.size = size
+            self.syncedSize = size
         }
     }
 
@@ -74,9 +78,13 @@ public final class WAL: LogStorage, @unchecked Sendable {
     /// True when the oldest segment holds the first live entry (or is the only one): nothing deletable is kept.
     var oldestSegmentIsNeeded: Bool { segments.count == 1 || segments.first?.sequence == locations.first?.segment }
 
-    private init(directory: String, options: Options) {
+    /// The file system the segments live on.
+    let fs: any StorageFileSystem
+
+    private init(directory: String, options: Options, fs: any StorageFileSystem) {
         self.directory = directory
         self.options = options
+        self.fs = fs
     }
 
     deinit { close() }
@@ -191,6 +199,7 @@ public final class WAL: LogStorage, @unchecked Sendable {
         }
         syncCount += 1
         hasUnsyncedWrites = false
+        active.syncedSize = active.size
     }
 
     // MARK: - Batched writes
@@ -206,7 +215,12 @@ public final class WAL: LogStorage, @unchecked Sendable {
         guard let active = segments.last else { throw StorageError("WAL \(directory) has no segment") }
         var buffer: [UInt8] = []
         var spans: [(Int, Int)] = []
-        spans.reserveCapacity(records.count)
+        spans.reserveCapacity(records.count + 1)
+        var records = records
+        if active.markedSyncedSize != active.syncedSize {
+            records.insert(.syncMark(offset: UInt64(active.syncedSize)), at: 0)
+            active.markedSyncedSize = active.syncedSize
+        }
         for record in records {
             let start = buffer.count
             record.frame(into: &buffer)
@@ -240,7 +254,7 @@ public final class WAL: LogStorage, @unchecked Sendable {
         let next = (segments.last?.sequence ?? 0) + 1
         do {
             let segment = try Self.createSegment(
-                in: directory, sequence: next, firstIndex: lastIndex + 1, prologue: prologue())
+                in: directory, sequence: next, firstIndex: lastIndex + 1, prologue: prologue(), fs: fs)
             segments.append(segment)
             // The prologue restates what is already in the index; replaying it changes nothing.
         } catch let io as StorageIOError {
@@ -268,13 +282,13 @@ public final class WAL: LogStorage, @unchecked Sendable {
     }
 
     private static func createSegment(
-        in directory: String, sequence: UInt64, firstIndex: LogIndex, prologue: [WALRecord]
+        in directory: String, sequence: UInt64, firstIndex: LogIndex, prologue: [WALRecord], fs: any StorageFileSystem
     ) throws -> Segment {
         var bytes = SegmentHeader(sequence: sequence, firstIndex: firstIndex).encoded
         for record in prologue { record.frame(into: &bytes) }
         let path = directory + "/" + segmentName(sequence: sequence, firstIndex: firstIndex)
-        try FileSystem.writeAtomically(bytes, to: path)
-        let file = try POSIXFile.open(path, writable: true)
+        try fs.writeAtomically(bytes, to: path)
+        let file = try fs.open(path, writable: true)
         return Segment(sequence: sequence, firstIndex: firstIndex, path: path, file: file, size: bytes.count)
     }
 
@@ -285,14 +299,14 @@ public final class WAL: LogStorage, @unchecked Sendable {
         var removed = false
         while let oldest = segments.first, oldest.sequence < keepFrom, segments.count > 1 {
             oldest.file.close()
-            do { try FileSystem.remove(oldest.path) } catch let io as StorageIOError {
+            do { try fs.remove(oldest.path) } catch let io as StorageIOError {
                 throw poison(io, "deleting an old log segment")
             }
             segments.removeFirst()
             removed = true
         }
         if removed {
-            do { try FileSystem.syncDirectory(directory) } catch let io as StorageIOError {
+            do { try fs.syncDirectory(directory) } catch let io as StorageIOError {
                 throw poison(io, "syncing the log directory")
             }
         }
@@ -328,6 +342,8 @@ public final class WAL: LogStorage, @unchecked Sendable {
                 runStart = meta.index + 1
             }
             if snapshot == nil || snapshot!.index <= meta.index { snapshot = meta }
+        case .syncMark:
+            break
         case .checkpoint(let index, let term, let snap, let hs):
             // Restates the state; from an empty replay (older segments deleted) it establishes it.
             hardState = hs
@@ -351,10 +367,10 @@ public final class WAL: LogStorage, @unchecked Sendable {
     // MARK: - Open and recovery
 
     /// Creates the first segment of an empty WAL in `directory` (which must exist and be empty).
-    static func initialize(directory: String) throws {
+    static func initialize(directory: String, fs: any StorageFileSystem) throws {
         let segment = try createSegment(
             in: directory, sequence: 1, firstIndex: 1,
-            prologue: [.checkpoint(baseIndex: 0, baseTerm: 0, snapshot: nil, hardState: HardState())])
+            prologue: [.checkpoint(baseIndex: 0, baseTerm: 0, snapshot: nil, hardState: HardState())], fs: fs)
         segment.file.close()
     }
 
@@ -363,8 +379,10 @@ public final class WAL: LogStorage, @unchecked Sendable {
     /// A torn tail (an incomplete or checksum-failing last record of the last segment, or a zero-filled tail) is
     /// truncated and reported in `recoveryWarnings`. Damage anywhere else throws `StorageOpenError` (`.corruption`)
     /// naming the file and offset; nothing is modified then.
-    public static func open(directory: String, options: Options = Options()) throws -> WAL {
-        let wal = WAL(directory: directory, options: options)
+    public static func open(
+        directory: String, options: Options = Options(), fs: any StorageFileSystem = POSIXFileSystem()
+    ) throws -> WAL {
+        let wal = WAL(directory: directory, options: options, fs: fs)
         do {
             try wal.recover()
         } catch let io as StorageIOError {
@@ -373,12 +391,24 @@ public final class WAL: LogStorage, @unchecked Sendable {
         return wal
     }
 
+    /// Whether a readable sync mark after `after` in `bytes` says the file was fsynced beyond `offset`.
+    static func syncMarkCovers(_ offset: Int, in bytes: [UInt8], after: Int) -> Bool {
+        var at = after + 1
+        while at + WALRecord.headerSize <= bytes.count {
+            if case .record(.syncMark(let mark), _) = WALRecord.parse(bytes[at...]), mark > UInt64(offset) {
+                return true
+            }
+            at += 1
+        }
+        return false
+    }
+
     private func recover() throws {
         var found: [(UInt64, LogIndex, String)] = []
-        for name in try FileSystem.list(directory) {
+        for name in try fs.list(directory) {
             if name.hasSuffix(".tmp") {
                 // A segment whose creation was interrupted before its rename: it never held a record.
-                try FileSystem.remove(directory + "/" + name)
+                try fs.remove(directory + "/" + name)
                 recoveryWarnings.append("removed unfinished segment file \(directory)/\(name)")
             } else if let (seq, first) = Self.parseSegmentName(name) {
                 found.append((seq, first, directory + "/" + name))
@@ -398,7 +428,7 @@ public final class WAL: LogStorage, @unchecked Sendable {
         }
         for (k, (seq, first, path)) in found.enumerated() {
             let isLast = k == found.count - 1
-            let file = try POSIXFile.open(path, writable: true)
+            let file = try fs.open(path, writable: true)
             let bytes = try file.readAll()
             let header: SegmentHeader
             do {
@@ -414,9 +444,13 @@ public final class WAL: LogStorage, @unchecked Sendable {
             let segment = Segment(sequence: seq, firstIndex: first, path: path, file: file, size: bytes.count)
             segments.append(segment)
             var offset = SegmentHeader.size
+            // Format 2: the newest sync mark read so far (at least the prologue, fsynced when the segment was made).
+            var provenSynced = 0
             while offset < bytes.count {
                 let parsed = WALRecord.parse(bytes[offset...])
                 if case .record(let record, let length) = parsed {
+                    if offset == SegmentHeader.size { provenSynced = offset + length }
+                    if case .syncMark(let mark) = record { provenSynced = max(provenSynced, Int(clamping: mark)) }
                     replay(record, at: Location(segment: seq, offset: offset, length: length, term: 0))
                     offset += length
                     continue
@@ -443,7 +477,12 @@ public final class WAL: LogStorage, @unchecked Sendable {
                     isTorn = false
                     what = ""
                 }
-                guard isLast, isTorn else {
+                // Format 2: past the last synced offset, any damage is an unsynced write the power cut left half done
+                // or out of order (under both strategies nothing there was acknowledged), unless a later sync mark
+                // proves the offset was synced.
+                let unsynced = header.version >= 2 && offset >= provenSynced
+                    && !Self.syncMarkCovers(offset, in: bytes, after: offset)
+                guard isLast, isTorn || unsynced else {
                     throw StorageOpenError.corruption(path: path, offset: offset, what)
                 }
                 try file.truncate(to: offset)
@@ -454,6 +493,9 @@ public final class WAL: LogStorage, @unchecked Sendable {
                         + "(the last write before a crash did not complete)")
                 break
             }
+            // What recovery read is what the next sync marks claim as synced: make it so (after a kill -9 it may
+            // still be only in the page cache).
+            if isLast { try file.sync() }
         }
         if !locations.isEmpty && runStart != baseIndex + 1 {
             throw StorageOpenError(

@@ -24,6 +24,10 @@ public enum WALRecord: Sendable, Equatable {
     case compact(index: LogIndex, term: Term)
     /// A segment's prologue: restates the base, snapshot and hard state so that the segments before it can go.
     case checkpoint(baseIndex: LogIndex, baseTerm: Term, snapshot: SnapshotMetadata?, hardState: HardState)
+    /// Opens a batch: its segment was fsynced through byte `offset` before the batch was written. Recovery takes the
+    /// newest one it can read as the segment's last synced offset: damage after it is a torn tail (the OS may write
+    /// unsynced pages in any order), damage before it is corruption.
+    case syncMark(offset: UInt64)
 
     public static let headerSize = 13
     /// Records larger than this are refused when writing and treated as damage when reading.
@@ -35,6 +39,7 @@ public enum WALRecord: Sendable, Equatable {
         case snapshot = 3
         case compact = 4
         case checkpoint = 5
+        case syncMark = 6
     }
 
     // MARK: encoding
@@ -77,6 +82,9 @@ public enum WALRecord: Sendable, Equatable {
             payload.u64(hs.commit)
             payload.u8(snapshot == nil ? 0 : 1)
             if let snapshot { Self.encode(snapshot, into: &payload) }
+        case .syncMark(let offset):
+            type = .syncMark
+            payload.u64(offset)
         }
         let body = payload.bytes
         var header = ByteWriter(capacity: Self.headerSize)
@@ -226,6 +234,10 @@ public enum WALRecord: Sendable, Equatable {
             let term = try r.u64("term")
             try r.expectEnd("compact record")
             return .compact(index: index, term: term)
+        case .syncMark:
+            let offset = try r.u64("synced offset")
+            try r.expectEnd("sync mark")
+            return .syncMark(offset: offset)
         case nil:
             throw DecodeError("unknown record type \(type)")
         }
@@ -238,7 +250,7 @@ public enum WALRecord: Sendable, Equatable {
 ///
 /// ```
 /// 0  "DWALSEG1"   magic
-/// 8  u32          format version (1)
+/// 8  u32          format version (1; 2: batches open with a sync mark, so recovery knows the synced offset)
 /// 12 u64          segment sequence number
 /// 20 u64          index of the first entry written to it (lastIndex + 1 at creation)
 /// 28 u32          CRC32C over bytes 0..<28
@@ -246,15 +258,16 @@ public enum WALRecord: Sendable, Equatable {
 struct SegmentHeader: Equatable {
     static let size = 32
     static let magic: [UInt8] = Array("DWALSEG1".utf8)
-    static let version: UInt32 = 1
+    static let version: UInt32 = 2
 
     var sequence: UInt64
     var firstIndex: LogIndex
+    var version: UInt32 = SegmentHeader.version
 
     var encoded: [UInt8] {
         var w = ByteWriter(capacity: Self.size)
         w.raw(Self.magic)
-        w.u32(Self.version)
+        w.u32(version)
         w.u64(sequence)
         w.u64(firstIndex)
         w.u32(CRC32C.checksum(w.bytes))
@@ -270,7 +283,9 @@ struct SegmentHeader: Equatable {
         let first = try r.u64()
         let crc = try r.u32()
         guard CRC32C.checksum(bytes.prefix(28)) == crc else { throw DecodeError("segment header checksum mismatch") }
-        guard version == Self.version else { throw DecodeError("unsupported segment format version \(version)") }
-        return SegmentHeader(sequence: sequence, firstIndex: first)
+        guard version == 1 || version == Self.version else {
+            throw DecodeError("unsupported segment format version \(version)")
+        }
+        return SegmentHeader(sequence: sequence, firstIndex: first, version: version)
     }
 }

@@ -1,5 +1,14 @@
 import RaftCore
 
+/// When the simulated disk makes a write durable (`[raft.persistence] strategy`, docs/storage.md).
+public enum SimStrategy: String, Sendable, Equatable, CaseIterable {
+    /// Every batch is fsynced before it counts.
+    case diskFirst = "DiskFirst"
+    /// A follower fsyncs a batch before acknowledging it; a leader's own batches are fsynced by the flush policy
+    /// (`flushThreshold` entries or `flushIntervalMs`) and count toward commit only once fsynced.
+    case memFirst = "MemFirst"
+}
+
 /// What the simulator may do, all driven from one seed.
 public struct SimOptions: Sendable, Equatable {
     public var seed: UInt64
@@ -19,6 +28,15 @@ public struct SimOptions: Sendable, Equatable {
     public var transferPerMille = 2
     /// Pause a node (a GC pause, SIGSTOP): no ticks, no messages; on resume clients reach it before its clock does.
     public var pausePerMille = 3
+    /// Cut a node's power: it loses everything written since its last fsync (its page cache), then is down like a
+    /// crashed node. One cut in `clusterPowerCutOneIn` hits every node at once.
+    public var powerCutPerMille = 3
+    public var clusterPowerCutOneIn: UInt64 = 4
+    /// The durability strategy of every node (the default alternates by seed: odd DiskFirst, even MemFirst).
+    public var strategy: SimStrategy = .diskFirst
+    /// MemFirst's flush policy: fsync once this many entries are unsynced, or the oldest unsynced write is this old.
+    public var flushThreshold = 4
+    public var flushIntervalMs: UInt64 = 6
     /// Take a snapshot every this many applied entries, keeping `retainEntries` before it.
     public var snapshotEvery: UInt64 = 40
     public var retainEntries: UInt64 = 5
@@ -26,7 +44,11 @@ public struct SimOptions: Sendable, Equatable {
     /// Test only: a bug planted in the core, to prove that the checkers catch it.
     public var plantedBug: PlantedBug?
 
-    public init(seed: UInt64) { self.seed = seed }
+    public init(seed: UInt64) {
+        self.seed = seed
+        // Seeds 1, 2 DiskFirst, 3, 4 MemFirst, ...: both strategies with both cluster sizes (voters follow seed % 2).
+        strategy = (seed &- 1) / 2 % 2 == 0 ? .diskFirst : .memFirst
+    }
 }
 
 /// A safety property violated during a simulation run.
@@ -61,6 +83,9 @@ public struct SimStats: Sendable, Equatable {
     public var leaseReadsServed = 0
     public var elections = 0
     public var pauses = 0
+    public var powerCuts = 0
+    /// Entries written but unsynced when their node lost power.
+    public var unsyncedEntriesLost = 0
     /// Steps during which more than one node believed it led (a deposed leader that has not noticed yet).
     public var overlappingLeaderSteps = 0
 
@@ -83,6 +108,8 @@ public struct SimStats: Sendable, Equatable {
         leaseReadsServed += o.leaseReadsServed
         elections += o.elections
         pauses += o.pauses
+        powerCuts += o.powerCuts
+        unsyncedEntriesLost += o.unsyncedEntriesLost
         overlappingLeaderSteps += o.overlappingLeaderSteps
     }
 }
@@ -139,12 +166,41 @@ public struct Simulation {
         side.removeAll()
         for id in nodes.keys.sorted() where !nodes[id]!.isUp { restart(id) }
         for id in nodes.keys.sorted() where nodes[id]!.paused { nodes[id]!.paused = false }
+        var settled = false
         for _ in 0..<2000 {
             advanceClock(by: 10)
             try deliverAllDue()
-            if let leader = currentLeader(), nodes[leader]!.core.hasCommittedInTerm { break }
+            if converged() {
+                settled = true
+                break
+            }
         }
         try check()
+        if !settled {
+            let states = nodes.keys.sorted().map { id in
+                let n = nodes[id]!
+                return "\(id): \(n.core.role.rawValue) term=\(n.core.term) commit=\(n.core.commitIndex) "
+                    + "last=\(n.core.lastIndex) applied=\(n.stateMachine.appliedIndex)"
+            }
+            pendingFailure = (
+                "convergence: after every fault heals, the replicas reach one state",
+                "not converged 20 s after healing: " + states.joined(separator: "; ")
+            )
+            try check()
+        }
+    }
+
+    /// A leader that has committed in its term, and every member (voter or learner) has applied exactly its commit
+    /// index into an identical state.
+    private func converged() -> Bool {
+        guard let leader = currentLeader(), let l = nodes[leader], l.core.hasCommittedInTerm else { return false }
+        let members = l.core.membership.voters.union(l.core.membership.learners)
+        for id in members.sorted() {
+            guard let n = nodes[id], n.isUp, n.stateMachine.appliedIndex == l.core.commitIndex,
+                n.stateMachine.values == l.stateMachine.values, n.stateMachine.sessions == l.stateMachine.sessions
+            else { return false }
+        }
+        return true
     }
 
     public mutating func stepOnce() throws(SimFailure) {
@@ -158,6 +214,8 @@ public struct Simulation {
         }
         if hit(options.crashPerMille) {
             crashOrRestart()
+        } else if hit(options.powerCutPerMille) {
+            powerCut()
         } else if hit(options.partitionPerMille) {
             partitionOrHeal()
         } else if hit(options.membershipPerMille) {
@@ -222,6 +280,32 @@ public struct Simulation {
         log("crash \(id)")
     }
 
+    /// A power cut: the node (or, one time in `clusterPowerCutOneIn`, every node) loses what it wrote since its last
+    /// fsync and goes down. Under both strategies nothing acknowledged may be lost, however many nodes lose power.
+    private mutating func powerCut() {
+        let everyone = rng.next() % options.clusterPowerCutOneIn == 0
+        var targets: [NodeID] = []
+        if everyone {
+            targets = nodes.keys.sorted()
+        } else {
+            let down = nodes.keys.sorted().filter { !nodes[$0]!.isUp }
+            // Most cuts hit a node with unsynced writes: a cut of a node with nothing unsynced is a crash.
+            let exposed = nodes.keys.sorted().filter { nodes[$0]!.isUp && nodes[$0]!.unsyncedEntries > 0 }
+            let target =
+                !exposed.isEmpty && rng.next() % 4 != 0
+                ? exposed[Int(rng.next() % UInt64(exposed.count))]
+                : (rng.next() % 2 == 0 ? currentLeader() : randomLiveNode())
+            guard down.count < (options.voters - 1) / 2, let id = target else { return }
+            targets = [id]
+        }
+        for id in targets {
+            let lost = nodes[id]!.loseUnsyncedData()
+            stats.unsyncedEntriesLost += lost
+            log("power cut \(id): \(lost) unsynced entries lost")
+        }
+        stats.powerCuts += 1
+    }
+
     private mutating func pauseOrResume() {
         if let paused = nodes.keys.sorted().first(where: { nodes[$0]!.paused }) {
             nodes[paused]!.paused = false
@@ -240,6 +324,11 @@ public struct Simulation {
     }
 
     private mutating func restart(_ id: NodeID) {
+        if let problem = nodes[id]!.recoverSnapshotFile() {
+            // The real node refuses to start here (docs/storage.md, Recovery); the cluster has lost a member's disk.
+            if pendingFailure == nil { pendingFailure = ("storage durability: a restarted node finds its files", problem) }
+            return
+        }
         startNode(id, fresh: false)
     }
 
@@ -381,9 +470,22 @@ public struct Simulation {
     private mutating func advanceClock(by ms: UInt64) {
         now += ms
         for id in nodes.keys.sorted() where nodes[id]!.isUp && !nodes[id]!.paused {
+            // MemFirst's flush timer: the oldest unsynced write is `flushIntervalMs` old.
+            if let since = nodes[id]!.unsyncedSince, now >= since + options.flushIntervalMs { flush(id) }
             nodes[id]!.core.tick(now: now)
             pump(id)
         }
+    }
+
+    /// fsyncs everything the node has written and tells its core (a leader may now count its own entries).
+    private mutating func flush(_ id: NodeID) {
+        let node = nodes[id]!
+        if options.plantedBug != .skipWALFsync { node.durable = node.storage }
+        node.unsyncedSince = nil
+        node.unsyncedEntries = 0
+        let last = node.storage.lastIndex
+        if let term = node.storage.term(at: last) { node.core.markSynced(through: last, term: term) }
+        if traceSink != nil { log("flush \(id) through \(last)") }
     }
 
     private func canTalk(_ a: NodeID, _ b: NodeID) -> Bool {
@@ -502,10 +604,11 @@ public struct Simulation {
         if let soft = rd.softState { log("node \(id) \(soft)") }
 
         // 1. persist
+        let before = node.storage.hardState
         if let snap = rd.snapshot {
             guard let image = node.staged[snap.index] else { fatalError("snapshot \(snap.index) not staged on \(id)") }
+            node.saveSnapshotFile(image, meta: snap, dirSynced: options.plantedBug != .skipDirFsync)
             try! node.storage.applySnapshot(snap)
-            node.snapshotImage = image
             node.stateMachine.restore(image)
             stats.snapshotsInstalled += 1
             log("node \(id) installed \(snap)")
@@ -513,6 +616,9 @@ public struct Simulation {
         try! node.storage.append(rd.entries)
         if let hard = rd.hardState { try! node.storage.setHardState(hard) }
         nodes[id] = node
+        let syncedThrough = syncAfterPersist(id, rd, termOrVoteChanged: rd.hardState.map {
+            $0.term != before.term || $0.vote != before.vote
+        } ?? false)
         // 2. send
         for m in rd.messages {
             var image: SimStateMachine?
@@ -534,8 +640,45 @@ public struct Simulation {
         for dropped in rd.droppedReads { nodes[id]!.unconfirmedReads[dropped.id] = nil }
         serveReads(id)
         // 4. advance
-        nodes[id]!.core.advance(rd)
+        nodes[id]!.core.advance(rd, syncedThrough: syncedThrough)
         maybeSnapshot(id)
+    }
+
+    /// Step 1's fsync, as `LogWriter` decides it: always under DiskFirst; under MemFirst when the term or vote changed,
+    /// a snapshot was recorded, the batch acknowledges entries to a leader (a follower fsyncs before it answers), or
+    /// the flush policy's threshold is reached. Returns how far the node *believes* its log is fsynced, for
+    /// `advance(_:syncedThrough:)` (`nil`: all of it; a planted bug may make the fsync do nothing).
+    private mutating func syncAfterPersist(_ id: NodeID, _ rd: Ready, termOrVoteChanged: Bool) -> LogIndex? {
+        let node = nodes[id]!
+        // Nothing written: nothing newly synced either (a Ready of messages must not vouch for earlier writes).
+        guard rd.needsPersistence else { return node.core.syncedIndex }
+        var sync: Bool
+        switch options.strategy {
+        case .diskFirst:
+            sync = true
+        case .memFirst:
+            let acknowledges = rd.messages.contains {
+                if case .appendResponse(.success, _) = $0.body { return true }
+                return false
+            }
+            let oldMemFirst = options.plantedBug == .memFirstAckBeforeFsync
+            sync = termOrVoteChanged || rd.snapshot != nil || (acknowledges && !oldMemFirst)
+                || node.unsyncedEntries + rd.entries.count >= options.flushThreshold
+            // Before issue #15 everything written counted, the leader's own entries included.
+            if oldMemFirst && !sync {
+                node.unsyncedEntries += rd.entries.count
+                if node.unsyncedSince == nil { node.unsyncedSince = now }
+                return nil
+            }
+        }
+        if sync {
+            flush(id)
+            return nil
+        }
+        node.unsyncedEntries += rd.entries.count
+        if node.unsyncedSince == nil { node.unsyncedSince = now }
+        // A leader's log only grows within its term, and the term change was fsynced: the durable log is a prefix.
+        return node.durable.lastIndex
     }
 
     private mutating func serveReads(_ id: NodeID) {
@@ -561,10 +704,12 @@ public struct Simulation {
         guard applied >= last + options.snapshotEvery, let meta = node.core.snapshotMetadata(at: applied) else {
             return
         }
-        nodes[id]!.snapshotImage = node.stateMachine
+        // SnapshotStore.save (file fsync, rename, directory fsync), then the WAL record (fsynced) and compaction.
+        node.saveSnapshotFile(node.stateMachine, meta: meta, dirSynced: options.plantedBug != .skipDirFsync)
         try! nodes[id]!.storage.applySnapshot(meta)
         let keepFrom = meta.index + 1 > options.retainEntries ? meta.index + 1 - options.retainEntries : 1
         try! nodes[id]!.storage.compact(before: keepFrom)
+        flush(id)
         nodes[id]!.core.compact(snapshot: meta, retain: options.retainEntries)
         stats.snapshotsTaken += 1
         log("node \(id) snapshot at \(meta.index)")
@@ -600,9 +745,16 @@ public final class SimNode {
     public private(set) var isUp = false
     public var paused = false
     public var core: RaftNode!
-    /// Survives crashes: the log storage and the latest snapshot image.
+    /// Survives crashes (`kill -9`: the page cache stays): the log storage and the latest snapshot image.
     public var storage = MemoryStorage()
     public var snapshotImage = SimStateMachine()
+    var snapshotMeta: SnapshotMetadata?
+    /// Survives a power cut: what was fsynced (`durable`), and the snapshot file whose directory entry was fsynced.
+    public var durable = MemoryStorage()
+    var durableSnapshot: (image: SimStateMachine, meta: SnapshotMetadata?) = (SimStateMachine(), nil)
+    /// Entries written since the last fsync, and when the oldest of them was written.
+    var unsyncedEntries = 0
+    var unsyncedSince: UInt64?
     /// Lost on crash.
     public var stateMachine = SimStateMachine()
     var deferred: [Ready] = []
@@ -624,6 +776,41 @@ public final class SimNode {
         core = try! RaftNode(config: config, storage: storage, now: now)
         stateMachine = snapshotImage
         isUp = true
+    }
+
+    /// Saves a snapshot file: it survives a crash at once, a power cut only once its directory entry is fsynced.
+    func saveSnapshotFile(_ image: SimStateMachine, meta: SnapshotMetadata, dirSynced: Bool) {
+        snapshotImage = image
+        snapshotMeta = meta
+        if dirSynced { durableSnapshot = (image, meta) }
+    }
+
+    /// A power cut: everything unsynced is gone, then the node is down. Returns how many log entries were lost.
+    func loseUnsyncedData() -> Int {
+        let lost = storage.lastIndex > durable.lastIndex ? Int(storage.lastIndex - durable.lastIndex) : 0
+        storage = durable
+        (snapshotImage, snapshotMeta) = durableSnapshot
+        unsyncedEntries = 0
+        unsyncedSince = nil
+        if isUp { crash() }
+        return lost
+    }
+
+    /// What the node's start-up recovery does with its snapshot file: a file newer than the log's snapshot record
+    /// (saved, then the node stopped before recording it) is recorded; a log that refers to a snapshot whose file is
+    /// gone makes the node refuse to start (returned as a problem).
+    func recoverSnapshotFile() -> String? {
+        let recorded = storage.snapshot?.index ?? 0
+        if let meta = snapshotMeta, meta.index > recorded {
+            try! storage.applySnapshot(meta)
+            durable = storage
+            return nil
+        }
+        if recorded > (snapshotMeta?.index ?? 0) {
+            return "node \(id): the log records snapshot \(recorded) but the newest snapshot file is "
+                + "\(snapshotMeta.map { String($0.index) } ?? "none"): it was lost with the power"
+        }
+        return nil
     }
 
     func crash() {

@@ -14,17 +14,20 @@ struct Put: AsyncParsableCommand {
         abstract: "Write a key (prints OK).",
         discussion: """
             V is stored exactly as given; with '-' it is read from stdin to the end (a trailing newline is kept). \
-            A write that times out exits 5 and is not resent: check with 'dctl get' before retrying.
+            Every write carries an Idempotency-Key. A write that times out exits 5; with --retry it is resent with \
+            the same key (to any node, until --timeout) and applies at most once.
             """)
 
     @OptionGroup var global: GlobalOptions
+    @OptionGroup var idempotency: IdempotencyOptions
     @Argument(help: "The key.") var key: String
     @Argument(help: "The value, or '-' to read it from stdin.") var value: String
 
     func run() async throws {
         try await global.execute("put") { context throws(CommandFailure) in
             let text = try readValue()
-            let (response, target) = try await context.client().put(key: key, value: text)
+            let (response, target) = try await idempotency.configure(context.client())
+                .put(key: key, value: text, idempotencyKey: idempotency.key)
             return Outcome(
                 result: .object([
                     ("key", .string(response.key)), ("index", .uint(response.index)), ("node", .uint(target.id)),
@@ -71,11 +74,13 @@ struct Delete: AsyncParsableCommand {
         abstract: "Delete a key (prints 1 if it existed, 0 if not; both exit 0).")
 
     @OptionGroup var global: GlobalOptions
+    @OptionGroup var idempotency: IdempotencyOptions
     @Argument(help: "The key.") var key: String
 
     func run() async throws {
         try await global.execute("delete") { context throws(CommandFailure) in
-            let (response, target) = try await context.client().delete(key: key)
+            let (response, target) = try await idempotency.configure(context.client())
+                .delete(key: key, idempotencyKey: idempotency.key)
             return Outcome(
                 result: .object([
                     ("key", .string(response.key)), ("index", .uint(response.index)), ("deleted", .bool(response.deleted)),
@@ -83,5 +88,21 @@ struct Delete: AsyncParsableCommand {
                 ]),
                 text: response.deleted ? "1\n" : "0\n")
         }
+    }
+}
+
+/// `--retry` and `--idempotency-key` of the write commands.
+struct IdempotencyOptions: ParsableArguments {
+    @Flag(help: "Resend the write with the same Idempotency-Key after a timeout or a dropped connection, until --timeout.")
+    var retry = false
+    @Option(help: "The Idempotency-Key to send (default: a fresh UUID); the same key makes a repeated command a no-op.")
+    var idempotencyKey: String?
+
+    var key: String? { idempotencyKey }
+
+    func configure(_ client: ClusterClient) -> ClusterClient {
+        var client = client
+        client.retryWrites = retry
+        return client
     }
 }

@@ -50,8 +50,8 @@ func crashChild(_ args: [String]) -> Never {
             let entries = (next..<(next + LogIndex(batch))).map(childEntry)
             let d = try writer.persist(entries: entries, hardState: HardState(term: 1, vote: 1, commit: next - 1))
             next += LogIndex(batch)
-            // What the node may count: DiskFirst fsynced, MemFirst written to the OS.
-            emit("ack \(d.acknowledged)")
+            // What must survive a kill -9: DiskFirst what is fsynced; MemFirst everything written to the OS.
+            emit("ack \(strategy == .diskFirst ? d.acknowledged : d.written)")
             if snapshots && next % 50 < LogIndex(batch) {
                 let index = next - 1
                 let meta = SnapshotMetadata(index: index, term: 1, membership: Membership(voters: [1]))

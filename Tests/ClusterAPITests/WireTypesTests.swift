@@ -157,8 +157,9 @@ private let sampleStatus = NodeStatus(
 
 @Suite struct ErrorEnvelopeTests {
     @Test(arguments: [
-        (APIErrorCode.invalidRequest, 400), (.unauthenticated, 401), (.forbidden, 403), (.keyNotFound, 404), (.notFound, 404), (.notCaughtUp, 409),
-        (.membershipChangeInProgress, 409), (.conflict, 409), (.tooLarge, 413), (.overloaded, 429),
+        (APIErrorCode.invalidRequest, 400), (.unauthenticated, 401), (.forbidden, 403), (.keyNotFound, 404),
+        (.notFound, 404), (.notCaughtUp, 409), (.membershipChangeInProgress, 409), (.conflict, 409), (.tooLarge, 413),
+        (.idempotencyKeyReused, 422), (.overloaded, 429),
         (.noLeader, 503), (.unavailable, 503), (.timeout, 504),
     ])
     func statusMapping(code: APIErrorCode, status: Int) {
@@ -170,8 +171,9 @@ private let sampleStatus = NodeStatus(
         let names = APIErrorCode.allCases.map(\.rawValue)
         #expect(
             names == [
-                "invalid_request", "unauthenticated", "forbidden", "key_not_found", "not_found", "not_caught_up", "membership_change_in_progress",
-                "conflict", "too_large", "overloaded", "no_leader", "unavailable", "timeout",
+                "invalid_request", "unauthenticated", "forbidden", "key_not_found", "not_found", "not_caught_up",
+                "membership_change_in_progress", "conflict", "too_large", "idempotency_key_reused", "overloaded",
+                "no_leader", "unavailable", "timeout",
             ])
     }
 

@@ -155,8 +155,14 @@ struct MembershipTests {
             let leader = try await cluster.waitForLeader(requireMajority: true)
             #expect(Int(leader.nodeID) == chosen)
 
-            // Remove the leader itself: it answers once the change commits, then steps down.
-            let removeLeader = try await membershipChange(cluster, "/remove", node: chosen, via: chosen)
+            // Remove the leader itself: it answers once the change commits, then steps down. A leader that has not
+            // heard from its followers yet refuses (409: it cannot tell that the change would commit; nothing was
+            // proposed), more often now that MemFirst followers answer after their fsync: ask again then.
+            let removeLeader = try await waitFor("node \(chosen) to accept its own removal", timeout: .seconds(5)) {
+                () async throws -> HTTPResponse? in
+                let response = try await membershipChange(cluster, "/remove", node: chosen, via: chosen)
+                return response.status == 409 && response.bodyText.contains("reachable") ? nil : response
+            }
             #expect(removeLeader.status == 200, "\(removeLeader)")
             let remaining = cluster.ids.filter { $0 != chosen }
             let next = try await cluster.waitForLeader(timeout: .seconds(5), among: remaining, requireMajority: true)

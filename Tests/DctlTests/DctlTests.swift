@@ -254,4 +254,28 @@ import Darwin
         #expect(get.code == 0 && get.stdout == "v\n", "\(get)")
         _ = try cluster.dctl(["cluster", "stop", "--force"])
     }
+
+    /// Issue #15: the leader freezes with the request in hand (outcome unknown), then is killed. Without --retry
+    /// that is exit 5; with it, dctl resends with the same Idempotency-Key to the other nodes and exits 0.
+    @Test(.enabled(if: ProcessInfo.processInfo.environment["SKIP_CLUSTER_TESTS"] == nil))
+    func putRetrySurvivesALeaderKill() throws {
+        let cluster = try ClusterDirectory()
+        defer { cluster.cleanup() }
+        let start = try cluster.dctl(["cluster", "start"])
+        #expect(start.code == 0, "\(start)")
+        let leader = try cluster.dctl(["leader", "-o", "json"])
+        let leaderID = try #require(Int(leader.stdout.split(separator: "\"leader_id\":")[1].prefix { $0.isNumber }))
+        let pid = try #require(cluster.pid(leaderID))
+        let others = [1, 2, 3].filter { $0 != leaderID }.map(cluster.endpoint)
+        kill(pid, SIGSTOP)
+        let once = try cluster.dctl(["put", "a", "1", "--timeout", "1500ms", "--endpoints", cluster.endpoint(leaderID)])
+        #expect(once.code == 5, "\(once)")
+        let endpoints = ([cluster.endpoint(leaderID)] + others).joined(separator: ",")
+        let retried = try cluster.dctl(["put", "b", "2", "--retry", "--timeout", "15s", "--endpoints", endpoints])
+        #expect(retried.code == 0 && retried.stdout == "OK\n", "\(retried)")
+        kill(pid, SIGKILL)
+        let deleted = try cluster.dctl(["delete", "b", "--retry", "--timeout", "15s", "--endpoints", others.joined(separator: ",")])
+        #expect(deleted.code == 0 && deleted.stdout == "1\n", "\(deleted)")
+        _ = try cluster.dctl(["cluster", "stop", "--force"])
+    }
 }

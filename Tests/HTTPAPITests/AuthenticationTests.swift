@@ -66,13 +66,13 @@ struct AuthenticationTests {
             backend: DictionaryBackend(), limits: ClientHTTPLimits(), requiresCaller: true)
         let loop = MultiThreadedEventLoopGroup.singleton.next()
         let put = Array(#"{"key":"k","value":"v"}"#.utf8)
-        let none = try await processor.process(method: "POST", uri: "/put", body: put, caller: nil, on: loop).get()
+        let none = try await processor.process(method: "POST", uri: "/put", body: put, on: loop).get()
         #expect(none.0 == 401)
-        let reader = try await processor.process(method: "POST", uri: "/put", body: put, caller: "readonly:r", on: loop).get()
+        let reader = try await processor.process(method: "POST", uri: "/put", headers: [(Caller.forwardedHeader, "readonly:r")], body: put, on: loop).get()
         #expect(reader.0 == 403)
-        let garbage = try await processor.process(method: "POST", uri: "/put", body: put, caller: "root:x", on: loop).get()
+        let garbage = try await processor.process(method: "POST", uri: "/put", headers: [(Caller.forwardedHeader, "root:x")], body: put, on: loop).get()
         #expect(garbage.0 == 401)
-        let writer = try await processor.process(method: "POST", uri: "/put", body: put, caller: "readwrite:w", on: loop).get()
+        let writer = try await processor.process(method: "POST", uri: "/put", headers: [(Caller.forwardedHeader, "readwrite:w")], body: put, on: loop).get()
         #expect(writer.0 == 200)
     }
 }

@@ -15,6 +15,14 @@ struct Log {
         return Entry(term: term, index: next, kind: .normal, clientID: client, sequence: seq, data: data)
     }
 
+    /// An entry tagged with an idempotency key; the fingerprint stands for the request it was sent with.
+    mutating func tagged(_ command: KVCommand, key: String, fingerprint: UInt64 = 7, at ms: UInt64 = 1000) -> Entry {
+        defer { next += 1 }
+        let tag = IdempotencyTag(key: Array(key.utf8), fingerprint: fingerprint)
+        let data = KVOperation(timestampMs: ms, command: command, idempotency: tag).encoded
+        return Entry(term: term, index: next, kind: .normal, data: data)
+    }
+
     mutating func raw(_ kind: EntryKind, data: [UInt8] = []) -> Entry {
         defer { next += 1 }
         return Entry(term: term, index: next, kind: kind, data: data)
@@ -209,5 +217,121 @@ struct KVStateMachineTests {
             _ = sm.apply(Entry(term: 1, index: sm.appliedIndex + 1, data: input))
         }
         #expect(acceptedImages < 10)
+    }
+}
+
+/// Issue #15: `Idempotency-Key` writes apply once, replicated through the log and snapshots.
+@Suite("KV state machine: idempotency keys")
+struct IdempotencyKeyTests {
+    @Test func aRetryReturnsTheFirstOutcomeAndAppliesNothing() {
+        var sm = KVStateMachine()
+        var log = Log()
+        _ = sm.apply(log.entry(.put(key: b("k"), value: b("old"), expiresAtMs: nil)))
+        let cas = KVCommand.cas(key: b("k"), expected: b("old"), value: b("new"))
+        #expect(sm.apply(log.tagged(cas, key: "r1")) == .cas(succeeded: true))
+        // Someone else writes in between; the retried CAS would now fail if it were applied again.
+        _ = sm.apply(log.entry(.put(key: b("k"), value: b("old"), expiresAtMs: nil)))
+        #expect(sm.apply(log.tagged(cas, key: "r1")) == .replayed(index: 2, result: .cas(succeeded: true)))
+        #expect(sm.get(b("k")) == b("old"))
+        // A delete retried after the key is gone still reports the first outcome (it existed).
+        #expect(sm.apply(log.tagged(.delete(key: b("k")), key: "d1")) == .deleted(existed: true))
+        #expect(sm.apply(log.tagged(.delete(key: b("k")), key: "d1")) == .replayed(index: 5, result: .deleted(existed: true)))
+    }
+
+    @Test func theSameKeyWithAnotherRequestIsRefused() {
+        var sm = KVStateMachine()
+        var log = Log()
+        #expect(sm.apply(log.tagged(.put(key: b("a"), value: b("1"), expiresAtMs: nil), key: "x", fingerprint: 1)) == .stored)
+        #expect(
+            sm.apply(log.tagged(.put(key: b("a"), value: b("2"), expiresAtMs: nil), key: "x", fingerprint: 2))
+                == .idempotencyKeyReused(firstIndex: 1))
+        #expect(sm.get(b("a")) == b("1"))
+    }
+
+    @Test func keysExpireByTheLogClockAndAreBounded() {
+        var sm = KVStateMachine(options: .init(idempotencyTTLMs: 10_000, maxIdempotencyKeys: 3))
+        var log = Log()
+        _ = sm.apply(log.tagged(.put(key: b("a"), value: b("1"), expiresAtMs: nil), key: "k1", at: 1000))
+        // 9 s later by the log: still remembered.
+        #expect(sm.apply(log.tagged(.put(key: b("a"), value: b("1"), expiresAtMs: nil), key: "k1", at: 10_000))
+            == .replayed(index: 1, result: .stored))
+        // 10 s after its first use: forgotten, so the same key applies again.
+        _ = sm.apply(log.entry(.delete(key: b("z")), at: 11_000))
+        #expect(sm.firstOutcome(idempotencyKey: b("k1")) == nil)
+        #expect(sm.apply(log.tagged(.put(key: b("a"), value: b("2"), expiresAtMs: nil), key: "k1", at: 11_000)) == .stored)
+        // At most 3 keys: the oldest goes first.
+        for i in 2...4 { _ = sm.apply(log.tagged(.delete(key: b("z")), key: "k\(i)", at: 11_000)) }
+        #expect(sm.idempotencyKeyCount == 3)
+        #expect(sm.firstOutcome(idempotencyKey: b("k1")) == nil)
+        #expect(sm.firstOutcome(idempotencyKey: b("k4")) != nil)
+    }
+
+    @Test func theTableTravelsInSnapshotsAndTheStateHash() throws {
+        var sm = KVStateMachine()
+        var log = Log()
+        _ = sm.apply(log.tagged(.put(key: b("a"), value: b("1"), expiresAtMs: nil), key: "p"))
+        let plain = KVStateMachine()
+        #expect(sm.stateHash != plain.stateHash)
+        let image = sm.snapshot(membership: Membership(voters: [1]))
+        var (restored, _) = try KVStateMachine.restore(from: image)
+        #expect(restored.stateHash == sm.stateHash)
+        #expect(restored.apply(log.tagged(.put(key: b("a"), value: b("1"), expiresAtMs: nil), key: "p"))
+            == .replayed(index: 1, result: .stored))
+    }
+
+    @Test func taggedOperationsRoundTripAndUntaggedKeepVersionOne() throws {
+        let tag = IdempotencyTag(key: b("key-1"), fingerprint: 42)
+        let op = KVOperation(timestampMs: 5, command: .delete(key: b("a")), idempotency: tag)
+        #expect(try KVOperation(decoding: op.encoded) == op)
+        #expect(KVOperation(timestampMs: 5, command: .delete(key: b("a"))).encoded.first == 1)
+        #expect(op.encoded.first == 2)
+    }
+}
+
+/// Issue #15: one clock for TTLs, leader-stamped log time that never runs faster than the monotonic clock.
+@Suite("Log time (TTL clock)")
+struct LogClockTests {
+    @Test func aFreshClockTrustsTheWallClockOnce() {
+        var clock = LogClock()
+        #expect(clock.stamp(wallMs: 1_000_000, monotonicMs: 50) == 1_000_000)
+        #expect(clock.anchorMs == 1_000_000)
+    }
+
+    @Test func aWallClockAheadCannotRunFasterThanTheMonotonicClock() {
+        var clock = LogClock()
+        clock.observe(1_000_000, monotonicMs: 100)
+        // The wall clock jumped an hour ahead; only 2 s really passed.
+        #expect(clock.stamp(wallMs: 1_000_000 + 3_600_000, monotonicMs: 2_100) == 1_002_000)
+    }
+
+    @Test func aWallClockBehindHoldsLogTimeStillAndNeverBackwards() {
+        var clock = LogClock()
+        clock.observe(1_000_000, monotonicMs: 100)
+        #expect(clock.now(wallMs: 900_000, monotonicMs: 5_100) == 1_000_000)
+        #expect(clock.now(wallMs: 1_003_000, monotonicMs: 5_100) == 1_003_000)
+        // A stamp becomes the anchor; an older applied stamp does not move it back.
+        _ = clock.stamp(wallMs: 1_003_000, monotonicMs: 5_100)
+        clock.observe(1_001_000, monotonicMs: 6_000)
+        #expect(clock.anchorMs == 1_003_000)
+    }
+
+    @Test func getCasAndDeleteJudgeExpiryByTheSameClock() {
+        var sm = KVStateMachine()
+        var log = Log()
+        #expect(sm.apply(log.entry(.put(key: b("t"), value: b("old"), expiresAtMs: 5_000), at: 1_000)) == .stored)
+        // A read at log time 5000 no longer sees the key...
+        #expect(sm.get(b("t"), nowMs: 5_000) == nil)
+        #expect(sm.get(b("t"), nowMs: 4_999) == b("old"))
+        // ...and a CAS stamped at 5000 or later cannot match the old value.
+        #expect(sm.apply(log.entry(.cas(key: b("t"), expected: b("old"), value: b("new")), at: 5_000)) == .cas(succeeded: false))
+        #expect(sm.apply(log.entry(.delete(key: b("t")), at: 5_001)) == .deleted(existed: false))
+    }
+
+    @Test func aPutExpiredByLogTimeIsRefusedAndChangesNothing() {
+        var sm = KVStateMachine()
+        var log = Log()
+        _ = sm.apply(log.entry(.put(key: b("k"), value: b("v"), expiresAtMs: nil), at: 10_000))
+        #expect(sm.apply(log.entry(.put(key: b("k"), value: b("w"), expiresAtMs: 9_000), at: 10_000)) == .expiredOnArrival)
+        #expect(sm.get(b("k")) == b("v"))
     }
 }

@@ -4,11 +4,15 @@ import Testing
 
 @testable import RaftStorage
 
-/// Writes `count` entries to a fresh data directory and returns the path of its only segment and the record offsets.
+/// Writes `count` entries to a fresh data directory, one fsynced batch each (as DiskFirst does: every batch but the
+/// first opens with a sync mark naming the end of the one before), and returns the path of its only segment and the
+/// record offsets.
 private func prepare(_ dir: TempDir, count: LogIndex = 20) throws -> (segment: String, recordStarts: [Int]) {
     let opened = try DataDirectory.open(path: dir.dataDir, nodeID: 1)
-    for i in 1...count { try opened.wal.append([makeEntry(i, term: 1, size: 40)]) }
-    try opened.wal.sync()
+    for i in 1...count {
+        try opened.wal.append([makeEntry(i, term: 1, size: 40)])
+        try opened.wal.sync()
+    }
     opened.wal.close()
     let segment = try #require(segmentPaths(dir.dataDir).last)
     // Walk the records to find where each starts.
@@ -25,6 +29,45 @@ private func prepare(_ dir: TempDir, count: LogIndex = 20) throws -> (segment: S
 
 @Suite("Corruption and recovery")
 struct CorruptionTests {
+    /// Issue #15: the OS may write unsynced pages in any order, so a power cut can leave a damaged record with valid
+    /// ones after it. Past the last synced offset (the newest sync mark) that is a torn tail, repaired under DiskFirst
+    /// too; before it, the node refuses to start.
+    @Test(arguments: [false, true])
+    func damageAfterTheLastSyncIsTornBeforeItIsCorruption(syncedLater: Bool) throws {
+        let dir = TempDir("unsynced")
+        defer { dir.cleanup() }
+        let opened = try DataDirectory.open(path: dir.dataDir, nodeID: 1)
+        for i in LogIndex(1)...10 {
+            try opened.wal.append([makeEntry(i, term: 1, size: 40)])
+            try opened.wal.sync()
+        }
+        let segment = try #require(segmentPaths(dir.dataDir).last)
+        let damaged = readFile(segment).count  // where the first unsynced batch starts
+        for i in LogIndex(11)...13 { try opened.wal.append([makeEntry(i, term: 1, size: 40)]) }
+        if syncedLater {
+            try opened.wal.sync()
+            try opened.wal.append([makeEntry(14, term: 1, size: 40)])  // opens with a mark past entry 13
+        }
+        opened.wal.close()
+        var bytes = readFile(segment)
+        // The first unsynced batch is [sync mark, entry 11]: damage entry 11's payload; valid records follow it.
+        let entry11 = damaged + WALRecord.syncMark(offset: 0).framed.count
+        bytes[entry11 + WALRecord.headerSize + 5] ^= 0x10
+        writeFile(segment, bytes)
+        if syncedLater {
+            let error = try #require(throws: StorageOpenError.self) {
+                try DataDirectory.open(path: dir.dataDir, nodeID: 1, mode: .openExisting)
+            }
+            #expect(error.code == .corruption && error.offset == entry11, "\(error)")
+            #expect(readFile(segment) == bytes, "nothing is modified when refusing")
+        } else {
+            let reopened = try DataDirectory.open(path: dir.dataDir, nodeID: 1, mode: .openExisting)
+            #expect(reopened.wal.lastIndex == 10)
+            #expect(reopened.warnings.contains { $0.contains("torn tail") && $0.contains("offset \(entry11)") })
+            #expect(readFile(segment).count == entry11)
+        }
+    }
+
     @Test func flippedByteInTheMiddleRefusesToStart() throws {
         let dir = TempDir("corrupt")
         defer { dir.cleanup() }

@@ -31,7 +31,7 @@ struct LogWriterTests {
         let afterVote = w.fsyncCount
         #expect(afterVote >= 1)
         d = try w.persist(entries: makeEntries(1...4, term: 1), hardState: nil, now: 1000)
-        #expect(d == Durability(written: 4, synced: 0, acknowledged: 4))
+        #expect(d == Durability(written: 4, synced: 0, acknowledged: 0))
         #expect(w.fsyncCount == afterVote)
         #expect(w.nextFlushDeadline == 1020)
         #expect(try w.flushIfDue(now: 1019) == nil)
@@ -59,7 +59,22 @@ struct LogWriterTests {
         try w.persist(entries: makeEntries(1...10, term: 1), now: 0)
         try w.flush()
         let d = try w.persist(entries: makeEntries(6...7, term: 2), now: 0)
-        #expect(d == Durability(written: 7, synced: 5, acknowledged: 7))
+        #expect(d == Durability(written: 7, synced: 5, acknowledged: 5))
+    }
+
+    /// Issue #15: a MemFirst batch whose messages acknowledge entries to a leader is fsynced before they leave, and
+    /// nothing counts toward commit before its fsync.
+    @Test func memFirstFsyncsBeforeAcknowledging() throws {
+        let dir = TempDir("writer")
+        defer { dir.cleanup() }
+        let w = try writer(dir, .memFirst(threshold: 100, intervalMs: 100))
+        var d = try w.persist(entries: makeEntries(1...3, term: 1), now: 0)
+        #expect(d == Durability(written: 3, synced: 0, acknowledged: 0))
+        let before = w.fsyncCount
+        d = try w.persist(entries: makeEntries(4...5, term: 1), acknowledges: true, now: 0)
+        #expect(d == Durability(written: 5, synced: 5, acknowledged: 5))
+        #expect(w.fsyncCount == before + 1)
+        #expect(w.syncedPoint?.index == 5 && w.syncedPoint?.term == 1)
     }
 
     /// The hard state is written before the entries of its term and the commit after them, in one write: every
