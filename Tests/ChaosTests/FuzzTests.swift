@@ -105,22 +105,40 @@ struct FuzzTests {
                 }
                 #expect(try await cluster.client(id).value(of: "after", consistency: .linearizable) == "\(id)")
             }
-            // Every fuzz connection is closed: the nodes must let go of them (a slack of 8 for their own peers/timers).
-            for (id, baseline) in baselines.sorted(by: { $0.key < $1.key }) {
-                var last = 0
-                // The closure's type is spelled out: with an inferred `Int?` result the wait would take `.some(nil)`
-                // for an answer and return at once.
-                let settled = try? await waitFor(
-                    "fd count of node \(id) back near \(baseline.fds)", timeout: .seconds(15), interval: .milliseconds(100)
-                ) { () -> Int? in
-                    last = Self.openFiles(baseline.pid)
-                    return last <= baseline.fds + 8 ? last : nil
-                }
-                #expect(
-                    settled != nil,
-                    "node \(id): fds before the fuzz \(baseline.fds), 15 s after it \(last):\n\(Self.sockets(baseline.pid))")
-            }
+            // Every fuzz connection is closed: the nodes must let go of them.
+            await Self.expectDescriptorsSettle(baselines)
         }
+    }
+
+    /// Waits (15 s at most) until each node holds at most 8 descriptors more than before the fuzz (its own peers and
+    /// timers), and says what it holds otherwise. TLS connections close after a close_notify exchange, which NIOSSL
+    /// lets take up to 5 s.
+    static func expectDescriptorsSettle(_ baselines: [Int: (pid: Int32, fds: Int)]) async {
+        for (id, baseline) in baselines.sorted(by: { $0.key < $1.key }) {
+            var last = 0
+            // The closure's type is spelled out: with an inferred `Int?` result the wait would take `.some(nil)` for
+            // an answer and return at once.
+            let settled = try? await waitFor(
+                "fd count of node \(id) back near \(baseline.fds)", timeout: .seconds(15), interval: .milliseconds(100)
+            ) { () -> Int? in
+                last = openFiles(baseline.pid)
+                return last <= baseline.fds + 8 ? last : nil
+            }
+            let held = "\(sockets(baseline.pid))\n\(fileDescriptors(baseline.pid))"
+            #expect(settled != nil, "node \(id): fds before the fuzz \(baseline.fds), 15 s after it \(last):\n\(held)")
+        }
+    }
+
+    /// What the node's descriptors point at, grouped (`socket` 40, a file 1), for the failure message.
+    static func fileDescriptors(_ pid: Int32) -> String {
+        let directory = "/proc/\(pid)/fd"
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        var kinds: [String: Int] = [:]
+        for name in names {
+            let target = (try? FileManager.default.destinationOfSymbolicLink(atPath: "\(directory)/\(name)")) ?? "?"
+            kinds[target.hasPrefix("socket:") ? "socket" : target, default: 0] += 1
+        }
+        return kinds.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: "\n")
     }
 
     /// The node's TCP sockets (`ss`), for the failure message.

@@ -70,32 +70,8 @@ import Testing
                     return response.status == 200
                 }
             }
-            for (id, baseline) in baselines.sorted(by: { $0.key < $1.key }) {
-                var last = 0
-                // TLS connections close after a close_notify exchange (NIOSSL waits up to 5 s for the other side's).
-                let settled = try? await waitFor(
-                    "fd count of node \(id) back near \(baseline.fds)", timeout: .seconds(15), interval: .milliseconds(100)
-                ) { () -> Int? in
-                    last = FuzzTests.openFiles(baseline.pid)
-                    return last <= baseline.fds + 8 ? last : nil
-                }
-                #expect(
-                    settled != nil,
-                    "node \(id): fds before the fuzz \(baseline.fds), after \(last):\n\(FuzzTests.sockets(baseline.pid))\n\(Self.fileDescriptors(baseline.pid))")
-            }
+            await FuzzTests.expectDescriptorsSettle(baselines)
         }
-    }
-
-    /// What the node's descriptors point at, grouped (`socket:` 40, `/tmp/...part` 2), for the failure message.
-    static func fileDescriptors(_ pid: Int32) -> String {
-        let directory = "/proc/\(pid)/fd"
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
-        var kinds: [String: Int] = [:]
-        for name in names {
-            let target = (try? FileManager.default.destinationOfSymbolicLink(atPath: "\(directory)/\(name)")) ?? "?"
-            kinds[target.hasPrefix("socket:") ? "socket" : target, default: 0] += 1
-        }
-        return kinds.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: "\n")
     }
 
     static func context(presenting base: String) throws -> NIOSSLContext {
