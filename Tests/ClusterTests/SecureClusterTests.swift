@@ -236,6 +236,11 @@ import Glibc
                     port: port, context: try Self.attackerContext(base), claimed: leader.nodeID, message: poison)
                 #expect(closed, "a peer link with \(what) claiming node \(leader.nodeID) was kept open")
             }
+            // A member's own certificate and hello, but a frame whose `from` names the leader: refused too.
+            let spoofing = try await Self.peerLinkIsClosed(
+                port: port, context: try Self.attackerContext(certificates.path("node.\(otherNode)")),
+                claimed: UInt64(otherNode), message: poison)
+            #expect(spoofing, "node \(otherNode)'s link carried a frame from node \(leader.nodeID)")
 
             // The cluster never saw the term: same leader, same term, every node still follows it.
             let after = try await Self.startSecureCheck(cluster, admin: admin)
