@@ -97,7 +97,7 @@ import Darwin
     }
 
     @Test func aWriteToAHungNodeIs5() throws {
-        let (fd, port) = hungListener()
+        let (fd, port) = try hungListener()
         defer { close(fd) }
         let put = try Dctl.run(["put", "k", "v", "--endpoints", "127.0.0.1:\(port)", "--timeout", "400ms"])
         #expect(put.code == 5, "\(put)")
@@ -115,23 +115,30 @@ import Darwin
         #expect(watch.stdout.contains("cluster unavailable"))
     }
 
-    /// Listens, never accepts: a node that is frozen (SIGSTOP) looks like this.
-    func hungListener() -> (Int32, Int) {
-        let port = Ports.allocate(1)[0]
+    /// Listens, never accepts: a node that is frozen (SIGSTOP) looks like this. The kernel picks the port (bind to
+    /// port 0, read it back), so parallel tests never race for it.
+    func hungListener() throws -> (Int32, Int) {
         #if canImport(Glibc)
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         #else
         let fd = socket(AF_INET, SOCK_STREAM, 0)
         #endif
+        try #require(fd >= 0)
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_port = 0
         _ = inet_pton(AF_INET, "127.0.0.1", &address.sin_addr)
-        _ = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
         }
-        _ = listen(fd, 16)
-        return (fd, port)
+        try #require(bound == 0, "bind: errno \(errno)")
+        try #require(listen(fd, 16) == 0, "listen: errno \(errno)")
+        let named = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        try #require(named == 0, "getsockname: errno \(errno)")
+        return (fd, Int(UInt16(bigEndian: address.sin_port)))
     }
 }
 
