@@ -400,12 +400,10 @@ public struct BenchCommand: AsyncParsableCommand {
 
 /// `--cacert/--cert/--key/--token` as client settings; `nil` without `--cacert`.
 func benchSecurity(cacert: String?, cert: String?, key: String?, token: String?) throws -> ClientSecurity? {
-    guard let cacert else {
-        if cert != nil || token != nil { throw ValidationError("--cert and --token need --cacert") }
-        return nil
-    }
     do {
-        return try ClientSecurity.load(caFile: cacert, certFile: cert, keyFile: key, token: token)
+        // Flags only (a benchmark names its cluster explicitly): no config dir, no DCTL_* variables.
+        return try ClientSecurity.resolve(
+            cacert: cacert, cert: cert, key: key, token: token, configDir: nil, environment: [:])
     } catch {
         throw ValidationError("TLS settings: \(error)")
     }

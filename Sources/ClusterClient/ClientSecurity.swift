@@ -27,6 +27,41 @@ public struct ClientSecurity: Sendable {
         set { box.withLockedValue { $0 = newValue } }
     }
 
+    /// The tools' settings from flags, else the `DCTL_CACERT`, `DCTL_CERT`, `DCTL_KEY`, `DCTL_TOKEN` variables, else a
+    /// config dir whose node files configure TLS (its `ca_file`, and the `client.admin` certificate beside it when
+    /// neither a certificate nor a token was given). `nil` for a plaintext cluster. Shared by `dctl` and `dtop`.
+    public static func resolve(
+        cacert: String?, cert: String?, key: String?, token: String?, configDir: String?,
+        environment: [String: String] = ProcessInfo.processInfo.environment
+    ) throws -> ClientSecurity? {
+        func pick(_ flag: String?, _ variable: String) -> String? {
+            if let flag, !flag.isEmpty { return flag }
+            if let value = environment[variable], !value.isEmpty { return value }
+            return nil
+        }
+        var ca = pick(cacert, "DCTL_CACERT")
+        var certFile = pick(cert, "DCTL_CERT")
+        var keyFile = pick(key, "DCTL_KEY")
+        let tokenValue = pick(token, "DCTL_TOKEN")
+        if ca == nil, let configDir,
+            let caFile = Discovery.localNodes(in: configDir).nodes.lazy.compactMap({ $0.security.tlsEnabled ? $0.security.caFile : nil }).first
+        {
+            ca = caFile
+            let admin = ((caFile as NSString).deletingLastPathComponent as NSString).appendingPathComponent("client.admin")
+            if certFile == nil, tokenValue == nil, FileManager.default.fileExists(atPath: admin + ".crt") {
+                certFile = admin + ".crt"
+                keyFile = admin + ".key"
+            }
+        }
+        guard let ca else {
+            if tokenValue != nil || certFile != nil {
+                throw TLSMaterialError("--cert and --token need --cacert (the cluster CA)")
+            }
+            return nil
+        }
+        return try load(caFile: ca, certFile: certFile, keyFile: keyFile, token: tokenValue)
+    }
+
     /// Loads `--cacert/--cert/--key` (a certificate needs its key). Throws a one-sentence reason.
     public static func load(caFile: String, certFile: String?, keyFile: String?, token: String?) throws -> ClientSecurity {
         guard (certFile == nil) == (keyFile == nil) else {

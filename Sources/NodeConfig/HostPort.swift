@@ -27,7 +27,11 @@ public struct HostPort: Sendable, Hashable, CustomStringConvertible {
     /// `true` for `localhost`, 127.0.0.0/8 and `::1`: reachable from this machine only.
     public var isLoopback: Bool {
         let lower = host.lowercased()
-        return lower == "localhost" || lower == "::1" || lower == "[::1]" || lower.hasPrefix("127.")
+        if lower == "localhost" || lower == "::1" { return true }
+        // An IPv4 literal 127.a.b.c (not a name that merely starts with "127.").
+        let parts = lower.split(separator: ".", omittingEmptySubsequences: false)
+        return parts.count == 4 && parts[0] == "127"
+            && parts.allSatisfy { part in part.count <= 3 && UInt8(part) != nil }
     }
 
     public var dialAddress: HostPort {

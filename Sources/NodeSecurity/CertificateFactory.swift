@@ -187,6 +187,13 @@ public enum CertificateFactory {
         guard rename(temporary, path) == 0 else {
             throw Failure(description: "cannot rename \(temporary) to \(path): \(String(cString: strerror(errno)))")
         }
+        // The rename is durable only once the directory is.
+        let directory = (path as NSString).deletingLastPathComponent
+        let directoryFD = open(directory.isEmpty ? "." : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if directoryFD >= 0 {
+            fsync(directoryFD)
+            close(directoryFD)
+        }
     }
 }
 

@@ -205,34 +205,10 @@ struct Context {
     /// Secure cluster settings: flags, else `DCTL_*`, else a secure config dir (its CA, and the `client.admin`
     /// certificate beside it). Returns `nil` for a plaintext cluster.
     func clientSecurity() throws(CommandFailure) -> ClientSecurity? {
-        func pick(_ flag: String?, _ variable: String) -> String? {
-            if let flag, !flag.isEmpty { return flag }
-            if let value = environment[variable], !value.isEmpty { return value }
-            return nil
-        }
-        var ca = pick(options.cacert, "DCTL_CACERT")
-        var cert = pick(options.cert, "DCTL_CERT")
-        var key = pick(options.key, "DCTL_KEY")
-        let token = pick(options.token, "DCTL_TOKEN")
-        if ca == nil, let secure = Discovery.localNodes(in: configDirectory).nodes.first(where: { $0.security.tlsEnabled }),
-            let caFile = secure.security.caFile
-        {
-            ca = caFile
-            let directory = (caFile as NSString).deletingLastPathComponent
-            let admin = (directory as NSString).appendingPathComponent("client.admin")
-            if cert == nil, token == nil, FileManager.default.fileExists(atPath: admin + ".crt") {
-                cert = admin + ".crt"
-                key = admin + ".key"
-            }
-        }
-        guard let ca else {
-            if token != nil || cert != nil {
-                throw CommandFailure(.usage, code: "usage", "--cert and --token need --cacert (the cluster CA)")
-            }
-            return nil
-        }
         do {
-            return try ClientSecurity.load(caFile: ca, certFile: cert, keyFile: key, token: token)
+            return try ClientSecurity.resolve(
+                cacert: options.cacert, cert: options.cert, key: options.key, token: options.token,
+                configDir: configDirectory, environment: environment)
         } catch {
             throw CommandFailure(.usage, code: "usage", "TLS settings: \(error)", hint: "`dctl certs init` makes certs/")
         }

@@ -107,9 +107,8 @@ struct Dtop: ParsableCommand {
             throw ExitCode(64)
         }
         var endpoints = try parsedEndpoints()
-        if endpoints == (try? Endpoint.parseList(Self.defaultEndpoints)), !configured.isEmpty,
-            self.endpoints == nil, ProcessInfo.processInfo.environment["DTOP_ENDPOINTS"] == nil
-        {
+        // Without --endpoints or DTOP_ENDPOINTS, a config dir names the nodes.
+        if !configured.isEmpty, self.endpoints == nil, ProcessInfo.processInfo.environment["DTOP_ENDPOINTS"] == nil {
             endpoints = try Endpoint.parseList(configured.joined(separator: ","))
         }
         let intervalMs = try parsedInterval()

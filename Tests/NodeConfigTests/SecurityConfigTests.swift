@@ -82,4 +82,12 @@ import Testing
         let config = try parse(secured(""), environment: ["RAFT__SECURITY__INSECURE": "true"])
         #expect(config.security.insecure)
     }
+
+    @Test(arguments: [
+        ("127.0.0.1", true), ("127.1.2.3", true), ("localhost", true), ("::1", true), ("0.0.0.0", false),
+        ("10.0.0.1", false), ("127.evil.example", false), ("127.0.0.1.nip.io", false), ("1270.0.0.1", false),
+    ])
+    func loopbackMeansTheAddressNotAPrefix(host: String, loopback: Bool) {
+        #expect(HostPort(host: host, port: 1).isLoopback == loopback)
+    }
 }
