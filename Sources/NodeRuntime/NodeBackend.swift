@@ -163,7 +163,12 @@ public final class NodeBackend: ClientAPIBackend, @unchecked Sendable {
         let value = Array(request.value.utf8)
         let fields = [Array("put".utf8), Array(key.utf8), value, Array("\(request.ttlSecs ?? 0)".utf8)]
         return propose(request: fields, context: context) { stamp in
-            .put(key: Array(key.utf8), value: value, expiresAtMs: ttlMs.map { stamp + $0 })
+            // Saturating: the stamp follows log time, which a snapshot or an entry from elsewhere can carry near the end
+            // of UInt64; a trap here would kill the node on its Raft loop.
+            .put(key: Array(key.utf8), value: value, expiresAtMs: ttlMs.map { ttl in
+                let (sum, overflow) = stamp.addingReportingOverflow(ttl)
+                return overflow ? .max : sum
+            })
         }.map { index, _ in PutResponse(key: key, index: index) }
     }
 

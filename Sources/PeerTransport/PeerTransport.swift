@@ -138,7 +138,9 @@ public final class PeerTransport: Sendable {
 
     private struct State {
         var links: [NodeID: Link] = [:]
-        var nextTransferID: UInt64 = 0
+        /// Random at start: a receiver resumes a transfer it holds part of by id, total and first chunk, so ids must
+        /// not repeat across a restart of this node (a new snapshot of the same size would be spliced onto an old one).
+        var nextTransferID = UInt64.random(in: 0...(UInt64.max >> 1))
         var inbound: [ObjectIdentifier: Channel] = [:]
         var isShutdown = false
     }
@@ -314,7 +316,7 @@ public final class PeerTransport: Sendable {
     private func startTransfer(_ message: Message, data: [UInt8]) {
         let peer = message.to
         guard state.value.links[peer] != nil else { return }
-        state.value.nextTransferID += 1
+        state.value.nextTransferID &+= 1
         let id = state.value.nextTransferID
         state.value.links[peer]?.transfer = OutboundTransfer(id: id, message: message, data: data)
         pumpTransfer(peer: peer)

@@ -392,10 +392,20 @@ public final class WAL: LogStorage, @unchecked Sendable {
     }
 
     /// Whether a readable sync mark after `after` in `bytes` says the file was fsynced beyond `offset`.
+    ///
+    /// Every byte position is tried, so the scan looks only at positions whose header says "sync mark with an
+    /// 8-byte payload" before checking any checksum (linear, even over a tail full of client data shaped like
+    /// record headers), and it believes a mark only for bytes before the mark itself: a writer records how far the
+    /// file was fsynced when it appends the mark, which is never past where the mark stands.
     static func syncMarkCovers(_ offset: Int, in bytes: [UInt8], after: Int) -> Bool {
         var at = after + 1
-        while at + WALRecord.headerSize <= bytes.count {
-            if case .record(.syncMark(let mark), _) = WALRecord.parse(bytes[at...]), mark > UInt64(offset) {
+        let syncMarkType = WALRecord.RecordType.syncMark.rawValue
+        while at + WALRecord.headerSize + 8 <= bytes.count {
+            let isMarkHeader = bytes[at] == 8 && bytes[at + 1] == 0 && bytes[at + 2] == 0 && bytes[at + 3] == 0
+                && bytes[at + 4] == syncMarkType
+            if isMarkHeader, case .record(.syncMark(let mark), _) = WALRecord.parse(bytes[at...]),
+                mark > UInt64(offset), mark <= UInt64(at)
+            {
                 return true
             }
             at += 1
@@ -488,6 +498,9 @@ public final class WAL: LogStorage, @unchecked Sendable {
                 try file.truncate(to: offset)
                 try file.sync()
                 segment.size = offset
+                // What stays is fsynced now, and nothing after it: the next sync mark must not claim the bytes cut.
+                segment.syncedSize = offset
+                segment.markedSyncedSize = -1
                 recoveryWarnings.append(
                     "torn tail in \(path): \(what) at offset \(offset); truncated \(bytes.count - offset) bytes "
                         + "(the last write before a crash did not complete)")

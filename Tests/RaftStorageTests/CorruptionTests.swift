@@ -196,3 +196,25 @@ struct CorruptionTests {
         #expect(!FileManager.default.fileExists(atPath: saved[2].path + ".tmp"))
     }
 }
+
+/// A sync mark vouches only for bytes before itself, and the scan for one ignores anything not shaped like a mark
+/// (client data in a value can hold such bytes; they must not turn a torn tail into "corruption").
+@Suite struct SyncMarkScanTests {
+    static func mark(_ offset: UInt64) -> [UInt8] {
+        var bytes: [UInt8] = []
+        _ = WALRecord.syncMark(offset: offset).frame(into: &bytes)
+        return bytes
+    }
+
+    @Test func aMarkCoversOnlyBytesBeforeItself() {
+        let padding = [UInt8](repeating: 0xAB, count: 100)
+        // A mark at position 100 saying 50 bytes were synced covers offset 10, not offset 60.
+        let honest = padding + Self.mark(50)
+        #expect(WAL.syncMarkCovers(10, in: honest, after: 0))
+        #expect(!WAL.syncMarkCovers(60, in: honest, after: 0))
+        // A mark claiming more than its own position (a forged one in a value) covers nothing.
+        let forged = padding + Self.mark(UInt64.max)
+        #expect(!WAL.syncMarkCovers(10, in: forged, after: 0))
+        #expect(!WAL.syncMarkCovers(10, in: padding, after: 0))
+    }
+}
