@@ -95,16 +95,22 @@ clean-log-db: ## Remove db/ and logs/ (the cluster's data and logs)
 test: ## swift test --no-parallel (SWIFT_TEST_FLAGS, e.g. "--skip ClusterTests" or "--filter ClusterTests")
 	$(SWIFT) test --scratch-path $(SCRATCH) --no-parallel $(SWIFT_TEST_FLAGS)
 
+# Planted bugs exist only in builds compiled with PLANTED_BUGS (debug builds, and this separate release build):
+# `make sim|chaos PLANT=bug` builds there, so the release binaries of SCRATCH/release never contain them.
+PLANTED_SCRATCH := $(SCRATCH)/planted
+PLANTED_FLAGS := -c release --scratch-path $(PLANTED_SCRATCH) -Xswiftc -DPLANTED_BUGS $(SWIFT_BUILD_FLAGS)
+SIM_FLAGS = $(if $(PLANT),$(PLANTED_FLAGS),-c release --scratch-path $(SCRATCH) $(SWIFT_BUILD_FLAGS))
+
 sim: ## Deterministic Raft simulation over SEEDS seeds from START (release build); PLANT=bug plants a bug
-	$(SWIFT) build -c release --scratch-path $(SCRATCH) $(SWIFT_BUILD_FLAGS) --product raftsim
-	$(RELEASE_DIR)/raftsim --seeds $(SEEDS) --start $(START) $(if $(PLANT),--plant $(PLANT),)
+	$(SWIFT) build $(SIM_FLAGS) --product raftsim
+	"$$($(SWIFT) build $(SIM_FLAGS) --show-bin-path)/raftsim" --seeds $(SEEDS) --start $(START) $(if $(PLANT),--plant $(PLANT),)
 
 # The torture test (docs/chaos.md): real nodes, a seeded nemesis, a linearizability check. Partitions need root
 # (network namespaces and iptables); without it they are skipped with a note. Exit 0 valid, 1 violation, 2 unknown.
 chaos: ## Torture test: DURATION (s, default 600), SEED, NODES=3|5, PLANT=bug, FAULTS=kind,... (release build)
-	$(SWIFT) build -c release --scratch-path $(SCRATCH) $(SWIFT_BUILD_FLAGS) --product dnode
-	$(SWIFT) build -c release --scratch-path $(SCRATCH) $(SWIFT_BUILD_FLAGS) --product dchaos
-	bin="$$($(SWIFT) build -c release --scratch-path $(SCRATCH) $(SWIFT_BUILD_FLAGS) --show-bin-path)" && "$$bin/dchaos" --duration $(DURATION) \
+	$(SWIFT) build $(SIM_FLAGS) --product dnode
+	$(SWIFT) build $(SIM_FLAGS) --product dchaos
+	bin="$$($(SWIFT) build $(SIM_FLAGS) --show-bin-path)" && "$$bin/dchaos" --duration $(DURATION) \
 		--seed $(SEED) --nodes $(NODES) $(if $(PLANT),--plant $(PLANT),) $(if $(FAULTS),--faults $(FAULTS),) $(CHAOS_FLAGS)
 
 perf-cluster: ## perf record every running node for PERF_SECONDS under load; reports in perf/DATE/nN.txt

@@ -1,8 +1,13 @@
 // swift-tools-version:6.0
 import PackageDescription
 
+/// Deliberate bugs (`PlantedBug`) that the simulator and the torture test must catch exist only in test builds: debug
+/// builds, and the separate release builds of `make sim|chaos PLANT=...` (`-Xswiftc -DPLANTED_BUGS`). A release dnode
+/// neither contains them nor reads `DNODE_PLANTED_BUG`.
+let plantedBugs: SwiftSetting = .define("PLANTED_BUGS", .when(configuration: .debug))
+
 /// The core and the simulator are optimised even in debug builds: `swift test` runs hundreds of simulated seeds.
-let optimizedInTests: [SwiftSetting] = [.unsafeFlags(["-O"], .when(configuration: .debug))]
+let optimizedInTests: [SwiftSetting] = [.unsafeFlags(["-O"], .when(configuration: .debug)), plantedBugs]
 
 let package = Package(
     name: "dengine-swift",
@@ -92,7 +97,8 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-            ]
+            ],
+            swiftSettings: [plantedBugs]
         ),
         // Linearizability checker (Wing & Gong / Lowe, porcupine-style) for the torture test; no dependencies.
         .target(name: "Linearizability", swiftSettings: optimizedInTests),

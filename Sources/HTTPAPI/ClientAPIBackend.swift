@@ -69,41 +69,37 @@ public enum ClientCommand: Sendable, Hashable {
     case remove(RemoveRequest)
     case transferLeader(TransferLeaderRequest)
 
-    /// `true` for commands that change the replicated state (the node forwards them when it does not lead).
-    /// A key-value write: the routes that honour `Idempotency-Key`.
-    public var isKeyValueWrite: Bool {
-        switch self {
-        case .put, .delete, .cas: return true
-        default: return false
-        }
-    }
-
-    public var isWrite: Bool {
-        switch self {
-        case .put, .delete, .cas, .join, .promote, .remove, .transferLeader: return true
-        case .get, .scan, .cluster: return false
-        }
-    }
 }
 
 // MARK: - Forwarding
 
-/// A validated request together with its raw HTTP form, offered to the backend for tunnelling to the leader.
-public struct ForwardableRequest: Sendable {
-    public var command: ClientCommand
+/// A routed request before its query and body are decoded: what a node that does not lead tunnels to the leader,
+/// which decodes it (each request is decoded once, by the node that serves it).
+public struct RawClientRequest: Sendable {
+    public var route: ClientRoute { target.route }
+    let target: RoutedTarget
+    /// The read consistency a `/get` names, if any and valid (the forwarding decision depends on it). Parsed from the
+    /// query when asked: a leader, which never forwards, never parses it twice.
+    public var consistency: ReadConsistency? { ClientRequestDecoder.requestedConsistency(target) }
     public var method: HTTPMethod
     /// The request target exactly as received (`/get?key=k&consistency=lease`).
     public var uri: String
+    /// The request's headers that the serving node reads (`Idempotency-Key`), as received (not yet validated).
+    public var headers: [(String, String)]
     /// The request body exactly as received (empty for `GET`).
     public var body: ByteBuffer
-    /// Secure mode: the caller this node authenticated. The leader authorizes the forwarded request against it
-    /// (`Caller.forwardedHeader`), never against the forwarding node.
+    /// Secure mode: the caller this node authenticated (and authorized for the route). The leader authorizes the
+    /// forwarded request against it (`Caller.forwardedHeader`), never against the forwarding node.
     public var caller: Caller?
 
-    public init(command: ClientCommand, method: HTTPMethod, uri: String, body: ByteBuffer, caller: Caller? = nil) {
-        self.command = command
+    init(
+        target: RoutedTarget, method: HTTPMethod, uri: String, headers: [(String, String)], body: ByteBuffer,
+        caller: Caller?
+    ) {
+        self.target = target
         self.method = method
         self.uri = uri
+        self.headers = headers
         self.body = body
         self.caller = caller
     }
@@ -125,15 +121,6 @@ public struct ForwardedResponse: Sendable {
     }
 }
 
-/// The backend's answer to "should this request be handled here?".
-public enum ForwardDecision: Sendable {
-    /// Call the typed backend method on this node.
-    case handleLocally
-    /// Send this response instead (typically the leader's answer to the tunnelled request). A failed future is
-    /// answered with its `APIError`, or `503 unavailable` for any other error.
-    case respond(EventLoopFuture<ForwardedResponse>)
-}
-
 // MARK: - Backend
 
 /// The node behind the client HTTP API.
@@ -151,8 +138,11 @@ public protocol ClientAPIBackend: Sendable {
     /// (a lock-protected or atomic copy, not an actor hop).
     var leaderHint: LeaderHint? { get }
 
-    /// Called for every validated request before the typed method. The default handles everything locally.
-    func forwardIfNeeded(_ request: ForwardableRequest, context: ClientRequestContext) -> ForwardDecision
+    /// Called for every routed and authorized request before it is decoded: the response to relay instead
+    /// (typically the leader's answer to the tunnelled request; a failed future is answered with its `APIError`, or
+    /// `503 unavailable` for any other error), or `nil` to decode the request and serve it here. The default serves
+    /// everything here.
+    func forward(_ request: RawClientRequest, context: ClientRequestContext) -> EventLoopFuture<ForwardedResponse>?
 
     func put(_ request: PutRequest, context: ClientRequestContext) -> EventLoopFuture<PutResponse>
     /// An absent key fails with `APIErrorCode.keyNotFound` (answered `404`).
@@ -171,8 +161,8 @@ public protocol ClientAPIBackend: Sendable {
 }
 
 extension ClientAPIBackend {
-    public func forwardIfNeeded(_ request: ForwardableRequest, context: ClientRequestContext) -> ForwardDecision {
-        .handleLocally
+    public func forward(_ request: RawClientRequest, context: ClientRequestContext) -> EventLoopFuture<ForwardedResponse>? {
+        nil
     }
 }
 

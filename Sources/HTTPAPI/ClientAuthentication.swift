@@ -12,25 +12,6 @@ public protocol ClientAuthenticator: Sendable {
     func authenticate(authorization: String?, certificate: CertificateIdentity?) -> Result<Caller, APIError>
 }
 
-extension ClientCommand {
-    /// The least role allowed to send this command.
-    public var requiredRole: ClientRole {
-        switch self {
-        case .get, .scan, .cluster: return .readonly
-        case .put, .delete, .cas: return .readwrite
-        case .join, .promote, .remove, .transferLeader: return .admin
-        }
-    }
-
-    /// `nil` when `caller` may send this command, else the `403 forbidden` to answer.
-    public func authorize(_ caller: Caller) -> APIError? {
-        guard caller.role < requiredRole else { return nil }
-        return APIError(
-            code: .forbidden,
-            message: "\(caller.name) has role \(caller.role); this request needs \(requiredRole)")
-    }
-}
-
 /// Per-connection authentication state of a handler: the certificate is read once, then each request is checked.
 struct ConnectionAuthentication {
     let authenticator: any ClientAuthenticator

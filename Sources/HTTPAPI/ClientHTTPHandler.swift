@@ -164,80 +164,43 @@ public final class ClientHTTPHandler: ChannelInboundHandler, RemovableChannelHan
                 return
             }
         }
-        let command: ClientCommand
-        switch ClientRequestDecoder.decode(method: head.method, uri: head.uri, body: body, limits: limits) {
-        case .success(let decoded):
-            command = decoded
+        let target: RoutedTarget
+        switch ClientRequestDecoder.route(method: head.method, uri: head.uri) {
+        case .success(let routed):
+            target = routed
         case .failure(let rejection):
             guard let head = machine.completeRequest(sequence: sequence) else { return }
             writeError(rejection, version: head.version, keepAlive: head.isKeepAlive, context: context)
             return
         }
-        if let caller, let refusal = command.authorize(caller) {
+        if let caller, let refusal = target.route.authorize(caller) {
             rejectRequest(refusal, sequence: sequence, context: context)
             return
         }
-        var idempotencyKey: String?
-        if command.isKeyValueWrite {
-            switch ClientRequestContext.idempotencyKey(in: head.headers.map { ($0.name, $0.value) }) {
-            case .success(let key): idempotencyKey = key
-            case .failure(let error):
-                guard let head = machine.completeRequest(sequence: sequence) else { return }
-                writeError(
-                    ClientRequestRejection(error.code, error.message), version: head.version,
-                    keepAlive: head.isKeepAlive, context: context)
-                return
-            }
-        }
         let deadline = NIODeadline.now() + limits.requestTimeout
-        let requestContext = ClientRequestContext(
-            eventLoop: context.eventLoop, deadline: deadline, idempotencyKey: idempotencyKey)
-        let forwardable = ForwardableRequest(
-            command: command, method: head.method, uri: head.uri,
-            body: body ?? context.channel.allocator.buffer(capacity: 0), caller: caller)
-        if case .respond(let future) = backend.forwardIfNeeded(forwardable, context: requestContext) {
-            awaitForwarded(future, sequence: sequence, deadline: deadline, context: context)
+        var requestContext = ClientRequestContext(eventLoop: context.eventLoop, deadline: deadline)
+        let body = body ?? context.channel.allocator.buffer(capacity: 0)
+        let headers = target.route.isKeyValueWrite
+            ? head.headers[ClientRequestContext.idempotencyKeyHeader].map { (ClientRequestContext.idempotencyKeyHeader, $0) }
+            : []
+        // Forwarded as received: the leader decodes it. Each request is decoded once, where it is served.
+        let raw = RawClientRequest(
+            target: target, method: head.method, uri: head.uri, headers: headers, body: body, caller: caller)
+        if let forwarded = backend.forward(raw, context: requestContext) {
+            awaitForwarded(forwarded, sequence: sequence, deadline: deadline, context: context)
             return
         }
-        let backend = self.backend
-        switch command {
-        case .put(let request):
+        switch ClientRequestDecoder.decode(target, headers: headers, body: body, limits: limits) {
+        case .success(let decoded):
+            requestContext.idempotencyKey = decoded.idempotencyKey
             answer(
-                backend.put(request, context: requestContext), sequence, deadline, context,
-                ClientResponseEncoder.writePut)
-        case .get(let key, let consistency):
-            answer(
-                backend.get(key: key, consistency: consistency, context: requestContext), sequence, deadline, context,
-                ClientResponseEncoder.writeGet)
-        case .delete(let request):
-            answer(
-                backend.delete(request, context: requestContext), sequence, deadline, context,
-                ClientResponseEncoder.writeDelete)
-        case .cas(let request):
-            answer(
-                backend.cas(request, context: requestContext), sequence, deadline, context,
-                ClientResponseEncoder.writeCas)
-        case .scan(let prefix, let limit):
-            answer(
-                backend.scan(prefix: prefix, limit: limit, context: requestContext), sequence, deadline, context,
-                ClientResponseEncoder.writeScan)
-        case .cluster:
-            answer(backend.cluster(context: requestContext), sequence, deadline, context, Self.writeWire)
-        case .join(let request):
-            answer(backend.join(request, context: requestContext), sequence, deadline, context, Self.writeWire)
-        case .promote(let request):
-            answer(backend.promote(request, context: requestContext), sequence, deadline, context, Self.writeWire)
-        case .remove(let request):
-            answer(backend.remove(request, context: requestContext), sequence, deadline, context, Self.writeWire)
-        case .transferLeader(let request):
-            answer(
-                backend.transferLeader(request, context: requestContext), sequence, deadline, context, Self.writeWire)
-        }
-    }
-
-    private static func writeWire<Value: Encodable>(_ value: Value, into buffer: inout ByteBuffer) {
-        if !ClientResponseEncoder.writeWireJSON(value, into: &buffer) {
-            buffer.writeStaticString("{}")
+                ClientRouter.serve(
+                    decoded.command, backend: backend, context: requestContext,
+                    allocator: context.channel.allocator),
+                sequence, deadline, context)
+        case .failure(let rejection):
+            guard let head = machine.completeRequest(sequence: sequence) else { return }
+            writeError(rejection, version: head.version, keepAlive: head.isKeepAlive, context: context)
         }
     }
 
@@ -249,10 +212,10 @@ public final class ClientHTTPHandler: ChannelInboundHandler, RemovableChannelHan
         writeError(rejection, version: head.version, keepAlive: head.isKeepAlive, context: context)
     }
 
-    /// Answers request `sequence` with `future`'s value (encoded by `encode`) or error, or with `504` at `deadline`.
-    private func answer<Value: Sendable>(
-        _ future: EventLoopFuture<Value>, _ sequence: UInt64, _ deadline: NIODeadline, _ context: ChannelHandlerContext,
-        _ encode: @escaping (Value, inout ByteBuffer) -> Void
+    /// Answers request `sequence` with `future`'s body or error, or with `504` at `deadline`.
+    private func answer(
+        _ future: EventLoopFuture<ByteBuffer>, _ sequence: UInt64, _ deadline: NIODeadline,
+        _ context: ChannelHandlerContext
     ) {
         future.hop(to: context.eventLoop).assumeIsolated().whenComplete { result in
             guard let context = self.context, let head = self.machine.completeRequest(sequence: sequence) else {
@@ -260,9 +223,7 @@ public final class ClientHTTPHandler: ChannelInboundHandler, RemovableChannelHan
             }
             self.cancelTimeout()
             switch result {
-            case .success(let value):
-                var body = context.channel.allocator.buffer(capacity: 256)
-                encode(value, &body)
+            case .success(let body):
                 self.writeResponse(
                     status: .ok, body: body, version: head.version, keepAlive: head.isKeepAlive, context: context)
             case .failure(let error):

@@ -37,30 +37,68 @@ struct ClientRequestRejection: Error, Sendable, Hashable {
 /// - `node_id` must be a positive integer; `ttl_secs` a non-negative integer or `null`.
 /// - Sizes are UTF-8 bytes of the decoded key or value, checked against `ClientHTTPLimits`.
 enum ClientRequestDecoder {
+    /// Routes and decodes in one go (method and path, then the query and body of that route, then the headers).
     static func decode(
-        method: HTTPMethod, uri: String, body: ByteBuffer?, limits: ClientHTTPLimits
-    ) -> Result<ClientCommand, ClientRequestRejection> {
-        do {
-            return .success(try decodeThrowing(method: method, uri: uri, body: body, limits: limits))
+        method: HTTPMethod, uri: String, headers: [(String, String)] = [], body: ByteBuffer?, limits: ClientHTTPLimits
+    ) -> Result<DecodedClientRequest, ClientRequestRejection> {
+        route(method: method, uri: uri).flatMap { target in
+            decode(target, headers: headers, body: body, limits: limits)
+        }
+    }
+
+    /// The route of `method uri` (`404` for an unknown path, `405` for the wrong method), with its query string.
+    static func route(method: HTTPMethod, uri: String) -> Result<RoutedTarget, ClientRequestRejection> {
+        let (path, query) = splitTarget(uri)
+        guard let route = ClientRoute(path: path) else {
+            return .failure(ClientRequestRejection(.notFound, "no route for \(method.rawValue) \(path)"))
+        }
+        guard method == route.method else {
+            return .failure(.methodNotAllowed(method, path: String(path), allow: route.method))
+        }
+        return .success(RoutedTarget(route: route, query: query))
+    }
+
+    /// Decodes and validates the query, body and headers of a routed request: everything the backend receives has
+    /// been checked here.
+    static func decode(
+        _ target: RoutedTarget, headers: [(String, String)], body: ByteBuffer?, limits: ClientHTTPLimits
+    ) -> Result<DecodedClientRequest, ClientRequestRejection> {
+        do throws(ClientRequestRejection) {
+            let command = try decodeCommand(target, body: body, limits: limits)
+            var idempotencyKey: String?
+            if target.route.isKeyValueWrite {
+                switch ClientRequestContext.idempotencyKey(in: headers) {
+                case .success(let key): idempotencyKey = key
+                case .failure(let error): throw ClientRequestRejection(error.code, error.message)
+                }
+            }
+            return .success(DecodedClientRequest(command: command, idempotencyKey: idempotencyKey))
         } catch {
             return .failure(error)
         }
     }
 
-    private static func decodeThrowing(
-        method: HTTPMethod, uri: String, body: ByteBuffer?, limits: ClientHTTPLimits
+    /// The read consistency a `/get` names in its query, if any and valid; for the forwarding decision, made before
+    /// the request is decoded (an invalid name is refused by whichever node decodes it).
+    static func requestedConsistency(_ target: RoutedTarget) -> ReadConsistency? {
+        guard target.route == .get, !target.query.isEmpty, let parameters = try? QueryParameters(target.query),
+            let name = parameters["consistency"]
+        else { return nil }
+        return ReadConsistency(queryName: name)
+    }
+
+    private static func decodeCommand(
+        _ target: RoutedTarget, body: ByteBuffer?, limits: ClientHTTPLimits
     ) throws(ClientRequestRejection) -> ClientCommand {
-        let (path, query) = splitTarget(uri)
-        switch path {
-        case "/put":
-            try expect(.POST, method, path)
+        let query = target.query
+        switch target.route {
+        case .put:
             let object = try parseBody(body)
             let request = PutRequest(
                 key: try key(object, limits), value: try value(object, "value", limits),
                 ttlSecs: try optionalUnsigned(object, "ttl_secs"))
             return .put(request)
-        case "/get":
-            try expect(.GET, method, path)
+        case .get:
             let parameters = try QueryParameters(query)
             guard let key = parameters["key"] else {
                 throw ClientRequestRejection(.invalidRequest, "missing query parameter \"key\"")
@@ -75,11 +113,9 @@ enum ClientRequestDecoder {
                 consistency = parsed
             }
             return .get(key: key, consistency: consistency)
-        case "/delete":
-            try expect(.POST, method, path)
+        case .delete:
             return .delete(DeleteRequest(key: try key(try parseBody(body), limits)))
-        case "/cas":
-            try expect(.POST, method, path)
+        case .cas:
             let object = try parseBody(body)
             let key = try key(object, limits)
             let expected: String?
@@ -98,8 +134,7 @@ enum ClientRequestDecoder {
                     .invalidRequest, "field \"expected\" must be a string or null, not \(other.typeName)")
             }
             return .cas(CasRequest(key: key, expected: expected, value: try value(object, "value", limits)))
-        case "/scan":
-            try expect(.GET, method, path)
+        case .scan:
             let parameters = try QueryParameters(query)
             let prefix = parameters["prefix"] ?? ""
             guard prefix.utf8.count <= limits.maxKeyBytes else {
@@ -113,11 +148,9 @@ enum ClientRequestDecoder {
                 limit = parsed
             }
             return .scan(prefix: prefix, limit: limit)
-        case "/cluster":
-            try expect(.GET, method, path)
+        case .cluster:
             return .cluster
-        case "/join":
-            try expect(.POST, method, path)
+        case .join:
             let object = try parseBody(body)
             let nodeID = try nodeID(object)
             guard case .string(let address)? = object["address"] else {
@@ -127,17 +160,12 @@ enum ClientRequestDecoder {
                 throw ClientRequestRejection(.invalidRequest, "\"address\" must not be empty")
             }
             return .join(JoinRequest(nodeID: nodeID, address: address))
-        case "/promote":
-            try expect(.POST, method, path)
+        case .promote:
             return .promote(PromoteRequest(nodeID: try nodeID(try parseBody(body))))
-        case "/remove":
-            try expect(.POST, method, path)
+        case .remove:
             return .remove(RemoveRequest(nodeID: try nodeID(try parseBody(body))))
-        case "/transfer-leader":
-            try expect(.POST, method, path)
+        case .transferLeader:
             return .transferLeader(TransferLeaderRequest(nodeID: try nodeID(try parseBody(body))))
-        default:
-            throw ClientRequestRejection(.notFound, "no route for \(method.rawValue) \(path)")
         }
     }
 
@@ -151,12 +179,6 @@ enum ClientRequestDecoder {
         }
         guard let question = target.utf8.firstIndex(of: UInt8(ascii: "?")) else { return (target, "") }
         return (target[..<question], target[target.utf8.index(after: question)...])
-    }
-
-    private static func expect(
-        _ allowed: HTTPMethod, _ method: HTTPMethod, _ path: Substring
-    ) throws(ClientRequestRejection) {
-        guard method == allowed else { throw .methodNotAllowed(method, path: String(path), allow: allowed) }
     }
 
     // MARK: Body fields

@@ -26,9 +26,9 @@ public struct TunnelledRequestProcessor: Sendable {
     ) -> EventLoopFuture<(Int, [(String, String)], [UInt8])> {
         var buffer = ByteBuffer()
         buffer.writeBytes(body)
-        let command: ClientCommand
-        switch ClientRequestDecoder.decode(method: HTTPMethod(rawValue: method), uri: uri, body: buffer, limits: limits) {
-        case .success(let decoded): command = decoded
+        let target: RoutedTarget
+        switch ClientRequestDecoder.route(method: HTTPMethod(rawValue: method), uri: uri) {
+        case .success(let routed): target = routed
         case .failure(let rejection): return eventLoop.makeSucceededFuture(errorResponse(rejection.error))
         }
         if requiresCaller {
@@ -37,62 +37,30 @@ public struct TunnelledRequestProcessor: Sendable {
                 let error = APIError(code: .unauthenticated, message: "the forwarded request names no authenticated caller")
                 return eventLoop.makeSucceededFuture(errorResponse(error))
             }
-            if let refusal = command.authorize(caller) {
+            if let refusal = target.route.authorize(caller) {
                 return eventLoop.makeSucceededFuture(errorResponse(refusal))
             }
         }
-        var idempotencyKey: String?
-        if command.isKeyValueWrite {
-            switch ClientRequestContext.idempotencyKey(in: headers) {
-            case .success(let key): idempotencyKey = key
-            case .failure(let error): return eventLoop.makeSucceededFuture(errorResponse(error))
-            }
+        let decoded: DecodedClientRequest
+        switch ClientRequestDecoder.decode(target, headers: headers, body: buffer, limits: limits) {
+        case .success(let request): decoded = request
+        case .failure(let rejection): return eventLoop.makeSucceededFuture(errorResponse(rejection.error))
         }
         let context = ClientRequestContext(
-            eventLoop: eventLoop, deadline: NIODeadline.now() + limits.requestTimeout, idempotencyKey: idempotencyKey)
-        let backend = self.backend
-        switch command {
-        case .put(let r): return respond(backend.put(r, context: context), ClientResponseEncoder.writePut)
-        case .get(let key, let c):
-            return respond(backend.get(key: key, consistency: c, context: context), ClientResponseEncoder.writeGet)
-        case .delete(let r): return respond(backend.delete(r, context: context), ClientResponseEncoder.writeDelete)
-        case .cas(let r): return respond(backend.cas(r, context: context), ClientResponseEncoder.writeCas)
-        case .scan(let p, let l):
-            return respond(backend.scan(prefix: p, limit: l, context: context), ClientResponseEncoder.writeScan)
-        case .cluster: return respond(backend.cluster(context: context), Self.writeWire)
-        case .join(let r): return respond(backend.join(r, context: context), Self.writeWire)
-        case .promote(let r): return respond(backend.promote(r, context: context), Self.writeWire)
-        case .remove(let r): return respond(backend.remove(r, context: context), Self.writeWire)
-        case .transferLeader(let r): return respond(backend.transferLeader(r, context: context), Self.writeWire)
-        }
-    }
-
-    private func respond<Value: Sendable>(
-        _ future: EventLoopFuture<Value>, _ encode: @escaping @Sendable (Value, inout ByteBuffer) -> Void
-    ) -> EventLoopFuture<(Int, [(String, String)], [UInt8])> {
-        let hint = backend.leaderHint
-        return future.map { value in
-            var buffer = ByteBuffer()
-            encode(value, &buffer)
-            return (200, [("Content-Type", "application/json")], buffer.readBytes(length: buffer.readableBytes) ?? [])
-        }.recover { error in
-            let apiError = error as? APIError ?? APIError(code: .unavailable, message: "the leader failed to serve: \(error)")
-            var buffer = ByteBuffer()
-            ClientResponseEncoder.writeError(apiError, hint: hint, into: &buffer)
-            return (
-                apiError.httpStatus, [("Content-Type", "application/json")],
-                buffer.readBytes(length: buffer.readableBytes) ?? []
-            )
-        }
+            eventLoop: eventLoop, deadline: NIODeadline.now() + limits.requestTimeout,
+            idempotencyKey: decoded.idempotencyKey)
+        return ClientRouter.serve(decoded.command, backend: backend, context: context, allocator: ByteBufferAllocator())
+            .map { body in
+                (200, [("Content-Type", "application/json")], Array(body.readableBytesView))
+            }.recover { error in
+                errorResponse(
+                    error as? APIError ?? APIError(code: .unavailable, message: "the leader failed to serve: \(error)"))
+            }
     }
 
     private func errorResponse(_ error: APIError) -> (Int, [(String, String)], [UInt8]) {
         var buffer = ByteBuffer()
         ClientResponseEncoder.writeError(error, hint: backend.leaderHint, into: &buffer)
         return (error.httpStatus, [("Content-Type", "application/json")], buffer.readBytes(length: buffer.readableBytes) ?? [])
-    }
-
-    private static func writeWire<Value: Encodable>(_ value: Value, into buffer: inout ByteBuffer) {
-        if !ClientResponseEncoder.writeWireJSON(value, into: &buffer) { buffer.writeStaticString("{}") }
     }
 }

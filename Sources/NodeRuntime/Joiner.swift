@@ -74,7 +74,7 @@ final class Joiner: @unchecked Sendable {
             return
         }
         let body = (try? WireJSON.encode(JoinRequest(nodeID: selfID, address: advertised))).map { Array($0) } ?? []
-        let request = ForwardedRequest(
+        let request = TunnelledRequest(
             method: "POST", uri: "/join",
             // Secure mode: the leader authorizes forwarded requests by the caller they name. A joining node speaks
             // for itself over a link authenticated by its node certificate, which the operator issued for this id.

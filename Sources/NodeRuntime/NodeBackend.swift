@@ -12,8 +12,12 @@ import RaftCore
 /// The node behind the client HTTP API: validated requests become state-machine operations on `RaftServer`;
 /// writes and strong reads that reach a follower are tunnelled to the leader over the peer connection and answered
 /// by the node the client called.
-public final class NodeBackend: ClientAPIBackend, @unchecked Sendable {
+// @unchecked Sendable: every stored property is a `let` of a Sendable or thread-safe value (RaftServer confines its state
+// to its loop; the leadership box is locked).
+final class NodeBackend: ClientAPIBackend, @unchecked Sendable {
     let raft: RaftServer
+    /// Tunnels requests to the leader (injected: never read through `raft`).
+    let transport: PeerTransport
     let defaultConsistency: ReadConsistency
     let allowClientOverride: Bool
     let requestTimeout: TimeAmount
@@ -21,10 +25,11 @@ public final class NodeBackend: ClientAPIBackend, @unchecked Sendable {
     /// disagree about the leader cannot bounce a request between them.
     let forwarding: Bool
 
-    init(raft: RaftServer, defaultConsistency: ReadConsistency, allowClientOverride: Bool, requestTimeout: TimeAmount,
-        forwarding: Bool = true, leadership: NIOLockedValueBox<Leadership>? = nil)
+    init(raft: RaftServer, transport: PeerTransport, defaultConsistency: ReadConsistency, allowClientOverride: Bool,
+        requestTimeout: TimeAmount, forwarding: Bool = true, leadership: NIOLockedValueBox<Leadership>? = nil)
     {
         self.raft = raft
+        self.transport = transport
         self.defaultConsistency = defaultConsistency
         self.allowClientOverride = allowClientOverride
         self.requestTimeout = requestTimeout
@@ -46,8 +51,9 @@ public final class NodeBackend: ClientAPIBackend, @unchecked Sendable {
     /// A backend sharing this one's view of the leader that never forwards (for tunnelled requests).
     func localOnly() -> NodeBackend {
         NodeBackend(
-            raft: raft, defaultConsistency: defaultConsistency, allowClientOverride: allowClientOverride,
-            requestTimeout: requestTimeout, forwarding: false, leadership: leadershipBox)
+            raft: raft, transport: transport, defaultConsistency: defaultConsistency,
+            allowClientOverride: allowClientOverride, requestTimeout: requestTimeout, forwarding: false,
+            leadership: leadershipBox)
     }
 
     func updateLeadership(isLeader: Bool, leader: NodeID?, removed: Bool) {
@@ -67,33 +73,29 @@ public final class NodeBackend: ClientAPIBackend, @unchecked Sendable {
 
     // MARK: - Forwarding
 
-    public func forwardIfNeeded(_ request: ForwardableRequest, context: ClientRequestContext) -> ForwardDecision {
-        guard forwarding else { return .handleLocally }
+    func forward(_ request: RawClientRequest, context: ClientRequestContext) -> EventLoopFuture<ForwardedResponse>? {
+        guard forwarding else { return nil }
         let needsLeader: Bool
-        switch request.command {
-        case .put, .delete, .cas, .join, .promote, .remove, .transferLeader: needsLeader = true
-        case .get(_, let requested): needsLeader = consistency(requested) != .eventual
+        switch request.route {
+        case .get: needsLeader = consistency(request.consistency) != .eventual
         case .scan: needsLeader = defaultConsistency != .eventual
-        case .cluster: needsLeader = false
+        default: needsLeader = request.route.isWrite
         }
-        guard needsLeader else { return .handleLocally }
+        guard needsLeader else { return nil }
         let state = leadershipBox.withLockedValue { $0 }
         // A removed node forwards nothing: it answers every request itself, with 503.
-        guard !state.isLeader, !state.removed, let leader = state.leader, let transport = raft.transport else {
-            return .handleLocally
-        }
+        guard !state.isLeader, !state.removed, let leader = state.leader else { return nil }
         var body = request.body
         let bytes = body.readBytes(length: body.readableBytes) ?? []
         // Secure mode: the caller this node authenticated travels along; the leader checks its role.
         let headers = request.caller.map { [(Caller.forwardedHeader, $0.headerValue)] } ?? []
-        let tunnelled = PeerForwardedRequest(
+        let tunnelled = TunnelledRequest(
             method: request.method.rawValue, uri: request.uri,
-            headers: headers + (context.idempotencyKey.map { [(ClientRequestContext.idempotencyKeyHeader, $0)] } ?? []),
-            body: bytes)
-        let isWrite = request.command.isWrite
+            headers: headers + request.headers, body: bytes)
+        let isWrite = request.route.isWrite
         let future = transport.forward(tunnelled, to: leader, timeout: requestTimeout)
             .hop(to: context.eventLoop)
-            .flatMapErrorThrowing { error -> PeerForwardedResponse in
+            .flatMapErrorThrowing { error -> TunnelledResponse in
                 if let forwardError = error as? ForwardError, !forwardError.mayHaveBeenSent {
                     throw APIError(
                         code: .unavailable, message: "the leader (node \(leader)) is unreachable; the request was not sent",
@@ -106,15 +108,15 @@ public final class NodeBackend: ClientAPIBackend, @unchecked Sendable {
                         : "no answer from the leader (node \(leader))",
                     leaderID: leader, leaderAddress: self.raft.address(of: leader))
             }
-            .map { response -> HTTPAPI.ForwardedResponse in
+            .map { response -> ForwardedResponse in
                 var headers = HTTPHeaders()
                 for (name, value) in response.headers { headers.add(name: name, value: value) }
                 var buffer = ByteBuffer()
                 buffer.writeBytes(response.body)
-                return HTTPAPI.ForwardedResponse(
+                return ForwardedResponse(
                     status: HTTPResponseStatus(statusCode: response.status), headers: headers, body: buffer)
             }
-        return .respond(future)
+        return future
     }
 
     // MARK: - Writes

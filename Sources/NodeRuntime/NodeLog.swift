@@ -26,8 +26,10 @@ public final class NodeLog: @unchecked Sendable {
     private let lock = NSLock()
     private let mirrorToStderr: Bool
 
-    /// Opens (creating directories) `<directory>/d.log` for appending.
-    public init(directory: String, level: Level, mirrorToStderr: Bool = true) throws {
+    /// Opens (creating directories) `<directory>/d.log` for appending. Lines are mirrored to stderr only when it is a
+    /// terminal (a node run in the foreground): a node started in the background has its stderr in
+    /// `logs/N/stdout.log`, and each line must be in one file only (`grep -r "Became leader" logs/` finds it once).
+    public init(directory: String, level: Level, mirrorToStderr: Bool = isatty(2) != 0) throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let path = (directory as NSString).appendingPathComponent("d.log")
         let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)

@@ -23,13 +23,13 @@ final class TransportAdapter: PeerTransportHandler, @unchecked Sendable {
     func received(_ message: Message, snapshotData: [UInt8]?) { raft.receive(message, snapshotData: snapshotData) }
     func peerUnreachable(_ id: NodeID) { raft.peerUnreachable(id) }
 
-    func handleForwarded(_ request: PeerForwardedRequest, on eventLoop: EventLoop)
-        -> EventLoopFuture<PeerForwardedResponse>
+    func handleForwarded(_ request: TunnelledRequest, on eventLoop: EventLoop)
+        -> EventLoopFuture<TunnelledResponse>
     {
         tunnelled.process(
             method: request.method, uri: request.uri, headers: request.headers, body: request.body, on: eventLoop)
             .map { status, headers, body in
-                PeerForwardedResponse(status: status, headers: headers, body: body)
+                TunnelledResponse(status: status, headers: headers, body: body)
             }
     }
 }
@@ -122,14 +122,17 @@ public enum NodeMain {
         raftConfig.leaseDuration = leaseUsed ? UInt64(config.raft.readConsistency.leaseDurationMs) : 0
         raftConfig.clockDriftMargin = UInt64(NodeConfig.leaseDriftMargin(electionTimeoutMin: config.raft.election.electionTimeoutMin))
         raftConfig.randomSeed = UInt64(truncatingIfNeeded: Int64(Date().timeIntervalSince1970 * 1000)) ^ id
-        // TEST-ONLY: the chaos harness (docs/chaos.md) plants a deliberate bug to prove it catches it. Never set it.
-        if let bug = ProcessInfo.processInfo.environment["DNODE_PLANTED_BUG"], !bug.isEmpty {
-            guard let planted = PlantedBug(rawValue: bug) else {
-                throw NodeStartupError("DNODE_PLANTED_BUG=\(bug) is not a planted bug", exitCode: 78)
+        #if PLANTED_BUGS
+            // TEST-ONLY, compiled only into debug builds and `make chaos PLANT=...`: the chaos harness
+            // (docs/chaos.md) plants a deliberate bug to prove it catches it. A release binary never reads this.
+            if let bug = ProcessInfo.processInfo.environment["DNODE_PLANTED_BUG"], !bug.isEmpty {
+                guard let planted = PlantedBug(rawValue: bug) else {
+                    throw NodeStartupError("DNODE_PLANTED_BUG=\(bug) is not a planted bug", exitCode: 78)
+                }
+                raftConfig.plantedBug = planted
+                log.always("WARNING: test-only planted bug \(bug) is active; this node is deliberately unsafe")
             }
-            raftConfig.plantedBug = planted
-            log.always("WARNING: test-only planted bug \(bug) is active; this node is deliberately unsafe")
-        }
+        #endif
         do {
             try raftConfig.validate()
         } catch {
@@ -143,7 +146,8 @@ public enum NodeMain {
         settings.retainedEntries = UInt64(config.raft.snapshot.retainedLogEntries)
         settings.maxPendingWrites = max(1, config.raft.persistence.maxBufferedEntries)
         for member in config.cluster.initialCluster { settings.addresses[member.id] = member.address.description }
-        settings.selfAddress = config.cluster.listenAddress.description
+        // What clients and operators are shown: dialable (never the wildcard a node may listen on).
+        settings.selfAddress = (config.cluster.selfMember?.address ?? config.cluster.listenAddress).dialAddress.description
 
         let strategy: RaftStorage.PersistenceStrategy
         switch (config.raft.persistence.strategy, config.raft.persistence.flushPolicy) {
@@ -154,25 +158,13 @@ public enum NodeMain {
         }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(2, System.coreCount))
         let raftLoop = group.next()
-        let raft = try RaftServer(
-            settings: settings, storage: storage, strategy: strategy,
-            maxBufferedEntries: config.raft.persistence.maxBufferedEntries, loop: raftLoop, log: log)
 
-        let backend = NodeBackend(
-            raft: raft, defaultConsistency: config.raft.readConsistency.defaultPolicy,
-            allowClientOverride: config.raft.readConsistency.allowClientOverride,
-            requestTimeout: .milliseconds(Int64(config.cluster.requestTimeoutMs)))
-        raft.onLeadershipChange = { isLeader, leader, removed in
-            backend.updateLeadership(isLeader: isLeader, leader: leader, removed: removed)
-        }
         var limitsBuilder = ClientHTTPLimits()
         limitsBuilder.maxValueBytes = config.raft.maxValueBytes
         limitsBuilder.maxKeyBytes = config.raft.maxKeyBytes
         limitsBuilder.maxBodyBytes = config.raft.maxValueBytes + config.raft.maxKeyBytes + (64 << 10)
         limitsBuilder.requestTimeout = .milliseconds(Int64(config.cluster.requestTimeoutMs))
         let limits = limitsBuilder
-        let tunnelled = TunnelledRequestProcessor(
-            backend: backend.localOnly(), limits: limits, requiresCaller: security.context != nil)
         let authenticator = security.authenticator
 
         var peers: [NodeID: (host: String, port: Int)] = [:]
@@ -184,8 +176,23 @@ public enum NodeMain {
         transportConfiguration.snapshotStagingDirectory = config.cluster.dbRootDir + "/incoming-snapshots"
         transportConfiguration.maxSnapshotBytes = UInt64(config.raft.snapshot.maxReceiveBytes)
         let transport = PeerTransport(
-            selfID: id, group: raftLoop, peers: peers, handler: TransportAdapter(raft: raft, tunnelled: tunnelled),
-            configuration: transportConfiguration, tls: security.peerTLS)
+            selfID: id, group: raftLoop, peers: peers, configuration: transportConfiguration, tls: security.peerTLS)
+        let raft = try RaftServer(
+            settings: settings, storage: storage, strategy: strategy,
+            maxBufferedEntries: config.raft.persistence.maxBufferedEntries, loop: raftLoop, transport: transport,
+            log: log)
+        let backend = NodeBackend(
+            raft: raft, transport: transport, defaultConsistency: config.raft.readConsistency.defaultPolicy,
+            allowClientOverride: config.raft.readConsistency.allowClientOverride,
+            requestTimeout: .milliseconds(Int64(config.cluster.requestTimeoutMs)))
+        raft.onLeadershipChange = { isLeader, leader, removed in
+            backend.updateLeadership(isLeader: isLeader, leader: leader, removed: removed)
+        }
+        let tunnelled = TunnelledRequestProcessor(
+            backend: backend.localOnly(), limits: limits, requiresCaller: security.context != nil)
+        // Inbound peer traffic goes to the Raft server from now on; it ticks before the client port opens.
+        transport.start(handler: TransportAdapter(raft: raft, tunnelled: tunnelled))
+        raft.start()
 
         let listen = config.cluster.listenAddress
         let metricsAddress = config.monitoring.metricsAddress
@@ -249,7 +256,6 @@ public enum NodeMain {
             throw NodeStartupError("cannot listen on the metrics address \(metricsAddress): \(error)", exitCode: 69)
         }
 
-        raft.start(transport: transport)
         if let context = security.context {
             context.watch(on: group.next(), every: .milliseconds(Int64(config.security.reloadIntervalMs)))
         }

@@ -17,7 +17,8 @@ import RaftStorage
 /// taking messages and proposals, which then form the next batch (group commit). The state machine is applied on the
 /// loop right after the messages went out: a put costs about a microsecond, and snapshot serialisation runs on
 /// `io` from a copy-on-write image.
-public final class RaftServer: @unchecked Sendable {
+// @unchecked Sendable: every mutable property is confined to `loop` (see above); the rest are `let`s or locked boxes.
+final class RaftServer: ReadyHost, @unchecked Sendable {
     public struct Settings: Sendable {
         public var raft: RaftCore.RaftConfig
         public var tickMs: Int64 = 10
@@ -49,20 +50,20 @@ public final class RaftServer: @unchecked Sendable {
     let log: NodeLog
     private let writer: LogWriter
     private let snapshots: SnapshotStore
-    var transport: PeerTransport?
+    /// Injected at construction: read on the loop (sends, peers, admission) and from HTTP threads (forwarding).
+    let transport: PeerTransport
     private let startedAt = RaftServer.monotonicMillis()
     /// Where members listen: the config files' addresses overlaid with every replicated address ever seen (kept after
     /// a removal, so that the leader can still tell a removed node). Written on the loop, read anywhere.
     let addressBook: NIOLockedValueBox<[NodeID: String]>
 
     // MARK: loop-confined state
-    private var core: RaftNode
+    var core: RaftNode
     private var stateMachine: KVStateMachine
     /// Log time for TTLs: anchored at each applied entry's stamp, advanced by the monotonic clock (`LogClock`).
     private var logClock = LogClock()
-    private var persisting = false
-    /// The hard state of the last Ready handed to the WAL thread (`nil` before the first).
-    private var persistedHardState: HardState?
+    /// Runs every Ready in Raft's order (`ReadyExecutor`, shared with the simulator).
+    private let executor = ReadyExecutor()
     private var readyScheduled = false
     private var pendingWrites: [LogIndex: PendingWrite] = [:]
     private var writeDeadlines: [(deadline: UInt64, index: LogIndex)] = []
@@ -107,9 +108,10 @@ public final class RaftServer: @unchecked Sendable {
     // MARK: - Boot
 
     /// Opens the data directory, restores the newest snapshot and boots the core from the WAL.
-    public init(settings: Settings, storage: DataDirectory.Opened, strategy: RaftStorage.PersistenceStrategy,
-        maxBufferedEntries: Int, loop: EventLoop, log: NodeLog) throws
+    init(settings: Settings, storage: DataDirectory.Opened, strategy: RaftStorage.PersistenceStrategy,
+        maxBufferedEntries: Int, loop: EventLoop, transport: PeerTransport, log: NodeLog) throws
     {
+        self.transport = transport
         self.settings = settings
         self.loop = loop
         self.log = log
@@ -138,11 +140,11 @@ public final class RaftServer: @unchecked Sendable {
         for warning in storage.warnings { log.warn(warning) }
     }
 
-    public func start(transport: PeerTransport) {
+    /// Starts ticking. Call it before the client port accepts requests.
+    func start() {
         io.start()
         snapshotIO.start()
         loop.execute {
-            self.transport = transport
             let tick = TimeAmount.milliseconds(self.settings.tickMs)
             self.tickTask = self.loop.scheduleRepeatedTask(initialDelay: tick, delay: tick) { _ in self.onTick() }
             if case .memFirst = self.writer.strategy {
@@ -433,9 +435,10 @@ public final class RaftServer: @unchecked Sendable {
 
     // MARK: - Membership
 
-    /// The address to dial or to report for `id`: the replicated one, else the config file's.
+    /// The address to dial or to report for `id`: the replicated one, else the config file's, in a form a client can
+    /// dial (a wildcard host such as `0.0.0.0` becomes `127.0.0.1`).
     func address(of id: NodeID) -> String? {
-        addressBook.withLockedValue { $0[id] }
+        addressBook.withLockedValue { $0[id] }.map { HostPort($0)?.dialAddress.description ?? $0 }
     }
 
     /// Adds a learner (`/join`). Idempotent: a member already listed at `address` gets the configuration's index.
@@ -615,7 +618,7 @@ public final class RaftServer: @unchecked Sendable {
             guard let address = HostPort(text)?.dialAddress else { continue }
             peers[id] = (address.host, address.port)
         }
-        transport?.updatePeers(peers)
+        transport.updatePeers(peers)
         if core.isRemoved != removed {
             removed = core.isRemoved
             onLeadershipChange?(leadership.isLeader, leadership.leader, removed)
@@ -640,7 +643,7 @@ public final class RaftServer: @unchecked Sendable {
         members.formUnion(core.departing.keys)
         if let leader = core.leader { members.insert(leader) }
         let admission = PeerAdmission(members: members, leader: core.leader == settings.raft.id ? nil : core.leader)
-        guard admission != admitted, let transport else { return }
+        guard admission != admitted else { return }
         admitted = admission
         transport.admit(members: admission.members, leader: admission.leader)
     }
@@ -656,62 +659,48 @@ public final class RaftServer: @unchecked Sendable {
         loop.submit { self.core.hasBootstrapMembership && !self.core.isVoter }
     }
 
-    // MARK: - Ready loop
+    // MARK: - Ready loop (ReadyHost: the order lives in RaftCore's `ReadyExecutor`, shared with the simulator)
 
     func scheduleReady() {
         guard !readyScheduled else { return }
         readyScheduled = true
         loop.execute {
             self.readyScheduled = false
-            self.processReady()
+            guard !self.stopped else { return }
+            self.executor.run(self)
         }
     }
 
-    private func processReady() {
-        guard !persisting, !stopped else { return }
-        let rd = core.ready()
+    func readyTaken(_ rd: Ready) {
         syncMembership()
         publishAdmission()
-        if rd.isEmpty { return }
         if let soft = rd.softState {
             logRoleChange(soft)
             leadership = (soft.role == .leader, soft.leader)
             onLeadershipChange?(leadership.isLeader, leadership.leader, removed)
             completeTransfers()
         }
-        if let transport { for message in rd.earlyMessages { send(message, via: transport) } }
-        guard rd.needsPersistence else {
-            afterPersist(rd)
-            return
-        }
-        let termAndVoteKept = rd.hardState.map { hs in
-            persistedHardState.map { $0.term == hs.term && $0.vote == hs.vote } ?? false
-        } ?? true
-        if let hs = rd.hardState { persistedHardState = hs }
-        if rd.entries.isEmpty, rd.snapshot == nil, termAndVoteKept, let hs = rd.hardState {
-            // Only the commit index moved. Raft keeps it volatile (etcd's MustSync is false for it): write the record
-            // in order on the WAL thread, unsynced (the next batch's fsync covers it), and do not wait for it.
-            let writer = self.writer
+    }
+
+    func send(_ messages: [Message]) {
+        for message in messages { send(message, via: transport) }
+    }
+
+    func persist(_ rd: Ready, _ kind: ReadyPersistence, completion: @escaping (LogIndex?) -> Void) {
+        let writer = self.writer
+        guard kind == .full else {
+            // Only the commit index moved: the record goes to the WAL thread in order, unsynced, not waited for.
             io.runIfActive(eventLoop: loop) {
-                try writer.write(entries: [], hardState: hs, snapshot: nil, now: RaftServer.monotonicMillis())
+                try writer.write(entries: [], hardState: rd.hardState, snapshot: nil, now: RaftServer.monotonicMillis())
             }.whenFailure { self.fatal($0) }
-            afterPersist(rd)
             return
         }
-        persisting = true
-        // Entries committed and already persisted here by earlier Readies (all of them below this Ready's first new
-        // entry) are applied and answered now, not after this Ready's fsync: under load a write waits for its own
-        // batch's fsync only, not also for the next one's.
         // A sole voter's own copy is the whole quorum: it fsyncs at once instead of waiting for the flush policy.
         let soleVoter = core.membership.voters == [settings.raft.id]
-        let appliedEarly = rd.snapshot == nil
-            && (rd.committedEntries.last.map { last in rd.entries.first.map { last.index < $0.index } ?? true } ?? true)
-        if appliedEarly { applyAndServe(rd) }
         let snapshotData: [UInt8]? = rd.snapshot.flatMap { stagedSnapshots.removeValue(forKey: $0.index) }
         if let snap = rd.snapshot, snapshotData == nil {
             fatal(NodeStartupError("snapshot \(snap.index) to install was not staged"))
         }
-        let writer = self.writer
         let snapshots = self.snapshots
         let lock = snapshotLock
         let started = RaftServer.monotonicMillis()
@@ -739,26 +728,20 @@ public final class RaftServer: @unchecked Sendable {
             case .failure(let error):
                 self.fatal(error)
             case .success(let (restored, synced)):
-                self.persisting = false
                 self.metrics.persistBatches += 1
                 self.metrics.persistedEntries += UInt64(rd.entries.count)
                 self.metrics.persistMs.record(RaftServer.monotonicMillis() - started)
                 if let snap = rd.snapshot, let data = snapshotData, let restored {
                     self.installSnapshot(snap, data: data, restored: restored)
                 }
-                self.afterPersist(rd, applied: appliedEarly, syncedThrough: synced)
+                completion(synced)
             }
         }
     }
 
-    /// `syncedThrough`: how far the WAL is fsynced after this Ready (`nil` when the Ready wrote nothing that counts).
-    private func afterPersist(_ rd: Ready, applied: Bool = false, syncedThrough: LogIndex? = nil) {
-        // 2. send
-        if let transport { for message in rd.messages { send(message, via: transport) } }
-        // 4. advance (before applying: the commit index may move with it)
-        core.advance(rd, syncedThrough: syncedThrough ?? core.syncedIndex)
-        // 3. apply and serve
-        if !applied { applyAndServe(rd) }
+    func apply(_ rd: Ready) { applyAndServe(rd) }
+
+    func readyDone() {
         maybeSnapshot()
         scheduleReady()
     }
@@ -897,6 +880,7 @@ public final class RaftServer: @unchecked Sendable {
     /// A storage failure is fatal: the WAL is unusable and an fsync is never retried.
     func fatal(_ error: Error) {
         log.error("fatal storage error, stopping: \(error)")
+        FileHandle.standardError.write(Data("dnode: fatal storage error, stopping (exit 74): \(error)\n".utf8))
         exit(74)
     }
 
@@ -982,7 +966,7 @@ public final class RaftServer: @unchecked Sendable {
             self.metrics.render(
                 node: self.settings.raft.id, core: self.core, applied: self.stateMachine.appliedIndex,
                 keys: self.stateMachine.count, pendingWrites: self.pendingWrites.count,
-                pendingReads: self.readIndexWaiters.count, peerRefusals: self.transport?.refusals() ?? [:])
+                pendingReads: self.readIndexWaiters.count, peerRefusals: self.transport.refusals())
         }
     }
 

@@ -33,9 +33,9 @@ struct PeerConnectionStateMachine {
         /// Hand a Raft message to the node.
         case deliver(Message, snapshotData: [UInt8]?)
         /// Acceptor: serve a forwarded request and answer on this connection.
-        case serveForward(id: UInt64, ForwardedRequest)
+        case serveForward(id: UInt64, TunnelledRequest)
         /// Dialer: the answer to one of our forwarded requests.
-        case completeForward(id: UInt64, ForwardedResponse)
+        case completeForward(id: UInt64, TunnelledResponse)
         /// Acceptor: stage a snapshot chunk from `sender` (the leader), and deliver the image once it is whole.
         case stageChunk(SnapshotChunk, sender: NodeID)
         /// Dialer: the receiver of our snapshot transfer holds `0..<offset` of it; continue from there.

@@ -10,9 +10,9 @@ public enum PeerFrame: Sendable, Equatable, CustomStringConvertible {
     case raft(Message, snapshotData: [UInt8]?)
     /// A client HTTP request tunnelled from a follower to the leader; answered by a `forwardResponse` with the
     /// same `id` on the same connection.
-    case forwardRequest(id: UInt64, ForwardedRequest)
+    case forwardRequest(id: UInt64, TunnelledRequest)
     /// The leader's answer to a `forwardRequest`.
-    case forwardResponse(id: UInt64, ForwardedResponse)
+    case forwardResponse(id: UInt64, TunnelledResponse)
     /// One piece of a snapshot too large for one frame; the last piece carries its `installSnapshot` message.
     case snapshotChunk(SnapshotChunk)
     /// Receiver to sender, on the sender's connection: "I already hold bytes `0..<offset` of `transfer`; continue
@@ -49,7 +49,7 @@ public struct PeerHello: Sendable, Equatable {
 // MARK: - Forwarded HTTP
 
 /// A client HTTP request that a follower tunnels to the leader.
-public struct ForwardedRequest: Sendable, Equatable {
+public struct TunnelledRequest: Sendable, Equatable {
     public var method: String
     public var uri: String
     /// Header fields in order; names may repeat.
@@ -63,14 +63,14 @@ public struct ForwardedRequest: Sendable, Equatable {
         self.body = body
     }
 
-    public static func == (lhs: ForwardedRequest, rhs: ForwardedRequest) -> Bool {
+    public static func == (lhs: TunnelledRequest, rhs: TunnelledRequest) -> Bool {
         lhs.method == rhs.method && lhs.uri == rhs.uri && lhs.body == rhs.body
             && headersEqual(lhs.headers, rhs.headers)
     }
 }
 
-/// The leader's answer to a ``ForwardedRequest``, relayed to the client by the follower. `status` travels as a u16.
-public struct ForwardedResponse: Sendable, Equatable {
+/// The leader's answer to a ``TunnelledRequest``, relayed to the client by the follower. `status` travels as a u16.
+public struct TunnelledResponse: Sendable, Equatable {
     public var status: Int
     public var headers: [(String, String)]
     public var body: [UInt8]
@@ -81,7 +81,7 @@ public struct ForwardedResponse: Sendable, Equatable {
         self.body = body
     }
 
-    public static func == (lhs: ForwardedResponse, rhs: ForwardedResponse) -> Bool {
+    public static func == (lhs: TunnelledResponse, rhs: TunnelledResponse) -> Bool {
         lhs.status == rhs.status && lhs.body == rhs.body && headersEqual(lhs.headers, rhs.headers)
     }
 }

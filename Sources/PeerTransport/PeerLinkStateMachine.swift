@@ -37,14 +37,14 @@ struct PeerLinkStateMachine {
     }
 
     struct PendingForward {
-        var promise: EventLoopPromise<ForwardedResponse>
+        var promise: EventLoopPromise<TunnelledResponse>
         /// Handed to the channel: from then on the outcome is unknown if no answer comes.
         var written: Bool
     }
 
     /// A promise to fail, with the error that tells the caller whether the request may have been sent.
     struct Failure {
-        var promise: EventLoopPromise<ForwardedResponse>
+        var promise: EventLoopPromise<TunnelledResponse>
         var error: ForwardError
     }
 
@@ -128,7 +128,7 @@ struct PeerLinkStateMachine {
 
     /// Queues one encoded frame (for a forwarded request, with its id and promise).
     mutating func enqueue(
-        _ buffer: ByteBuffer, forward: (id: UInt64, promise: EventLoopPromise<ForwardedResponse>)? = nil
+        _ buffer: ByteBuffer, forward: (id: UInt64, promise: EventLoopPromise<TunnelledResponse>)? = nil
     ) -> EnqueueAction {
         if isShutdown { return .dropped(reportUnreachable: false) }
         guard queue.count < limits.maxQueuedFrames, queuedBytes + buffer.readableBytes <= limits.maxQueuedBytes
@@ -260,7 +260,7 @@ struct PeerLinkStateMachine {
     // MARK: Forwarded requests
 
     /// The answer to forwarded request `id` arrived. Returns the promise to succeed, if the request is still pending.
-    mutating func responseReceived(id: UInt64) -> EventLoopPromise<ForwardedResponse>? {
+    mutating func responseReceived(id: UInt64) -> EventLoopPromise<TunnelledResponse>? {
         forwards.removeValue(forKey: id)?.promise
     }
 

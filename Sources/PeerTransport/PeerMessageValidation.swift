@@ -23,7 +23,7 @@ public struct PeerAdmission: Sendable, Equatable {
 
     /// Whether non-member `node` may send this tunnelled request: only `POST /join` asking to add `node` itself,
     /// which is how a new node asks to be added before it is a member (from the joiner's outbound connection).
-    public static func stranger(_ node: NodeID, mayForward request: ForwardedRequest) -> Bool {
+    public static func stranger(_ node: NodeID, mayForward request: TunnelledRequest) -> Bool {
         let path = request.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
         guard request.method == "POST", path == "/join",
             let body = try? JSONSerialization.jsonObject(with: Data(request.body)) as? [String: Any],

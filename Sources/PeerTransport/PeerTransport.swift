@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import RaftCore
@@ -21,7 +22,7 @@ public protocol PeerTransportHandler: Sendable {
     /// Serves a client request that a follower forwarded to this node. The future should always succeed (a failed
     /// future is answered with status 500). `eventLoop` is the connection's loop; an async implementation can use
     /// `eventLoop.makeFutureWithTask { ... }`.
-    func handleForwarded(_ request: ForwardedRequest, on eventLoop: EventLoop) -> EventLoopFuture<ForwardedResponse>
+    func handleForwarded(_ request: TunnelledRequest, on eventLoop: EventLoop) -> EventLoopFuture<TunnelledResponse>
 }
 
 // MARK: - Secure mode
@@ -108,7 +109,11 @@ public final class PeerTransport: Sendable {
     public let configuration: Configuration
     /// The loop that owns the transport's state and its outbound connections.
     public let eventLoop: EventLoop
-    let handler: PeerTransportHandler
+    /// Where inbound traffic goes: given at `init`, or once by `start(handler:)` (the node's handler is its Raft server,
+    /// which is itself built with this transport). Until then inbound messages are dropped and forwarded requests
+    /// refused; nothing connects before the node has started it.
+    private let handlerBox: NIOLockedValueBox<PeerTransportHandler?>
+    var handler: PeerTransportHandler? { handlerBox.withLockedValue { $0 } }
     /// Secure mode; `nil` for plaintext.
     let tls: PeerTLS?
     /// Who may speak to this node (see ``admit(members:leader:)``); read by inbound connections on every frame.
@@ -154,13 +159,13 @@ public final class PeerTransport: Sendable {
         selfID: NodeID,
         group: EventLoopGroup,
         peers: [NodeID: (host: String, port: Int)],
-        handler: PeerTransportHandler,
+        handler: PeerTransportHandler? = nil,
         configuration: Configuration = Configuration(),
         tls: PeerTLS? = nil
     ) {
         self.selfID = selfID
         self.configuration = configuration
-        self.handler = handler
+        self.handlerBox = NIOLockedValueBox(handler)
         self.tls = tls
         self.eventLoop = group.next()
         self.admission = PeerAdmissionBox(peers: Set(peers.keys).subtracting([selfID]))
@@ -180,6 +185,14 @@ public final class PeerTransport: Sendable {
 
     // MARK: Public API
 
+    /// Sets where inbound traffic goes, once, before the node accepts connections (a transport built without a
+    /// handler). A second call is a programming error and is ignored.
+    public func start(handler: PeerTransportHandler) {
+        handlerBox.withLockedValue { current in
+            if current == nil { current = handler }
+        }
+    }
+
     /// Queues `message` for `message.to` and returns at once. Unknown peers are ignored; a full queue drops the
     /// message and reports the peer unreachable. Messages to one peer are delivered in order while its connection
     /// lasts.
@@ -198,9 +211,9 @@ public final class PeerTransport: Sendable {
     /// Fails with ``ForwardError/unreachable`` when the request was certainly not sent, and with
     /// ``ForwardError/timeout`` or ``ForwardError/connectionLost`` once it was written (outcome unknown).
     public func forward(
-        _ request: ForwardedRequest, to peer: NodeID, timeout: TimeAmount
-    ) -> EventLoopFuture<ForwardedResponse> {
-        let promise = eventLoop.makePromise(of: ForwardedResponse.self)
+        _ request: TunnelledRequest, to peer: NodeID, timeout: TimeAmount
+    ) -> EventLoopFuture<TunnelledResponse> {
+        let promise = eventLoop.makePromise(of: TunnelledResponse.self)
         onLoop { self.startForward(request, to: peer, timeout: timeout, promise: promise) }
         return promise.futureResult
     }
@@ -305,7 +318,7 @@ public final class PeerTransport: Sendable {
 
     private func enqueueRaft(_ frame: ByteBuffer, to peer: NodeID) {
         guard frame.readableBytes - 4 <= configuration.maxFrameLength else {
-            if state.value.links[peer] != nil { handler.peerUnreachable(peer) }
+            if state.value.links[peer] != nil { handler?.peerUnreachable(peer) }
             return
         }
         guard let action = state.value.links[peer]?.machine.enqueue(frame) else { return }
@@ -341,8 +354,8 @@ public final class PeerTransport: Sendable {
     }
 
     private func startForward(
-        _ request: ForwardedRequest, to peer: NodeID, timeout: TimeAmount,
-        promise: EventLoopPromise<ForwardedResponse>
+        _ request: TunnelledRequest, to peer: NodeID, timeout: TimeAmount,
+        promise: EventLoopPromise<TunnelledResponse>
     ) {
         guard let id = state.value.links[peer]?.machine.allocateForwardID() else {
             promise.fail(ForwardError.unreachable)
@@ -422,7 +435,7 @@ public final class PeerTransport: Sendable {
         case .connect(let address, let attempt):
             connect(peer: peer, address: address, attempt: attempt)
         case .dropped(let report):
-            if report { handler.peerUnreachable(peer) }
+            if report { handler?.peerUnreachable(peer) }
         }
     }
 
@@ -433,7 +446,7 @@ public final class PeerTransport: Sendable {
             let timer = eventLoop.scheduleTask(in: delay) { self.reconnectTimerFired(peer: peer, attempt: attempt) }
             state.value.links[peer]?.reconnectTimer = timer
         }
-        if let peer, down.reportUnreachable { handler.peerUnreachable(peer) }
+        if let peer, down.reportUnreachable { handler?.peerUnreachable(peer) }
     }
 
     private func drain(peer: NodeID) {
@@ -557,7 +570,7 @@ public final class PeerTransport: Sendable {
         }
     }
 
-    fileprivate func forwardResponseReceived(peer: NodeID, id: UInt64, response: ForwardedResponse) {
+    fileprivate func forwardResponseReceived(peer: NodeID, id: UInt64, response: TunnelledResponse) {
         onLoop { self.state.value.links[peer]?.machine.responseReceived(id: id)?.succeed(response) }
     }
 }
@@ -617,7 +630,7 @@ final class PeerChannelHandler: ChannelInboundHandler {
             guard let dialled, certified(dialled.peer, context: context) else { return }
             transport.linkHelloConfirmed(peer: dialled.peer, attempt: dialled.attempt)
         case .deliver(let message, let snapshotData):
-            transport.handler.received(message, snapshotData: snapshotData)
+            transport.handler?.received(message, snapshotData: snapshotData)
         case .serveForward(let id, let request):
             serve(id: id, request: request, channel: context.channel)
         case .completeForward(let id, let response):
@@ -627,7 +640,7 @@ final class PeerChannelHandler: ChannelInboundHandler {
             case .incomplete, .duplicate:
                 break
             case .complete(let message, let image):
-                transport.handler.received(message, snapshotData: image)
+                transport.handler?.received(message, snapshotData: image)
                 acknowledge(transfer: chunk.transfer, offset: UInt64(image.count), context: context)
             case .acknowledge(let transfer, let offset, _):
                 acknowledge(transfer: transfer, offset: offset, context: context)
@@ -642,7 +655,7 @@ final class PeerChannelHandler: ChannelInboundHandler {
         case .refuseForward(let id, let refusal):
             transport.admission.count(refusal)
             let body = #"{"error":{"code":"forbidden","message":"\#(refusal)"}}"#
-            let response = ForwardedResponse(
+            let response = TunnelledResponse(
                 status: 403, headers: [("content-type", "application/json")], body: Array(body.utf8))
             let frame = PeerWire.encode(.forwardResponse(id: id, response), allocator: context.channel.allocator)
             context.writeAndFlush(wrapOutboundOut(frame), promise: nil)
@@ -707,10 +720,15 @@ final class PeerChannelHandler: ChannelInboundHandler {
     }
 
     /// Runs the node's handler and writes the answer back on this connection, whichever loop the handler finishes on.
-    private func serve(id: UInt64, request: ForwardedRequest, channel: Channel) {
-        transport.handler.handleForwarded(request, on: channel.eventLoop)
+    private func serve(id: UInt64, request: TunnelledRequest, channel: Channel) {
+        let answer = transport.handler?.handleForwarded(request, on: channel.eventLoop)
+            ?? channel.eventLoop.makeSucceededFuture(
+                TunnelledResponse(
+                    status: 503, headers: [("content-type", "text/plain; charset=utf-8")],
+                    body: Array("this node has not started yet".utf8)))
+        answer
             .recover { error in
-                ForwardedResponse(
+                TunnelledResponse(
                     status: 500,
                     headers: [("content-type", "text/plain; charset=utf-8")],
                     body: Array("forwarded request failed: \(error)".utf8)

@@ -354,13 +354,13 @@ public enum PeerWire {
             let uri = try payload.wireString(field: "uri")
             let headers = try payload.wireHeaders()
             let body = try payload.wireBytes()
-            frame = .forwardRequest(id: id, ForwardedRequest(method: method, uri: uri, headers: headers, body: body))
+            frame = .forwardRequest(id: id, TunnelledRequest(method: method, uri: uri, headers: headers, body: body))
         case .forwardResponse:
             let id = try payload.wireU64()
             let status = Int(try payload.wireU16())
             let headers = try payload.wireHeaders()
             let body = try payload.wireBytes()
-            frame = .forwardResponse(id: id, ForwardedResponse(status: status, headers: headers, body: body))
+            frame = .forwardResponse(id: id, TunnelledResponse(status: status, headers: headers, body: body))
         case .snapshotChunk:
             let transfer = try payload.wireU64()
             let offset = try payload.wireU64()

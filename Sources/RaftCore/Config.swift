@@ -27,7 +27,8 @@ public struct RaftConfig: Sendable, Equatable {
     public var checkQuorum: Bool = true
     /// Seed of the node's random number generator (election jitter).
     public var randomSeed: UInt64 = 0
-    /// Test only: a deliberate safety bug, to prove that the simulator's checkers catch it. Never set in production.
+    /// Test only: a deliberate safety bug, to prove that the simulator's checkers catch it. It has an effect only in
+    /// builds compiled with `PLANTED_BUGS` (debug builds, and `make sim|chaos PLANT=...`); a release build ignores it.
     public var plantedBug: PlantedBug?
 
     public init(id: NodeID, initialMembership: Membership) {
@@ -36,6 +37,25 @@ public struct RaftConfig: Sendable, Equatable {
     }
 
     public var leaseReadsEnabled: Bool { leaseDuration > 0 && checkQuorum }
+
+    /// Whether `bug` is planted; `false` in builds without `PLANTED_BUGS`, where the checks compile away.
+    @inline(__always) func planted(_ bug: PlantedBug) -> Bool {
+        #if PLANTED_BUGS
+            return plantedBug == bug
+        #else
+            return false
+        #endif
+    }
+
+    /// Whether this build can plant bugs in the core (compiled with `PLANTED_BUGS`: debug builds and the planted
+    /// release builds of `make sim|chaos PLANT=...`).
+    public static var plantedBugsCompiled: Bool {
+        #if PLANTED_BUGS
+            return true
+        #else
+            return false
+        #endif
+    }
 
     /// Throws a `ConfigurationError` naming the first problem.
     public func validate() throws(ConfigurationError) {

@@ -385,7 +385,7 @@ public struct RaftNode: Sendable {
         guard role == .leader else { return .failure(.notLeader(leader: leader)) }
         guard transferee == nil else { return .failure(.transferInProgress) }
         guard hasCommittedInTerm else { return .failure(.notReady) }
-        let reference = config.plantedBug == .leaseWithStaleClock ? now : max(clock, now)
+        let reference = config.planted(.leaseWithStaleClock) ? now : max(clock, now)
         guard config.leaseReadsEnabled, !leaseForfeited, leaseExpiry > reference else {
             return .failure(.noLease)
         }
@@ -661,7 +661,7 @@ public struct RaftNode: Sendable {
         let canVote =
             vote == candidate || (vote == nil && leader == nil) || (preVote && requestTerm > term)
         let upToDate =
-            log.isUpToDate(lastIndex: lastIndex, lastTerm: lastTerm) || config.plantedBug == .voteWithoutLogCheck
+            log.isUpToDate(lastIndex: lastIndex, lastTerm: lastTerm) || config.planted(.voteWithoutLogCheck)
         if canVote && upToDate {
             outbox.append(
                 Message(from: id, to: candidate, term: requestTerm, body: .voteResponse(granted: true, preVote: preVote)))
@@ -885,7 +885,7 @@ public struct RaftNode: Sendable {
             let index = Quorum.committedIndex(
                 voters: log.membership.voters, acked: { $0 == id ? selfAcked : progress[$0]?.match ?? 0 })
         else { return }
-        guard index > log.commit, log.term(at: index) == term || config.plantedBug == .commitOldTermEntries else {
+        guard index > log.commit, log.term(at: index) == term || config.planted(.commitOldTermEntries) else {
             return
         }
         log.commit = index
@@ -952,7 +952,7 @@ public struct RaftNode: Sendable {
     /// Gives every read queued since the last `ready()` one shared confirmation round.
     private mutating func flushReads() {
         guard !newReads.isEmpty else { return }
-        if log.membership.voters == [id] || config.plantedBug == .readIndexWithoutQuorum {
+        if log.membership.voters == [id] || config.planted(.readIndexWithoutQuorum) {
             for readID in newReads { confirmedReads.append(ReadState(id: readID, index: log.commit)) }
             newReads.removeAll()
             return

@@ -542,7 +542,10 @@ public struct Simulation {
             try check()
         }
         for id in nodes.keys.sorted() where nodes[id]!.isUp {
-            while !nodes[id]!.deferred.isEmpty { processDeferred(id) }
+            while nodes[id]!.host.pendingPersist != nil {
+                completePersist(id)
+                pump(id, forceDisk: true)
+            }
         }
     }
 
@@ -570,40 +573,75 @@ public struct Simulation {
 
     // MARK: - Ready loop
 
-    /// Takes the node's `Ready` and processes it now, or defers it (a slow disk) so that crashes can lose it and
-    /// several Readies are outstanding at once.
-    private mutating func pump(_ id: NodeID) {
+    /// Runs the node's Readies through `ReadyExecutor`, the one production uses, and carries out what it asked for.
+    /// A Ready's step 1 is left on the "disk queue" one time in five (a slow disk: crashes and power cuts can lose it,
+    /// and the core goes on taking messages meanwhile); `forceDisk` completes every write at once.
+    private mutating func pump(_ id: NodeID, forceDisk: Bool = false) {
         guard nodes[id]!.isUp, !nodes[id]!.paused else { return }
         for _ in 0..<64 {
-            var rd = nodes[id]!.core.ready()
-            if rd.isEmpty { break }
-            // 0. a leader's replication traffic goes out at once, before its own (possibly slow) persistence
-            for m in rd.earlyMessages {
-                var image: SimStateMachine?
-                if case .installSnapshot = m.body { image = nodes[id]!.snapshotImage }
-                send(m, snapshot: image)
+            let node = nodes[id]!
+            let took = node.executor.run(node.host!)
+            drain(id)
+            guard took, nodes[id]!.host.pendingPersist != nil else {
+                if took { continue }
+                break
             }
-            rd.earlyMessages.removeAll()
-            nodes[id]!.deferred.append(rd)
-            if rng.next() % 5 == 0 { break }  // leave it on the "disk queue" for a while
-            while !nodes[id]!.deferred.isEmpty { processDeferred(id) }
+            if !forceDisk && rng.next() % 5 == 0 { break }
+            completePersist(id)
         }
     }
 
     private mutating func processOneDeferredReady() {
-        let ids = nodes.keys.sorted().filter { nodes[$0]!.isUp && !nodes[$0]!.paused && !nodes[$0]!.deferred.isEmpty }
+        let ids = nodes.keys.sorted().filter {
+            nodes[$0]!.isUp && !nodes[$0]!.paused && nodes[$0]!.host.pendingPersist != nil
+        }
         guard !ids.isEmpty else { return }
         let id = ids[Int(rng.next() % UInt64(ids.count))]
-        processDeferred(id)
+        completePersist(id)
         pump(id)
     }
 
-    private mutating func processDeferred(_ id: NodeID) {
-        var node = nodes[id]!
-        let rd = node.deferred.removeFirst()
-        if let soft = rd.softState { log("node \(id) \(soft)") }
+    /// Carries out what the executor asked of the host: sends, applies and serves, snapshots.
+    private mutating func drain(_ id: NodeID) {
+        let host: SimReadyHost = nodes[id]!.host
+        for soft in host.roleChanges { log("node \(id) \(soft)") }
+        host.roleChanges.removeAll()
+        let outbox = host.outbox
+        host.outbox.removeAll()
+        for m in outbox {
+            var image: SimStateMachine?
+            if case .installSnapshot = m.body { image = nodes[id]!.snapshotImage }
+            send(m, snapshot: image)
+        }
+        let toApply = host.toApply
+        host.toApply.removeAll()
+        for rd in toApply {
+            for entry in rd.committedEntries {
+                nodes[id]!.stateMachine.apply(entry)
+                checkers.recordApply(node: id, entry: entry, failure: &pendingFailure)
+                if entry.kind == .normal { stats.writesApplied += 1 }
+            }
+            for read in rd.readStates {
+                if let (key, required) = nodes[id]!.unconfirmedReads.removeValue(forKey: read.id) {
+                    nodes[id]!.pendingReads.append(
+                        SimNode.PendingRead(id: read.id, key: key, index: read.index, required: required, lease: false))
+                }
+            }
+            for dropped in rd.droppedReads { nodes[id]!.unconfirmedReads[dropped.id] = nil }
+            serveReads(id)
+        }
+        if host.readiesDone > 0 {
+            host.readiesDone = 0
+            maybeSnapshot(id)
+        }
+    }
 
-        // 1. persist
+    /// Step 1 of the Ready waiting on the node's disk: install, append, store the hard state, fsync as `LogWriter`
+    /// decides; then the executor's steps 2-4.
+    private mutating func completePersist(_ id: NodeID) {
+        let node = nodes[id]!
+        guard let (rd, completion) = node.host.pendingPersist else { return }
+        node.host.pendingPersist = nil
         let before = node.storage.hardState
         if let snap = rd.snapshot {
             guard let image = node.staged[snap.index] else { fatalError("snapshot \(snap.index) not staged on \(id)") }
@@ -615,33 +653,11 @@ public struct Simulation {
         }
         try! node.storage.append(rd.entries)
         if let hard = rd.hardState { try! node.storage.setHardState(hard) }
-        nodes[id] = node
         let syncedThrough = syncAfterPersist(id, rd, termOrVoteChanged: rd.hardState.map {
             $0.term != before.term || $0.vote != before.vote
         } ?? false)
-        // 2. send
-        for m in rd.messages {
-            var image: SimStateMachine?
-            if case .installSnapshot = m.body { image = node.snapshotImage }
-            send(m, snapshot: image)
-        }
-        // 3. apply, serve reads
-        for entry in rd.committedEntries {
-            nodes[id]!.stateMachine.apply(entry)
-            checkers.recordApply(node: id, entry: entry, failure: &pendingFailure)
-            if entry.kind == .normal { stats.writesApplied += 1 }
-        }
-        for read in rd.readStates {
-            if let (key, required) = nodes[id]!.unconfirmedReads.removeValue(forKey: read.id) {
-                nodes[id]!.pendingReads.append(
-                    SimNode.PendingRead(id: read.id, key: key, index: read.index, required: required, lease: false))
-            }
-        }
-        for dropped in rd.droppedReads { nodes[id]!.unconfirmedReads[dropped.id] = nil }
-        serveReads(id)
-        // 4. advance
-        nodes[id]!.core.advance(rd, syncedThrough: syncedThrough)
-        maybeSnapshot(id)
+        completion(syncedThrough)
+        drain(id)
     }
 
     /// Step 1's fsync, as `LogWriter` decides it: always under DiskFirst; under MemFirst when the term or vote changed,
@@ -757,7 +773,9 @@ public final class SimNode {
     var unsyncedSince: UInt64?
     /// Lost on crash.
     public var stateMachine = SimStateMachine()
-    var deferred: [Ready] = []
+    /// Runs the node's Readies (the production executor) and what it asked for that `Simulation` has yet to do.
+    var executor = ReadyExecutor()
+    var host: SimReadyHost!
     var staged: [LogIndex: SimStateMachine] = [:]
     var unconfirmedReads: [UInt64: (key: String, required: LogIndex?)] = [:]
     var pendingReads: [PendingRead] = []
@@ -774,6 +792,8 @@ public final class SimNode {
 
     func boot(config: RaftConfig, now: UInt64) {
         core = try! RaftNode(config: config, storage: storage, now: now)
+        executor = ReadyExecutor()
+        host = SimReadyHost(node: self)
         stateMachine = snapshotImage
         isUp = true
     }
@@ -817,9 +837,48 @@ public final class SimNode {
         isUp = false
         paused = false
         core = nil
-        deferred.removeAll()
+        executor = ReadyExecutor()
+        host = nil
         staged.removeAll()
         unconfirmedReads.removeAll()
         pendingReads.removeAll()
     }
+}
+
+/// The simulator's side of `ReadyExecutor`: it records what the executor asks for, and `Simulation` carries it out
+/// right after each executor call (sends, applies, snapshots) or later (a persist left on the slow disk). A
+/// commit-index-only write is made at once, unsynced, as `RaftServer` queues it without waiting.
+final class SimReadyHost: ReadyHost {
+    unowned let node: SimNode
+    var outbox: [Message] = []
+    var toApply: [Ready] = []
+    var roleChanges: [SoftState] = []
+    var pendingPersist: (rd: Ready, completion: (LogIndex?) -> Void)?
+    var readiesDone = 0
+
+    init(node: SimNode) { self.node = node }
+
+    var core: RaftNode {
+        get { node.core }
+        _modify { yield &node.core! }
+    }
+
+    func readyTaken(_ rd: Ready) {
+        if let soft = rd.softState { roleChanges.append(soft) }
+    }
+
+    func send(_ messages: [Message]) { outbox.append(contentsOf: messages) }
+
+    func persist(_ rd: Ready, _ kind: ReadyPersistence, completion: @escaping (LogIndex?) -> Void) {
+        switch kind {
+        case .commitIndexOnly:
+            if let hard = rd.hardState { try! node.storage.setHardState(hard) }
+        case .full:
+            pendingPersist = (rd, completion)
+        }
+    }
+
+    func apply(_ rd: Ready) { toApply.append(rd) }
+
+    func readyDone() { readiesDone += 1 }
 }

@@ -35,6 +35,11 @@ struct RaftSim: ParsableCommand {
             guard let parsed = PlantedBug(rawValue: plant) else {
                 throw ValidationError("unknown bug '\(plant)'")
             }
+            guard parsed.isStorageBug || RaftConfig.plantedBugsCompiled else {
+                throw ValidationError(
+                    "'\(plant)' is planted in the core, and this build has no planted bugs (release builds never do): "
+                        + "use `make sim PLANT=\(plant)` (a separate build with -DPLANTED_BUGS) or a debug build")
+            }
             bug = parsed
         }
         var fixedStrategy: SimStrategy?

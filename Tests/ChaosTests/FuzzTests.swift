@@ -232,15 +232,15 @@ struct FuzzTests {
                             body: .heartbeatResponse(round: 1)), snapshotData: nil))
             case 1:
                 frames.append(
-                    .forwardRequest(id: random.next() % 100, ForwardedRequest(method: "GET", uri: "/get?key=a")))
+                    .forwardRequest(id: random.next() % 100, TunnelledRequest(method: "GET", uri: "/get?key=a")))
             case 2:
                 frames.append(
                     .forwardRequest(
                         id: 1,
-                        ForwardedRequest(
+                        TunnelledRequest(
                             method: "POST", uri: "/put", body: Array("{\"key\":\"f\",\"value\":\"g\"}".utf8))))
             default:
-                frames.append(.forwardResponse(id: 3, ForwardedResponse(status: 200, body: [1, 2, 3])))
+                frames.append(.forwardResponse(id: 3, TunnelledResponse(status: 200, body: [1, 2, 3])))
             }
         }
         var bytes = PeerWire.preamble

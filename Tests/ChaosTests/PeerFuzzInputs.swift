@@ -64,15 +64,15 @@ enum PeerFuzzInputs {
             return (.snapshotChunk(chunk), "snapshotChunk")
         case 10, 11:
             let requests = [
-                ForwardedRequest(method: "POST", uri: "/join", body: Array(#"{"node_id":9,"address":"127.0.0.1:1"}"#.utf8)),
-                ForwardedRequest(method: "POST", uri: "/join?x", body: bytes(&random, upTo: 100)),
-                ForwardedRequest(method: "POST", uri: "/put", body: Array(#"{"key":"fz","value":"v"}"#.utf8)),
-                ForwardedRequest(method: "GET", uri: "/get?key=fz&consistency=linearizable"),
-                ForwardedRequest(method: "GET", uri: "/cluster"),
+                TunnelledRequest(method: "POST", uri: "/join", body: Array(#"{"node_id":9,"address":"127.0.0.1:1"}"#.utf8)),
+                TunnelledRequest(method: "POST", uri: "/join?x", body: bytes(&random, upTo: 100)),
+                TunnelledRequest(method: "POST", uri: "/put", body: Array(#"{"key":"fz","value":"v"}"#.utf8)),
+                TunnelledRequest(method: "GET", uri: "/get?key=fz&consistency=linearizable"),
+                TunnelledRequest(method: "GET", uri: "/cluster"),
             ]
             return (.forwardRequest(id: random.next() % 8, requests.randomElement(using: &random) ?? requests[0]), "forwardRequest")
         case 12:
-            return (.forwardResponse(id: random.next() % 8, ForwardedResponse(status: 200, body: [1])), "forwardResponse")
+            return (.forwardResponse(id: random.next() % 8, TunnelledResponse(status: 200, body: [1])), "forwardResponse")
         default:
             return (.hello(PeerHello(nodeID: from)), "secondHello")
         }

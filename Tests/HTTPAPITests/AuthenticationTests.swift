@@ -22,7 +22,7 @@ struct AuthenticationTests {
         }
     }
 
-    @Test("401 before validation, 403 by role, 200 when the role allows")
+    @Test("401 before validation, 403 by route before decoding, 200 when the role allows")
     func rolesGateRoutes() async throws {
         try await withClientServer(authenticator: Tokens()) { port in
             let responses = try await blocking {
@@ -34,6 +34,7 @@ struct AuthenticationTests {
                     try client.exchange("GET", "/get?key=k", headers: ["Authorization: Bearer r"]),
                     try client.exchange("POST", "/promote", body: #"{"node_id":2}"#, headers: ["Authorization: Bearer w"]),
                     try client.exchange("POST", "/put", body: "not json", headers: ["Authorization: Bearer r"]),
+                    try client.exchange("POST", "/put", body: "not json", headers: ["Authorization: Bearer w"]),
                 ]
             }
             #expect(responses[0].status == 401 && responses[0].errorCode == "unauthenticated")
@@ -41,8 +42,11 @@ struct AuthenticationTests {
             #expect(responses[2].status == 200)
             #expect(responses[3].status == 200)
             #expect(responses[4].status == 403)
-            // Authenticated but malformed: the decoder answers before the role check.
-            #expect(responses[5].status == 400)
+            // Authenticated, not allowed, and malformed: the route's role is checked before the body is decoded, so
+            // a caller learns nothing about a request it may not send.
+            #expect(responses[5].status == 403)
+            // Allowed and malformed: the decoder's 400.
+            #expect(responses[6].status == 400 && responses[6].errorCode == "invalid_request")
         }
     }
 
@@ -85,11 +89,11 @@ final class CallerRecordingBackend: ClientAPIBackend, @unchecked Sendable {
     var callers: [Caller] { lock.withLock { recorded } }
     let leaderHint: LeaderHint? = nil
 
-    func forwardIfNeeded(_ request: ForwardableRequest, context: ClientRequestContext) -> ForwardDecision {
+    func forward(_ request: RawClientRequest, context: ClientRequestContext) -> EventLoopFuture<ForwardedResponse>? {
         if let caller = request.caller { lock.withLock { recorded.append(caller) } }
         var body = ByteBuffer()
         body.writeString("{}")
-        return .respond(context.eventLoop.makeSucceededFuture(ForwardedResponse(status: .ok, headers: [:], body: body)))
+        return context.eventLoop.makeSucceededFuture(ForwardedResponse(status: .ok, headers: [:], body: body))
     }
 
     func put(_ request: PutRequest, context: ClientRequestContext) -> EventLoopFuture<PutResponse> {

@@ -22,21 +22,21 @@ struct PeerAdmissionTests {
             from: 99, to: 1, term: 1,
             body: .appendEntries(prevIndex: 0, prevTerm: 0, entries: [Entry(term: 1, index: 1)], commit: 0, round: 0))
         #expect(machine.received(.raft(append, snapshotData: nil), admission: Self.members) == .refuse(.notMember(99)))
-        let join = ForwardedRequest(
+        let join = TunnelledRequest(
             method: "POST", uri: "/join", body: Array(#"{"node_id":99,"address":"127.0.0.1:9099"}"#.utf8))
         #expect(machine.received(.forwardRequest(id: 1, join), admission: Self.members) == .serveForward(id: 1, join))
         // Only for itself: not for another id, and not without a readable body.
         for body in [#"{"node_id":98,"address":"127.0.0.1:9099"}"#, #"{"node_id":99.5}"#, "not json", ""] {
-            let other = ForwardedRequest(method: "POST", uri: "/join", body: Array(body.utf8))
+            let other = TunnelledRequest(method: "POST", uri: "/join", body: Array(body.utf8))
             #expect(
                 machine.received(.forwardRequest(id: 4, other), admission: Self.members)
                     == .refuseForward(id: 4, .forwardNotAllowed(99)), "\(body)")
         }
-        let put = ForwardedRequest(method: "POST", uri: "/put")
+        let put = TunnelledRequest(method: "POST", uri: "/put")
         #expect(
             machine.received(.forwardRequest(id: 2, put), admission: Self.members)
                 == .refuseForward(id: 2, .forwardNotAllowed(99)))
-        let sneaky = ForwardedRequest(method: "POST", uri: "/join/../remove")
+        let sneaky = TunnelledRequest(method: "POST", uri: "/join/../remove")
         #expect(
             machine.received(.forwardRequest(id: 3, sneaky), admission: Self.members)
                 == .refuseForward(id: 3, .forwardNotAllowed(99)))

@@ -91,7 +91,7 @@ struct PeerLinkStateMachineTests {
     func forwardOutcomes() throws {
         let loop = EmbeddedEventLoop()
         var link = PeerLinkStateMachine(address: PeerAddress(host: "127.0.0.1", port: 1), limits: limits)
-        let unsent = loop.makePromise(of: ForwardedResponse.self)
+        let unsent = loop.makePromise(of: TunnelledResponse.self)
         guard case .connect(_, let attempt) = link.enqueue(frame(5), forward: (1, unsent)) else {
             Issue.record("connect")
             return
@@ -102,7 +102,7 @@ struct PeerLinkStateMachineTests {
         #expect(link.queue.isEmpty)
         timedOut.promise.fail(timedOut.error)
 
-        let second = loop.makePromise(of: ForwardedResponse.self)
+        let second = loop.makePromise(of: TunnelledResponse.self)
         _ = link.enqueue(frame(5), forward: (2, second))
         let failed = link.connectFailed(attempt: attempt, jitter: 0)
         #expect(failed.failures.map(\.error) == [.unreachable])
@@ -111,7 +111,7 @@ struct PeerLinkStateMachineTests {
         // The withdrawn request left the queue empty: the link goes idle instead of reconnecting.
         #expect(link.reconnectTimerFired(attempt: attempt) == nil)
 
-        let third = loop.makePromise(of: ForwardedResponse.self)
+        let third = loop.makePromise(of: TunnelledResponse.self)
         guard case .connect(_, let next) = link.enqueue(frame(5), forward: (3, third)) else {
             Issue.record("connect")
             return
@@ -122,7 +122,7 @@ struct PeerLinkStateMachineTests {
         #expect(lost.failures.map(\.error) == [.connectionLost])
         lost.failures.forEach { $0.promise.fail($0.error) }
 
-        let fourth = loop.makePromise(of: ForwardedResponse.self)
+        let fourth = loop.makePromise(of: TunnelledResponse.self)
         guard case .connect(_, let last) = link.enqueue(frame(5), forward: (4, fourth)) else {
             Issue.record("connect")
             return
@@ -144,9 +144,9 @@ struct PeerLinkStateMachineTests {
         let heartbeat = Message(from: 2, to: 1, term: 1, body: .heartbeat(commit: 0, round: 0))
         #expect(acceptor.received(.hello(PeerHello(nodeID: 2)), admission: open) == .replyHello(remote: 2))
         #expect(acceptor.received(.raft(heartbeat, snapshotData: nil), admission: open) == .deliver(heartbeat, snapshotData: nil))
-        let request = ForwardedRequest(method: "GET", uri: "/cluster")
+        let request = TunnelledRequest(method: "GET", uri: "/cluster")
         #expect(acceptor.received(.forwardRequest(id: 1, request), admission: open) == .serveForward(id: 1, request))
-        guard case .close = acceptor.received(.forwardResponse(id: 1, ForwardedResponse(status: 200)), admission: open) else {
+        guard case .close = acceptor.received(.forwardResponse(id: 1, TunnelledResponse(status: 200)), admission: open) else {
             Issue.record("a response on an accepted connection must close it")
             return
         }
@@ -167,7 +167,7 @@ struct PeerLinkStateMachineTests {
         }
         var good = PeerConnectionStateMachine(role: .dialer(expected: 3))
         #expect(good.received(.hello(PeerHello(nodeID: 3)), admission: open) == .helloConfirmed)
-        let response = ForwardedResponse(status: 204)
+        let response = TunnelledResponse(status: 204)
         #expect(good.received(.forwardResponse(id: 5, response), admission: open) == .completeForward(id: 5, response))
     }
 }

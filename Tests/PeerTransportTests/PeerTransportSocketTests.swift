@@ -31,7 +31,7 @@ struct PeerTransportSocketTests {
     private func makeNode(
         _ id: NodeID, group: EventLoopGroup, port: Int = 0,
         configuration: PeerTransport.Configuration = fast,
-        respond: (@Sendable (ForwardedRequest, EventLoop) -> EventLoopFuture<ForwardedResponse>)? = nil
+        respond: (@Sendable (TunnelledRequest, EventLoop) -> EventLoopFuture<TunnelledResponse>)? = nil
     ) async throws -> Node {
         let handler =
             respond.map { RecordingHandler(loop: group.next(), respond: $0) } ?? RecordingHandler(loop: group.next())
@@ -176,7 +176,7 @@ struct PeerTransportSocketTests {
     func forwarding() async throws {
         try await withGroup { group in
             let b = try await makeNode(2, group: group) { request, loop in
-                let echo = ForwardedResponse(status: 200, headers: [("x-uri", request.uri)], body: request.body)
+                let echo = TunnelledResponse(status: 200, headers: [("x-uri", request.uri)], body: request.body)
                 switch request.uri {
                 case "/slow", "/hang":
                     return loop.scheduleTask(in: .seconds(1)) { echo }.futureResult
@@ -188,7 +188,7 @@ struct PeerTransportSocketTests {
             a.transport.updatePeers([2: b.address])
 
             let requests = (0..<20).map { i in
-                ForwardedRequest(
+                TunnelledRequest(
                     method: "POST", uri: "/put/\(i)", headers: [("content-type", "application/json")],
                     body: Array("{\"key\":\"k\(i)\"}".utf8)
                 )
@@ -197,7 +197,7 @@ struct PeerTransportSocketTests {
             for (request, future) in zip(requests, futures) {
                 let response = try await future.get()
                 #expect(
-                    response == ForwardedResponse(status: 200, headers: [("x-uri", request.uri)], body: request.body))
+                    response == TunnelledResponse(status: 200, headers: [("x-uri", request.uri)], body: request.body))
             }
 
             await #expect(throws: ForwardError.unreachable) {
@@ -205,13 +205,13 @@ struct PeerTransportSocketTests {
             }
             await #expect(throws: ForwardError.timeout) {
                 try await a.transport.forward(
-                    ForwardedRequest(method: "GET", uri: "/slow"), to: 2, timeout: .milliseconds(200)
+                    TunnelledRequest(method: "GET", uri: "/slow"), to: 2, timeout: .milliseconds(200)
                 )
                 .get()
             }
 
             let hanging = a.transport.forward(
-                ForwardedRequest(method: "GET", uri: "/hang"), to: 2, timeout: .seconds(5))
+                TunnelledRequest(method: "GET", uri: "/hang"), to: 2, timeout: .seconds(5))
             try await waitUntil("the leader saw the request") {
                 try await b.handler.snapshot().forwarded.contains { $0.uri == "/hang" }
             }
@@ -235,7 +235,7 @@ struct PeerTransportSocketTests {
                 try await a.handler.snapshot().unreachable.contains(2)
             }
             await #expect(throws: ForwardError.unreachable) {
-                try await a.transport.forward(ForwardedRequest(method: "GET", uri: "/x"), to: 2, timeout: .seconds(5))
+                try await a.transport.forward(TunnelledRequest(method: "GET", uri: "/x"), to: 2, timeout: .seconds(5))
                     .get()
             }
 

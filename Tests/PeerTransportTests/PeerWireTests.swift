@@ -38,14 +38,14 @@ struct PeerWireTests {
         try expectRoundTrip(.hello(PeerHello(nodeID: 3)))
         try expectRoundTrip(.hello(PeerHello(nodeID: .max, version: 9)))
         for _ in 0..<50 {
-            let request = ForwardedRequest(
+            let request = TunnelledRequest(
                 method: ["GET", "POST", "DELETE"][Int.random(in: 0..<3, using: &rng)],
                 uri: "/get?key=k\(rng.next() % 100)&consistency=lease",
                 headers: Generate.headers(using: &rng),
                 body: Generate.bytes(Int.random(in: 0..<200, using: &rng), using: &rng)
             )
             try expectRoundTrip(.forwardRequest(id: Generate.u64(using: &rng), request))
-            let response = ForwardedResponse(
+            let response = TunnelledResponse(
                 status: [200, 404, 503, 504][Int.random(in: 0..<4, using: &rng)],
                 headers: Generate.headers(using: &rng),
                 body: Generate.bytes(Int.random(in: 0..<200, using: &rng), using: &rng)
@@ -226,10 +226,10 @@ struct PeerWireTests {
                 frame = .raft(Generate.message(kind: round % Generate.bodyKinds, using: &rng), snapshotData: nil)
             case 2:
                 frame = .forwardRequest(
-                    id: 1, ForwardedRequest(method: "POST", uri: "/put", headers: Generate.headers(using: &rng))
+                    id: 1, TunnelledRequest(method: "POST", uri: "/put", headers: Generate.headers(using: &rng))
                 )
             default:
-                frame = .forwardResponse(id: 2, ForwardedResponse(status: 200, headers: Generate.headers(using: &rng)))
+                frame = .forwardResponse(id: 2, TunnelledResponse(status: 200, headers: Generate.headers(using: &rng)))
             }
             var bytes = Array(PeerWire.encode(frame).readableBytesView)
             for _ in 0..<Int.random(in: 1...4, using: &rng) {

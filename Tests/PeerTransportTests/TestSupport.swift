@@ -116,21 +116,21 @@ enum Generate {
 final class RecordingHandler: PeerTransportHandler {
     private let loop: EventLoop
     private let log: NIOLoopBoundBox<Log>
-    private let respond: @Sendable (ForwardedRequest, EventLoop) -> EventLoopFuture<ForwardedResponse>
+    private let respond: @Sendable (TunnelledRequest, EventLoop) -> EventLoopFuture<TunnelledResponse>
 
     struct Log {
         var messages: [Message] = []
         var snapshotData: [[UInt8]?] = []
         var unreachable: [NodeID] = []
-        var forwarded: [ForwardedRequest] = []
+        var forwarded: [TunnelledRequest] = []
     }
 
     init(
         loop: EventLoop,
-        respond: @escaping @Sendable (ForwardedRequest, EventLoop) -> EventLoopFuture<ForwardedResponse> = {
+        respond: @escaping @Sendable (TunnelledRequest, EventLoop) -> EventLoopFuture<TunnelledResponse> = {
             request, loop in
             loop.makeSucceededFuture(
-                ForwardedResponse(status: 200, headers: [("x-echo-uri", request.uri)], body: request.body)
+                TunnelledResponse(status: 200, headers: [("x-echo-uri", request.uri)], body: request.body)
             )
         }
     ) {
@@ -150,7 +150,7 @@ final class RecordingHandler: PeerTransportHandler {
         loop.execute { self.log.value.unreachable.append(id) }
     }
 
-    func handleForwarded(_ request: ForwardedRequest, on eventLoop: EventLoop) -> EventLoopFuture<ForwardedResponse> {
+    func handleForwarded(_ request: TunnelledRequest, on eventLoop: EventLoop) -> EventLoopFuture<TunnelledResponse> {
         loop.execute { self.log.value.forwarded.append(request) }
         return respond(request, eventLoop)
     }

@@ -119,10 +119,10 @@ func offPool<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
     }
 
     /// Storage bugs, under the default faults (power cuts included): a WAL without fsync loses a vote (two leaders in
-    /// a term) or entries; a snapshot rename without a directory fsync leaves the log naming a file that is gone; the
+    /// a term) or entries (first caught as two logs disagreeing at an index both hold as committed); a snapshot rename without a directory fsync leaves the log naming a file that is gone; the
     /// old MemFirst (acknowledge before fsync) loses a committed entry.
     @Test(arguments: [
-        (PlantedBug.skipWALFsync, SimStrategy.diskFirst, "election safety"),
+        (PlantedBug.skipWALFsync, SimStrategy.diskFirst, "log matching"),
         (PlantedBug.skipDirFsync, SimStrategy.diskFirst, "storage durability"),
         (PlantedBug.memFirstAckBeforeFsync, SimStrategy.memFirst, "leader completeness"),
     ])

@@ -117,12 +117,12 @@ final class DictionaryBackend: AsyncClientAPIBackend {
 }
 
 /// A backend answering on the event loop with already-completed futures (the fast path), whose
-/// `forwardIfNeeded` tunnels every write to a pretend leader.
+/// `forward` tunnels every write to a pretend leader.
 final class ForwardingBackend: ClientAPIBackend {
     let leaderHint: LeaderHint? = LeaderHint(id: 2, address: "127.0.0.1:9082")
 
-    func forwardIfNeeded(_ request: ForwardableRequest, context: ClientRequestContext) -> ForwardDecision {
-        guard request.command.isWrite else { return .handleLocally }
+    func forward(_ request: RawClientRequest, context: ClientRequestContext) -> EventLoopFuture<ForwardedResponse>? {
+        guard request.route.isWrite else { return nil }
         var body = ByteBuffer()
         body.writeString(
             "{\"forwarded\":\"\(request.method.rawValue) \(request.uri)\",\"bytes\":\(request.body.readableBytes)}")
@@ -130,8 +130,7 @@ final class ForwardingBackend: ClientAPIBackend {
             "content-type": "application/json", "connection": "close", "x-extra": "1",
             "x-split": "a\r\ninjected: 1",
         ]
-        return .respond(
-            context.eventLoop.makeSucceededFuture(ForwardedResponse(status: .created, headers: headers, body: body)))
+        return context.eventLoop.makeSucceededFuture(ForwardedResponse(status: .created, headers: headers, body: body))
     }
 
     func put(_ request: PutRequest, context: ClientRequestContext) -> EventLoopFuture<PutResponse> {

@@ -1,0 +1,157 @@
+import ClusterAPI
+import NIOCore
+import NIOHTTP1
+
+// MARK: - Route table
+
+/// Every route of the client API, once: its path and method, the role it needs, what kind of request it is. Both entry
+/// points (a client's connection, `ClientHTTPHandler`; a request a follower tunnelled here, `TunnelledRequestProcessor`)
+/// route with it, decode with `ClientRequestDecoder` and serve with `ClientRouter`.
+public enum ClientRoute: String, CaseIterable, Sendable, Hashable {
+    case put = "/put"
+    case get = "/get"
+    case delete = "/delete"
+    case cas = "/cas"
+    case scan = "/scan"
+    case cluster = "/cluster"
+    case join = "/join"
+    case promote = "/promote"
+    case remove = "/remove"
+    case transferLeader = "/transfer-leader"
+
+    public var path: String { rawValue }
+
+    init?(path: Substring) {
+        self.init(rawValue: String(path))
+    }
+
+    /// The one method the route accepts (any other is `405` with an `Allow` header).
+    public var method: HTTPMethod {
+        switch self {
+        case .get, .scan, .cluster: return .GET
+        case .put, .delete, .cas, .join, .promote, .remove, .transferLeader: return .POST
+        }
+    }
+
+    /// The least role allowed to use the route (secure mode).
+    public var requiredRole: ClientRole {
+        switch self {
+        case .get, .scan, .cluster: return .readonly
+        case .put, .delete, .cas: return .readwrite
+        case .join, .promote, .remove, .transferLeader: return .admin
+        }
+    }
+
+    /// Changes the replicated state (a node that does not lead forwards it to the leader).
+    public var isWrite: Bool {
+        switch self {
+        case .put, .delete, .cas, .join, .promote, .remove, .transferLeader: return true
+        case .get, .scan, .cluster: return false
+        }
+    }
+
+    /// A key-value write: the routes that honour `Idempotency-Key`.
+    public var isKeyValueWrite: Bool {
+        switch self {
+        case .put, .delete, .cas: return true
+        default: return false
+        }
+    }
+
+    /// `nil` when `caller` may use this route, else the `403 forbidden` to answer.
+    public func authorize(_ caller: Caller) -> APIError? {
+        guard caller.role < requiredRole else { return nil }
+        return APIError(
+            code: .forbidden,
+            message: "\(caller.name) has role \(caller.role); this request needs \(requiredRole)")
+    }
+}
+
+/// A request whose route is known and whose query and body are not decoded yet.
+public struct RoutedTarget: Sendable {
+    public var route: ClientRoute
+    /// The query string, without `?`.
+    var query: Substring
+}
+
+/// A decoded and validated request: its command and its `Idempotency-Key`.
+struct DecodedClientRequest: Sendable {
+    var command: ClientCommand
+    var idempotencyKey: String?
+}
+
+extension ClientCommand {
+    /// The route this command came from.
+    public var route: ClientRoute {
+        switch self {
+        case .put: return .put
+        case .get: return .get
+        case .delete: return .delete
+        case .cas: return .cas
+        case .scan: return .scan
+        case .cluster: return .cluster
+        case .join: return .join
+        case .promote: return .promote
+        case .remove: return .remove
+        case .transferLeader: return .transferLeader
+        }
+    }
+
+    public var isWrite: Bool { route.isWrite }
+    public var isKeyValueWrite: Bool { route.isKeyValueWrite }
+    public var requiredRole: ClientRole { route.requiredRole }
+    public func authorize(_ caller: Caller) -> APIError? { route.authorize(caller) }
+}
+
+// MARK: - Serving
+
+/// Serves a decoded command: the one place where a route meets its backend method and its response encoder.
+enum ClientRouter {
+    /// The `200` body of `command`'s answer, or the backend's failure.
+    static func serve(
+        _ command: ClientCommand, backend: any ClientAPIBackend, context: ClientRequestContext,
+        allocator: ByteBufferAllocator
+    ) -> EventLoopFuture<ByteBuffer> {
+        switch command {
+        case .put(let request):
+            return encode(backend.put(request, context: context), allocator, ClientResponseEncoder.writePut)
+        case .get(let key, let consistency):
+            return encode(
+                backend.get(key: key, consistency: consistency, context: context), allocator,
+                ClientResponseEncoder.writeGet)
+        case .delete(let request):
+            return encode(backend.delete(request, context: context), allocator, ClientResponseEncoder.writeDelete)
+        case .cas(let request):
+            return encode(backend.cas(request, context: context), allocator, ClientResponseEncoder.writeCas)
+        case .scan(let prefix, let limit):
+            return encode(
+                backend.scan(prefix: prefix, limit: limit, context: context), allocator,
+                ClientResponseEncoder.writeScan)
+        case .cluster:
+            return encode(backend.cluster(context: context), allocator, writeWire)
+        case .join(let request):
+            return encode(backend.join(request, context: context), allocator, writeWire)
+        case .promote(let request):
+            return encode(backend.promote(request, context: context), allocator, writeWire)
+        case .remove(let request):
+            return encode(backend.remove(request, context: context), allocator, writeWire)
+        case .transferLeader(let request):
+            return encode(backend.transferLeader(request, context: context), allocator, writeWire)
+        }
+    }
+
+    private static func encode<Value: Sendable>(
+        _ future: EventLoopFuture<Value>, _ allocator: ByteBufferAllocator,
+        _ write: @escaping @Sendable (Value, inout ByteBuffer) -> Void
+    ) -> EventLoopFuture<ByteBuffer> {
+        future.map { value in
+            var body = allocator.buffer(capacity: 256)
+            write(value, &body)
+            return body
+        }
+    }
+
+    private static func writeWire<Value: Encodable>(_ value: Value, into buffer: inout ByteBuffer) {
+        if !ClientResponseEncoder.writeWireJSON(value, into: &buffer) { buffer.writeStaticString("{}") }
+    }
+}
