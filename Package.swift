@@ -194,6 +194,16 @@ let package = Package(
             ]
         ),
         .testTarget(name: "ClusterClientTests", dependencies: ["ClusterClient", "ClusterAPI"]),
+        // The node's shell in process: pending requests, membership checks, status, the Raft server on a real data
+        // directory (no processes).
+        .testTarget(
+            name: "NodeRuntimeTests",
+            dependencies: [
+                "NodeRuntime", "RaftCore", "RaftStorage", "KVStore", "ClusterAPI", "PeerTransport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         // Runs the built `dctl` (and `dnode`) binaries; golden files in Tests/DctlTests/testdata.
         .testTarget(name: "DctlTests", dependencies: ["ClusterClient", "ClusterAPI", "Chaos"], exclude: ["testdata"]),
         .testTarget(

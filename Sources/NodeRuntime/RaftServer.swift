@@ -65,12 +65,8 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
     /// Runs every Ready in Raft's order (`ReadyExecutor`, shared with the simulator).
     private let executor = ReadyExecutor()
     private var readyScheduled = false
-    private var pendingWrites: [LogIndex: PendingWrite] = [:]
-    private var writeDeadlines: [(deadline: UInt64, index: LogIndex)] = []
-    private var writeDeadlineHead = 0
-    private var readIndexWaiters: [UInt64: (deadline: UInt64, done: (Result<LogIndex, APIError>) -> Void)] = [:]
-    private var applyWaiters: [(index: LogIndex, done: () -> Void)] = []
-    private var nextReadID: UInt64 = 0
+    /// Writes, reads, apply waiters and transfers awaiting an answer, with their deadlines.
+    private var pending = PendingRequests()
     private var stagedSnapshots: [LogIndex: [UInt8]] = [:]
     private var latestSnapshot: (meta: SnapshotMetadata, data: [UInt8])?
     private var snapshotInProgress = false
@@ -79,31 +75,16 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
     private var tickTask: RepeatedTask?
     private var flushTask: RepeatedTask?
     private var lastRole: Role = .follower
-    /// The configuration the transport and the address book were last synchronised with.
-    private var knownMembership: Membership?
-    /// What `knownMembership` was derived from: the latest configuration entry (index and term: a new leader may
-    /// put another one at the same index) and the snapshot. The configuration changes only when one of them does, so
-    /// the ready loop compares three integers, not two memberships.
-    private var membershipKey: (configIndex: LogIndex, configTerm: Term, snapshotIndex: LogIndex)?
-    /// This node knows it was removed (its latest configuration entry removes it): it serves and forwards nothing.
-    private var removed = false
+    /// The configuration, removal and admission last acted on.
+    private var membershipTracker: MembershipTracker
+    private var removed: Bool { membershipTracker.removed }
     /// The last leadership published through `onLeadershipChange`.
     private var leadership: (isLeader: Bool, leader: NodeID?) = (false, nil)
-    private var announcedRemoval = false
-    /// The admission view last published to the transport (issue #14: who may speak to this node).
-    private var admitted: PeerAdmission?
     var metrics = NodeMetrics()
     /// `state_hash` of `/status`, cached per applied index (the hash is a function of it).
     private var stateHashCache: (index: LogIndex, hash: String)?
     /// Called on the loop whenever the role, the known leader or the removal of this node changes.
     var onLeadershipChange: (@Sendable (_ isLeader: Bool, _ leader: NodeID?, _ removed: Bool) -> Void)?
-    private var transferWaiters: [(target: NodeID, deadline: UInt64, done: (Result<MembershipChangeResponse, APIError>) -> Void)] = []
-
-    struct PendingWrite {
-        var term: Term
-        var deadline: UInt64
-        var done: (Result<(LogIndex, KVResult), APIError>) -> Void
-    }
 
     // MARK: - Boot
 
@@ -112,6 +93,7 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
         maxBufferedEntries: Int, loop: EventLoop, transport: PeerTransport, log: NodeLog) throws
     {
         self.transport = transport
+        self.membershipTracker = MembershipTracker(selfID: settings.raft.id)
         self.settings = settings
         self.loop = loop
         self.log = log
@@ -164,14 +146,7 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
             self.stopped = true
             self.tickTask?.cancel()
             self.flushTask?.cancel()
-            for (_, write) in self.pendingWrites {
-                write.done(.failure(APIError(code: .timeout, message: "the node is shutting down; the write may or may not be applied")))
-            }
-            self.pendingWrites.removeAll()
-            for (_, waiter) in self.readIndexWaiters {
-                waiter.done(.failure(APIError(code: .unavailable, message: "the node is shutting down")))
-            }
-            self.readIndexWaiters.removeAll()
+            Self.run(self.pending.failAll())
             let writer = self.writer
             return self.io.runIfActive(eventLoop: self.loop) {
                 try writer.flush()
@@ -189,29 +164,9 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
         guard !stopped else { return }
         let now = RaftServer.monotonicMillis()
         core.tick(now: now)
-        expireDeadlines(now: now)
-        completeTransfers(now: now)
+        Self.run(pending.expire(now: now))
+        Self.run(pending.completeTransfers(leader: core.leader, commitIndex: core.commitIndex, now: now))
         scheduleReady()
-    }
-
-    private func expireDeadlines(now: UInt64) {
-        while writeDeadlineHead < writeDeadlines.count, writeDeadlines[writeDeadlineHead].deadline <= now {
-            let index = writeDeadlines[writeDeadlineHead].index
-            writeDeadlineHead += 1
-            if let write = pendingWrites.removeValue(forKey: index) {
-                write.done(.failure(APIError(code: .timeout, message: "no answer within the request timeout; the write at index \(index) may or may not be applied")))
-            }
-        }
-        if writeDeadlineHead > 1024 && writeDeadlineHead * 2 > writeDeadlines.count {
-            writeDeadlines.removeFirst(writeDeadlineHead)
-            writeDeadlineHead = 0
-        }
-        if !readIndexWaiters.isEmpty {
-            for (id, waiter) in readIndexWaiters where waiter.deadline <= now {
-                readIndexWaiters[id] = nil
-                waiter.done(.failure(APIError(code: .timeout, message: "leadership could not be confirmed in time")))
-            }
-        }
     }
 
     private func scheduleFlush() {
@@ -285,7 +240,7 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
                 return promise.fail(APIError(code: .unavailable, message: "the node is shutting down"))
             }
             if let refusal = self.removedRefusal() { return promise.fail(refusal) }
-            guard self.pendingWrites.count < self.settings.maxPendingWrites else {
+            guard self.pending.writeCount < self.settings.maxPendingWrites else {
                 self.metrics.overloaded += 1
                 return promise.fail(APIError(code: .overloaded, message: "too many writes in flight; retry later"))
             }
@@ -294,13 +249,9 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
                 let now = RaftServer.monotonicMillis()
                 let deadline = now + UInt64(timeoutMs ?? self.settings.requestTimeoutMs)
                 let index = assigned.indexes.lowerBound
-                self.pendingWrites[index] = PendingWrite(term: assigned.term, deadline: deadline) { result in
-                    switch result {
-                    case .success(let value): promise.succeed(value)
-                    case .failure(let error): promise.fail(error)
-                    }
-                }
-                self.writeDeadlines.append((deadline, index))
+                Self.run(self.pending.addWrite(index: index, term: assigned.term, deadline: deadline) { result in
+                    promise.completeWith(result.mapError { $0 as any Error })
+                })
                 self.metrics.proposed(at: now, index: index)
                 self.scheduleReady()
             case .failure(.notLeader(let leader)):
@@ -356,20 +307,19 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
     }
 
     private func readIndex<T: Sendable>(promise: EventLoopPromise<T>, _ body: @escaping (KVStateMachine) -> T) {
-        guard readIndexWaiters.count < settings.maxPendingReads else {
+        guard pending.readCount < settings.maxPendingReads else {
             return promise.fail(APIError(code: .overloaded, message: "too many reads in flight; retry later"))
         }
-        nextReadID += 1
-        let id = nextReadID
+        let id = pending.nextRead()
         switch core.readIndex(id: id) {
         case .success:
             let deadline = RaftServer.monotonicMillis() + UInt64(settings.requestTimeoutMs)
-            readIndexWaiters[id] = (deadline, { result in
+            pending.addRead(id: id, deadline: deadline) { result in
                 switch result {
                 case .success(let index): self.whenApplied(index) { promise.succeed(body(self.stateMachine)) }
                 case .failure(let error): promise.fail(error)
                 }
-            })
+            }
             scheduleReady()
         case .failure(.notLeader(let leader)):
             promise.fail(notLeaderError(leader))
@@ -379,11 +329,12 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
     }
 
     private func whenApplied(_ index: LogIndex, _ action: @escaping () -> Void) {
-        if stateMachine.appliedIndex >= index {
-            action()
-        } else {
-            applyWaiters.append((index, action))
-        }
+        if stateMachine.appliedIndex >= index { action() } else { pending.addApplyWaiter(index, action) }
+    }
+
+    /// Runs the answers `PendingRequests` returned, once its mutation is over.
+    private static func run(_ answers: PendingRequests.Answers) {
+        for answer in answers { answer() }
     }
 
     func notLeaderError(_ leader: NodeID?) -> APIError {
@@ -405,7 +356,9 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
                     return promise.succeed(MembershipChangeResponse(nodeID: target, index: self.core.commitIndex))
                 }
                 let deadline = RaftServer.monotonicMillis() + UInt64(max(1, timeoutMs))
-                self.transferWaiters.append((target, deadline, { result in promise.completeWith(result.mapError { $0 as any Error }) }))
+                self.pending.addTransfer(to: target, deadline: deadline) { result in
+                    promise.completeWith(result.mapError { $0 as any Error })
+                }
                 self.scheduleReady()
             case .failure(.notLeader(let leader)):
                 promise.fail(self.notLeaderError(leader))
@@ -416,21 +369,6 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
             }
         }
         return promise.futureResult
-    }
-
-    private func completeTransfers(now: UInt64 = RaftServer.monotonicMillis()) {
-        guard !transferWaiters.isEmpty else { return }
-        transferWaiters.removeAll { waiter in
-            if core.leader == waiter.target {
-                waiter.done(.success(MembershipChangeResponse(nodeID: waiter.target, index: core.commitIndex)))
-                return true
-            }
-            if now >= waiter.deadline {
-                waiter.done(.failure(APIError(code: .timeout, message: "node \(waiter.target) did not take over in time")))
-                return true
-            }
-            return false
-        }
     }
 
     // MARK: - Membership
@@ -488,12 +426,22 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
                 guard membership.learners.contains(node) else {
                     return promise.fail(APIError(code: .notFound, message: "node \(node) is not a learner of this cluster"))
                 }
-                if let refusal = self.catchUpRefusal(node) { return promise.fail(refusal) }
+                let peers = MembershipGuard.peers(of: self.core, now: RaftServer.monotonicMillis())
+                if let refusal = self.membershipGuard.catchUpRefusal(
+                    node, peer: peers[node], leaderLastIndex: self.core.lastIndex)
+                {
+                    return promise.fail(refusal)
+                }
             case .remove:
                 guard membership.contains(node) else {
                     return promise.fail(APIError(code: .notFound, message: "node \(node) is not a member of this cluster"))
                 }
-                if let refusal = self.quorumLossRefusal(removing: node) { return promise.fail(refusal) }
+                let peers = MembershipGuard.peers(of: self.core, now: RaftServer.monotonicMillis())
+                if let refusal = self.membershipGuard.quorumLossRefusal(
+                    removing: node, voters: membership.voters, peers: peers)
+                {
+                    return promise.fail(refusal)
+                }
             }
             var addresses = self.addressBook.withLockedValue { $0 }.filter { membership.contains($0.key) }
             if let joinAddress { addresses[node] = joinAddress }
@@ -501,13 +449,9 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
             case .success(let index):
                 self.log.always("Proposed membership change \(change) at index \(index)")
                 let deadline = RaftServer.monotonicMillis() + UInt64(max(1, timeoutMs))
-                self.pendingWrites[index] = PendingWrite(term: self.core.term, deadline: deadline) { result in
-                    switch result {
-                    case .success: promise.succeed(MembershipChangeResponse(nodeID: node, index: index))
-                    case .failure(let error): promise.fail(error)
-                    }
-                }
-                self.writeDeadlines.append((deadline, index))
+                Self.run(self.pending.addWrite(index: index, term: self.core.term, deadline: deadline) { result in
+                    promise.completeWith(result.map { _ in MembershipChangeResponse(nodeID: node, index: index) }.mapError { $0 as any Error })
+                })
                 self.scheduleReady()
             case .failure(.notLeader(let leader)):
                 promise.fail(self.notLeaderError(leader))
@@ -537,51 +481,10 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
         whenApplied(index) { promise.succeed(MembershipChangeResponse(nodeID: node, index: index)) }
     }
 
-    /// `nil` when learner `id` may be promoted; otherwise the 409 `not_caught_up` carrying its progress.
-    private func catchUpRefusal(_ id: NodeID) -> APIError? {
-        let last = core.lastIndex
-        let now = RaftServer.monotonicMillis()
-        guard let pr = core.progress[id] else {
-            return APIError(
-                code: .notCaughtUp, message: "node \(id) has not been heard from yet",
-                progress: CatchUpProgress(matchIndex: 0, leaderLastIndex: last))
-        }
-        let lag = last > pr.match ? last - pr.match : 0
-        let recent = pr.hasAnswered && now - min(now, pr.lastAckAt) < settings.raft.electionTimeoutMin
-        guard pr.state != .snapshot, recent, lag <= settings.promotionMaxLag else {
-            let why: String
-            if !recent {
-                why = "has not answered within the last \(settings.raft.electionTimeoutMin) ms"
-            } else if pr.state == .snapshot {
-                why = "is receiving a snapshot"
-            } else {
-                why = "is \(lag) entries behind (at most \(settings.promotionMaxLag) allowed)"
-            }
-            return APIError(
-                code: .notCaughtUp, message: "node \(id) \(why); retry when it has caught up (dctl promote --wait)",
-                progress: CatchUpProgress(matchIndex: pr.match, leaderLastIndex: last))
-        }
-        return nil
-    }
-
-    /// Refuses a removal after which the voters that answered within an election timeout would not form a quorum of
-    /// the new configuration: it takes effect when appended, so it could never commit and the cluster would stall
-    /// (etcd's strict reconfiguration check).
-    private func quorumLossRefusal(removing node: NodeID) -> APIError? {
-        let voters = core.membership.voters.subtracting([node])
-        guard !voters.isEmpty else { return nil }
-        let now = RaftServer.monotonicMillis()
-        let active = voters.filter { id in
-            if id == settings.raft.id { return true }
-            guard let pr = core.progress[id], pr.hasAnswered else { return false }
-            return now - min(now, pr.lastAckAt) < settings.raft.electionTimeoutMin
-        }
-        let quorum = voters.count / 2 + 1
-        guard active.count < quorum else { return nil }
-        return APIError(
-            code: .conflict,
-            message: "removing node \(node) would leave \(active.count) of \(voters.count) voters reachable, below the "
-                + "quorum of \(quorum): the change could not commit; bring the unreachable voters back first")
+    private var membershipGuard: MembershipGuard {
+        MembershipGuard(
+            selfID: settings.raft.id, reachableWithinMs: settings.raft.electionTimeoutMin,
+            promotionMaxLag: settings.promotionMaxLag)
     }
 
     /// The refusal a removed node gives to every client request.
@@ -595,56 +498,21 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
     /// Keeps the address book and the transport's peers in step with the configuration, and says when this node
     /// learns that it was removed.
     private func syncMembership() {
-        let key = (
-            configIndex: core.lastConfigIndex, configTerm: core.term(at: core.lastConfigIndex) ?? 0,
-            snapshotIndex: core.snapshotMetadata?.index ?? 0
-        )
-        if let known = membershipKey, known == key { return }
-        membershipKey = key
-        let membership = core.membership
-        if let known = knownMembership, known.voters != membership.voters || known.learners != membership.learners {
-            log.always("Membership changed node=\(settings.raft.id) \(membership)")
-        }
-        knownMembership = membership
+        guard let change = membershipTracker.update(core) else { return }
+        if let line = change.changedLine { log.always(line) }
         let book = addressBook.withLockedValue { book -> [NodeID: String] in
-            for (id, address) in membership.addresses { book[id] = address }
+            for (id, address) in change.membership.addresses { book[id] = address }
             return book
         }
-        // Every node with a known address stays dialable, members or not: a follower that appends the removal of
-        // the leader must still hear the leader's answer to a request it forwarded, and the leader must still reach
-        // a departing node. Links connect only when something is sent to them.
-        var peers: [NodeID: (host: String, port: Int)] = [:]
-        for (id, text) in book where id != settings.raft.id {
-            guard let address = HostPort(text)?.dialAddress else { continue }
-            peers[id] = (address.host, address.port)
-        }
-        transport.updatePeers(peers)
-        if core.isRemoved != removed {
-            removed = core.isRemoved
-            onLeadershipChange?(leadership.isLeader, leadership.leader, removed)
-        }
-        if core.isRemoved && !announcedRemoval {
-            announcedRemoval = true
-            log.always(
-                "Removed from the cluster node=\(settings.raft.id) \(membership): this node no longer takes part; "
-                    + "stop it, or wipe its data directory to join again")
-        } else if !core.isRemoved && announcedRemoval {
-            announcedRemoval = false
-            log.always("Member again node=\(settings.raft.id) \(membership)")
-        }
+        transport.updatePeers(MembershipTracker.dialable(book, selfID: settings.raft.id))
+        if change.removedChanged { onLeadershipChange?(leadership.isLeader, leadership.leader, removed) }
+        if let line = change.removalLine { log.always(line) }
     }
 
-    /// Tells the transport whose peer frames to take: the members of the configuration in force, the nodes a leader
-    /// still tells of their removal, and the leader this node follows (a follower that appended the leader's own
-    /// removal must still hear it until the removal commits); chunks only from that leader. Published before this
-    /// Ready's messages go out, so a learner's first answer to the leader that added it is admitted.
+    /// Tells the transport whose peer frames to take, before this Ready's messages go out (so a learner's first
+    /// answer to the leader that added it is admitted).
     private func publishAdmission() {
-        var members = core.membership.members
-        members.formUnion(core.departing.keys)
-        if let leader = core.leader { members.insert(leader) }
-        let admission = PeerAdmission(members: members, leader: core.leader == settings.raft.id ? nil : core.leader)
-        guard admission != admitted else { return }
-        admitted = admission
+        guard let admission = membershipTracker.admission(core) else { return }
         transport.admit(members: admission.members, leader: admission.leader)
     }
 
@@ -678,7 +546,9 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
             logRoleChange(soft)
             leadership = (soft.role == .leader, soft.leader)
             onLeadershipChange?(leadership.isLeader, leadership.leader, removed)
-            completeTransfers()
+            Self.run(
+                pending.completeTransfers(
+                    leader: core.leader, commitIndex: core.commitIndex, now: RaftServer.monotonicMillis()))
         }
     }
 
@@ -751,14 +621,14 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
         let now = RaftServer.monotonicMillis()
         for entry in rd.committedEntries { apply(entry, now: now) }
         for read in rd.readStates {
-            if let waiter = readIndexWaiters.removeValue(forKey: read.id) { waiter.done(.success(read.index)) }
+            let answer = pending.readConfirmed(id: read.id, index: read.index)
+            answer?()
         }
         for dropped in rd.droppedReads {
-            if let waiter = readIndexWaiters.removeValue(forKey: dropped.id) {
-                waiter.done(.failure(notLeaderError(core.leader)))
-            }
+            let answer = pending.readFailed(id: dropped.id, notLeaderError(core.leader))
+            answer?()
         }
-        serveApplyWaiters()
+        Self.run(pending.applyWaiters(upTo: stateMachine.appliedIndex))
     }
 
     private func send(_ message: Message, via transport: PeerTransport) {
@@ -777,25 +647,12 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
         let result = stateMachine.apply(entry)
         logClock.observe(stateMachine.clockMs, monotonicMs: now)
         metrics.applied += 1
-        guard let write = pendingWrites.removeValue(forKey: entry.index) else { return }
-        if entry.term == write.term {
+        let (succeeded, answer) = pending.applied(index: entry.index, entryTerm: entry.term, result: result)
+        if succeeded {
             metrics.writes += 1
             metrics.writeLatency(now: now, index: entry.index)
-            write.done(.success((entry.index, result)))
-        } else {
-            // Another leader's entry took this index: ours was never committed and never will be.
-            write.done(.failure(APIError(code: .unavailable, message: "leadership changed before the write committed; it was not applied")))
         }
-    }
-
-    private func serveApplyWaiters() {
-        guard !applyWaiters.isEmpty else { return }
-        let applied = stateMachine.appliedIndex
-        var remaining: [(index: LogIndex, done: () -> Void)] = []
-        for waiter in applyWaiters {
-            if waiter.index <= applied { waiter.done() } else { remaining.append(waiter) }
-        }
-        applyWaiters = remaining
+        answer?()
     }
 
     private func installSnapshot(_ meta: SnapshotMetadata, data: [UInt8], restored: KVStateMachine) {
@@ -878,7 +735,13 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
     }
 
     /// A storage failure is fatal: the WAL is unusable and an fsync is never retried.
+    /// Called on the loop. Once the node is shutting down, the WAL is flushed and closed and the I/O threads stop:
+    /// work queued behind that (a snapshot, a commit-index record) fails harmlessly and is only logged.
     func fatal(_ error: Error) {
+        if stopped {
+            log.info("after shutdown, ignored: \(error)")
+            return
+        }
         log.error("fatal storage error, stopping: \(error)")
         FileHandle.standardError.write(Data("dnode: fatal storage error, stopping (exit 74): \(error)\n".utf8))
         exit(74)
@@ -887,51 +750,17 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
     // MARK: - Status
 
     /// The status document of SPEC (`/status`).
-    public func status() -> EventLoopFuture<NodeStatus> {
+    func status() -> EventLoopFuture<NodeStatus> {
         loop.submit {
-            let core = self.core
-            let now = RaftServer.monotonicMillis()
-            let role: NodeRole
-            switch core.role {
-            case .leader: role = .leader
-            case .candidate, .preCandidate: role = .candidate
-            case .follower: role = core.isRemoved ? .removed : (core.isLearner ? .learner : .follower)
-            }
-            var peers: [PeerStatus] = []
-            if core.role == .leader {
-                for (id, pr) in core.progress.sorted(by: { $0.key < $1.key }) {
-                    let state: PeerReplicationState
-                    switch pr.state {
-                    case .probe: state = .probe
-                    case .replicate: state = .replicate
-                    case .snapshot: state = .snapshot
-                    }
-                    peers.append(
-                        PeerStatus(
-                            id: id, address: self.address(of: id) ?? "", matchIndex: pr.match,
-                            lagEntries: core.lastIndex > pr.match ? core.lastIndex - pr.match : 0,
-                            lastAckMsAgo: pr.hasAnswered ? (now > pr.lastAckAt ? now - pr.lastAckAt : 0) : nil,
-                            state: state))
-                }
-            }
-            var status = NodeStatus(
-                nodeID: self.settings.raft.id, address: self.settings.selfAddress, role: role, term: core.term,
-                leaderID: core.leader, commitIndex: core.commitIndex, appliedIndex: self.stateMachine.appliedIndex,
-                lastLogIndex: core.lastIndex, snapshotIndex: core.snapshotMetadata?.index ?? 0,
-                voters: core.membership.voters.sorted(), learners: core.membership.learners.sorted(),
-                leaseRemainingMs: core.leaseRemaining, uptimeMs: now - self.startedAt, peers: peers,
-                stats: NodeStats(
-                    writesTotal: self.metrics.writes, readsTotal: self.metrics.reads,
-                    writeP99Ms: self.metrics.writeLatencyMs.quantile(0.99)))
             if self.stateHashCache?.index != self.stateMachine.appliedIndex {
-                let hash = String(self.stateMachine.stateHash, radix: 16)
-                self.stateHashCache = (self.stateMachine.appliedIndex, String(repeating: "0", count: 16 - hash.count) + hash)
+                self.stateHashCache = (self.stateMachine.appliedIndex, StatusReport.hashText(self.stateMachine.stateHash))
             }
-            status.stateHash = self.stateHashCache?.hash
-            status.members = core.membership.members.sorted().map { id in
-                MemberAddress(id: id, address: id == self.settings.raft.id ? self.settings.selfAddress : self.address(of: id) ?? "")
-            }
-            return status
+            return StatusReport(
+                core: self.core, selfID: self.settings.raft.id, selfAddress: self.settings.selfAddress,
+                address: self.address(of:), now: RaftServer.monotonicMillis()
+            ).status(
+                appliedIndex: self.stateMachine.appliedIndex, stateHash: self.stateHashCache?.hash,
+                uptimeMs: RaftServer.monotonicMillis() - self.startedAt, metrics: self.metrics)
         }
     }
 
@@ -945,18 +774,12 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
     }
 
     /// Members and leader for `/cluster`.
-    public func cluster() -> EventLoopFuture<ClusterResponse> {
+    func cluster() -> EventLoopFuture<ClusterResponse> {
         loop.submit {
-            let m = self.core.membership
-            var members: [ClusterMember] = []
-            for id in m.members.sorted() {
-                members.append(
-                    ClusterMember(
-                        id: id, address: self.address(of: id) ?? "",
-                        role: id == self.core.leader ? .leader : (m.learners.contains(id) ? .learner : .follower),
-                        status: m.learners.contains(id) ? .promotable : .active))
-            }
-            return ClusterResponse(leaderID: self.core.leader, term: self.core.term, members: members)
+            StatusReport(
+                core: self.core, selfID: self.settings.raft.id, selfAddress: self.settings.selfAddress,
+                address: self.address(of:), now: RaftServer.monotonicMillis()
+            ).cluster()
         }
     }
 
@@ -965,8 +788,8 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
         loop.submit {
             self.metrics.render(
                 node: self.settings.raft.id, core: self.core, applied: self.stateMachine.appliedIndex,
-                keys: self.stateMachine.count, pendingWrites: self.pendingWrites.count,
-                pendingReads: self.readIndexWaiters.count, peerRefusals: self.transport.refusals())
+                keys: self.stateMachine.count, pendingWrites: self.pending.writeCount,
+                pendingReads: self.pending.readCount, peerRefusals: self.transport.refusals())
         }
     }
 
