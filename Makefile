@@ -45,10 +45,14 @@ help: ## List the targets
 	@echo "DURATION, SEED, NODES, PLANT, FAULTS, CHAOS_FLAGS (make chaos: seconds, seed, 3|5 nodes, planted bug,"
 	@echo "fault kinds, more dchaos options)."
 
-build: ## Release build of dnode, dctl and dtop (SCRATCH/release, SCRATCH defaults to .build)
-	$(SWIFT) build -c release --scratch-path $(SCRATCH) $(SWIFT_BUILD_FLAGS) --product dnode
-	$(SWIFT) build -c release --scratch-path $(SCRATCH) $(SWIFT_BUILD_FLAGS) --product dctl
-	$(SWIFT) build -c release --scratch-path $(SCRATCH) $(SWIFT_BUILD_FLAGS) --product dtop
+build: $(DNODE) $(DCTL) $(RELEASE_DIR)/dtop ## Release build of dnode, dctl and dtop (SCRATCH/release, SCRATCH defaults to .build)
+
+# Each binary is rebuilt only when a source file or the manifest is newer: targets that need the binaries (join-node4,
+# start-cluster, ...) start at once when nothing changed. `touch` marks a binary that swift build found up to date.
+BUILD_INPUTS := Package.swift $(shell find Sources -type f 2> /dev/null)
+$(RELEASE_DIR)/%: $(BUILD_INPUTS)
+	$(SWIFT) build -c release --scratch-path $(SCRATCH) $(SWIFT_BUILD_FLAGS) --product $*
+	@touch $@
 
 start-cluster: build ## Build, start nodes 1-3 in the background (run/, logs/N/), wait for a leader
 	$(DCTL) cluster start
@@ -116,8 +120,7 @@ chaos: ## Torture test: DURATION (s, default 600), SEED, NODES=3|5, PLANT=bug, F
 perf-cluster: ## perf record every running node for PERF_SECONDS under load; reports in perf/DATE/nN.txt
 	PERF_SECONDS=$(PERF_SECONDS) scripts/perf-cluster.sh
 
-dtop: ## Live dashboard of the local cluster (builds dtop first)
-	$(SWIFT) build -c release --scratch-path $(SCRATCH) $(SWIFT_BUILD_FLAGS) --product dtop
+dtop: $(RELEASE_DIR)/dtop ## Live dashboard of the local cluster (builds dtop first)
 	$(RELEASE_DIR)/dtop
 
 # Benchmarks (docs/dbench.md): release build, a dedicated fresh three-node cluster on 9081-9083 (stop the local

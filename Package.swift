@@ -154,6 +154,8 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(name: "LinearizabilityTests", dependencies: ["Linearizability"]),
+        // Checks that the docs agree with the repository (the targets in docs/architecture.md, links in README.md).
+        .testTarget(name: "RepositoryTests"),
         .testTarget(name: "DashboardCoreTests", dependencies: ["DashboardCore", "ClusterAPI"], exclude: ["testdata"]),
         // Runs the built `dtop` in tmux against real `dnode` processes (never linked in).
         .testTarget(name: "DtopTests", dependencies: ["ClusterAPI", "DashboardCore", "ClusterTestSupport"]),

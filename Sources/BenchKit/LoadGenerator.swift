@@ -144,6 +144,7 @@ public enum LoadGenerator {
 }
 
 /// One connection and the clients multiplexed on it. Lives on one event loop; every method runs there.
+// @unchecked Sendable: confined to its connection's event loop (every method runs there).
 final class ConnectionDriver: @unchecked Sendable {
     private let index: Int
     private let spec: LoadSpec

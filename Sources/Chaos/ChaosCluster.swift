@@ -15,6 +15,7 @@ import Foundation
 /// `nN/stdout.log`, `nN/stderr.log`). Without a network the nodes listen on 127.0.0.1 on ports from
 /// 40000-49999 (checked free); with one each node listens on its namespace's address. Every process is
 /// registered with `ChaosCleanup`, so none outlives the harness.
+// @unchecked Sendable: the process table, incarnations and pauses are under `lock`; the rest are `let`s.
 public final class ChaosCluster: @unchecked Sendable {
     public struct Options: Sendable {
         public var electionTimeoutMinMs = 300

@@ -195,6 +195,7 @@ public enum Command {
     /// Runs `process` from a fresh thread whose signal mask is empty (Dispatch's threads block SIGTERM and friends,
     /// and a child inherits the mask of the thread that spawns it).
     public static func spawn(_ process: Process) throws {
+        // @unchecked Sendable: written by the spawning thread before it signals, read after the wait.
         final class Outcome: @unchecked Sendable { var error: (any Error)? }
         let done = DispatchSemaphore(value: 0)
         let outcome = Outcome()

@@ -36,6 +36,7 @@ public enum FaultKind: String, Sendable, CaseIterable, Codable {
 }
 
 /// Injects faults from a seeded schedule, one at a time, each healed before the next; logs every step.
+// @unchecked Sendable: `random` and the fault log are used by the one task that runs the schedule.
 public final class Nemesis: @unchecked Sendable {
     public struct Options: Sendable {
         public var kinds: [FaultKind] = FaultKind.defaults

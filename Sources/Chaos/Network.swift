@@ -18,6 +18,7 @@ import Foundation
 /// clients reach every node whatever the partition. Deleting the namespaces removes everything: the bridge, the
 /// veth pairs (the host end goes with its peer) and the rules. `teardown()` does it; `ChaosCleanup` does it at exit
 /// or on a signal; `removeStale()` does it for runs whose process is gone.
+// @unchecked Sendable: `up` and `blocked` are read and written under `lock`; the rest are `let`s.
 public final class ChaosNetwork: @unchecked Sendable {
     public let prefix: String
     public let nodeIDs: [Int]

@@ -71,6 +71,7 @@ public struct OperationCounts: Sendable, Codable, CustomStringConvertible {
 /// eventual reads are kept apart for `EventualReads`, tagged with the client, the node and its incarnation (a
 /// restarted node replays its log and may legitimately serve older data than before the crash). Keys rotate every
 /// `keyLifetime` (`k<slot>.<generation>`) so that each key's history stays small enough to check exhaustively.
+// @unchecked Sendable: `let`s only; the recorder and the cluster lock their own state.
 public final class Workload: @unchecked Sendable {
     public struct Options: Sendable {
         public var keys = 4

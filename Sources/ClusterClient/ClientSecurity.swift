@@ -120,6 +120,7 @@ func tlsExchange(
 }
 
 /// Collects the bytes of one response until it parses, and turns TLS failures into clear transport errors.
+// @unchecked Sendable: a channel handler, used only on its channel's event loop.
 private final class ResponseCollector: ChannelInboundHandler, @unchecked Sendable {
     // @unchecked: every mutable field is touched on the channel's event loop only (handler callbacks and the
     // timer scheduled on the same loop).

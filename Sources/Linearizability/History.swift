@@ -78,6 +78,7 @@ public struct History<Input: Sendable, Output: Sendable>: Sendable {
 ///
 /// Use `invoke` before sending a request and exactly one of `ok`, `fail` or `info` after. An operation never
 /// completed when `history()` is called is reported as `.info`.
+// @unchecked Sendable: every mutable property is read and written under `lock`.
 public final class HistoryRecorder<Input: Sendable, Output: Sendable>: @unchecked Sendable {
     private let lock = NSLock()
     private var operations: [HistoryOperation<Input, Output>] = []

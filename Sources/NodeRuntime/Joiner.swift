@@ -11,6 +11,7 @@ import RaftCore
 ///
 /// A follower it asks answers `503` with the leader's id; the next attempt goes there. Attempts repeat every
 /// `interval` until one succeeds, the node receives a configuration anyway (a lost answer), or `stop()`.
+// @unchecked Sendable: `let`s of thread-safe values, and `state`, a locked box.
 final class Joiner: @unchecked Sendable {
     let selfID: NodeID
     let advertised: String

@@ -2,6 +2,7 @@ import Foundation
 
 /// The node's log file (`<log_dir>/d.log`) and stderr mirror. Levels from `LOG_LEVEL` (default `warn`); role
 /// changes are written at every level. Thread-safe; one `write(2)` per line.
+// @unchecked Sendable: `write` holds `lock` around the one mutable thing, the file offset; the rest are `let`s.
 public final class NodeLog: @unchecked Sendable {
     public enum Level: Int, Comparable, Sendable {
         case trace, debug, info, warn, error

@@ -11,7 +11,7 @@ import RaftCore
 import RaftStorage
 
 /// Receives from the peer transport and hands over to the Raft loop; serves requests tunnelled by followers.
-final class TransportAdapter: PeerTransportHandler, @unchecked Sendable {
+final class TransportAdapter: PeerTransportHandler, Sendable {
     let raft: RaftServer
     let tunnelled: TunnelledRequestProcessor
 

@@ -24,6 +24,7 @@ public enum DataDirectory {
     }
 
     /// Everything a node needs from its data directory at boot.
+    // @unchecked Sendable: handed once from the opening thread to the node, which confines WAL and store (below).
     public struct Opened: @unchecked Sendable {
         public var path: String
         public var wal: WAL

@@ -54,6 +54,7 @@ public struct Durability: Sendable, Equatable, CustomStringConvertible {
 ///
 /// A failed write or fsync throws `StorageFatalError`; the writer and its WAL are unusable afterwards and the node
 /// must exit. An fsync is never retried.
+// @unchecked Sendable: confined to one thread at a time (the node's WAL thread), like its WAL.
 public final class LogWriter: @unchecked Sendable {
     public let wal: WAL
     public let strategy: PersistenceStrategy

@@ -12,6 +12,7 @@ import RaftCore
 ///   for directories; tests use it to show that they catch a missing fsync.
 ///
 /// Paths are absolute (`/a/b`); the root always exists. Single-threaded: one test drives it.
+// @unchecked Sendable: a test double driven by one test thread (see above).
 public final class PowerCutFileSystem: StorageFileSystem, @unchecked Sendable {
     /// What a power cut keeps of the writes since each file's last fsync.
     public enum Cut: Sendable, Equatable, CustomStringConvertible {

@@ -34,6 +34,7 @@ public struct StoredSnapshot: Sendable, Equatable {
 ///
 /// A corrupt newest snapshot is refused (no silent fallback to an older one): the log may already be compacted past
 /// the older one, so falling back could silently lose committed state. The operator decides (docs/storage.md).
+// @unchecked Sendable: the node serialises every call with its snapshot lock (two threads, never at once).
 public final class SnapshotStore: @unchecked Sendable {
     public let directory: String
     /// How many snapshot files to keep (the newest ones).

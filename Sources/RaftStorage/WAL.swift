@@ -18,6 +18,7 @@ import RaftCore
 ///
 /// Not thread-safe: confine an instance to one thread at a time (the node's I/O thread). A write or fsync failure
 /// poisons the instance: every later call throws the same `StorageFatalError`.
+// @unchecked Sendable: confined to one thread at a time (see above); handed between threads, never shared.
 public final class WAL: LogStorage, @unchecked Sendable {
     public struct Options: Sendable {
         /// A segment is rotated before a write once it holds this many bytes.

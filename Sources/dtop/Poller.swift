@@ -6,6 +6,7 @@ import Foundation
 /// One round: every target is fetched at once (one Dispatch work item each) with a deadline shorter than the
 /// interval, so a slow or dead node delays nothing beyond its deadline. The next round starts one interval after
 /// the previous one started. The curses thread never waits on this: it reads `latest` (a copy) under a lock.
+// @unchecked Sendable: the model, version, interval and stop flag are under `lock` (an NSCondition).
 final class Poller: @unchecked Sendable {
     private let lock = NSCondition()
     private var model: DashboardModel
@@ -100,6 +101,7 @@ final class Poller: @unchecked Sendable {
         }
     }
 
+    // @unchecked Sendable: `slots` is under `lock`.
     private final class ResultBox: @unchecked Sendable {
         private let lock = NSLock()
         private var slots: [PollResult?]
