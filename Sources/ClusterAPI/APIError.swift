@@ -33,6 +33,9 @@ public enum APIErrorCode: String, Sendable, Hashable, Codable, CaseIterable, Cus
     case unavailable
     /// 504: the outcome is unknown: the write may or may not have been applied.
     case timeout
+    /// 507: the node's disk is full or over its quota (the `NOSPACE` alarm): writes are refused, nothing was
+    /// proposed; reads still work. Cleared by `dctl alarm disarm` once there is space.
+    case noSpace = "no_space"
 
     /// The HTTP status this code is always sent with.
     public var httpStatus: Int {
@@ -47,6 +50,7 @@ public enum APIErrorCode: String, Sendable, Hashable, Codable, CaseIterable, Cus
         case .overloaded: return 429
         case .noLeader, .unavailable: return 503
         case .timeout: return 504
+        case .noSpace: return 507
         }
     }
 
@@ -55,7 +59,7 @@ public enum APIErrorCode: String, Sendable, Hashable, Codable, CaseIterable, Cus
         switch self {
         case .overloaded, .noLeader, .unavailable: return true
         case .invalidRequest, .unauthenticated, .forbidden, .keyNotFound, .notFound, .notCaughtUp,
-            .membershipChangeInProgress, .conflict, .tooLarge, .idempotencyKeyReused, .timeout:
+            .membershipChangeInProgress, .conflict, .tooLarge, .idempotencyKeyReused, .timeout, .noSpace:
             return false
         }
     }

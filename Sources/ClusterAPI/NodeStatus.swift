@@ -130,6 +130,8 @@ public struct NodeStatus: Sendable, Hashable, Codable {
     /// The node's own view for `dctl doctor`: version, wall clock, settings that must agree across the cluster,
     /// disk space. Optional: omitted by nodes that do not report it.
     public var node: NodeFacts?
+    /// Alarms raised on this node (`NOSPACE`: writes refused); absent or empty when none.
+    public var alarms: [NodeAlarm]?
 
     public init(
         schemaVersion: Int = NodeStatus.currentSchemaVersion, nodeID: UInt64, address: String, role: NodeRole,
@@ -172,6 +174,7 @@ public struct NodeStatus: Sendable, Hashable, Codable {
         case members
         case security
         case node
+        case alarms
     }
 
     public init(from decoder: any Decoder) throws {
@@ -195,6 +198,7 @@ public struct NodeStatus: Sendable, Hashable, Codable {
         stateHash = try container.decodeIfPresent(String.self, forKey: .stateHash)
         members = try container.decodeIfPresent([MemberAddress].self, forKey: .members)
         security = try container.decodeIfPresent(SecurityStatus.self, forKey: .security)
+        alarms = try container.decodeIfPresent([NodeAlarm].self, forKey: .alarms)
         node = try container.decodeIfPresent(NodeFacts.self, forKey: .node)
     }
 
@@ -220,6 +224,7 @@ public struct NodeStatus: Sendable, Hashable, Codable {
         try container.encodeIfPresent(members, forKey: .members)
         try container.encodeIfPresent(security, forKey: .security)
         try container.encodeIfPresent(node, forKey: .node)
+        try container.encodeIfPresent(alarms, forKey: .alarms)
     }
 }
 
@@ -312,5 +317,49 @@ public struct DiskFacts: Sendable, Hashable, Codable {
         case path
         case freeBytes = "free_bytes"
         case totalBytes = "total_bytes"
+    }
+}
+
+/// An alarm a node raised: `NOSPACE` when its data directory is over `quota_backend_bytes` or its disk is full.
+/// While it is raised the node refuses writes with `507 no_space` and serves reads.
+public struct NodeAlarm: Sendable, Hashable, Codable {
+    public static let noSpace = "NOSPACE"
+
+    public var type: String
+    public var reason: String
+    /// Wall-clock milliseconds when it was raised.
+    public var raisedAtMs: UInt64
+
+    public init(type: String, reason: String, raisedAtMs: UInt64) {
+        self.type = type
+        self.reason = reason
+        self.raisedAtMs = raisedAtMs
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case type, reason
+        case raisedAtMs = "raised_at_ms"
+    }
+}
+
+/// `GET /alarms` and `POST /alarm/disarm`: one node's alarms and the space its data directory uses.
+public struct AlarmsResponse: Sendable, Hashable, Codable {
+    public var nodeID: UInt64
+    public var alarms: [NodeAlarm]
+    public var backendBytes: UInt64
+    public var quotaBytes: UInt64
+
+    public init(nodeID: UInt64, alarms: [NodeAlarm], backendBytes: UInt64, quotaBytes: UInt64) {
+        self.nodeID = nodeID
+        self.alarms = alarms
+        self.backendBytes = backendBytes
+        self.quotaBytes = quotaBytes
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case nodeID = "node_id"
+        case alarms
+        case backendBytes = "backend_bytes"
+        case quotaBytes = "quota_bytes"
     }
 }

@@ -172,6 +172,28 @@ public struct ClusterClient: Sendable {
         try await send("cluster", method: "GET", path: "/cluster", body: nil, isWrite: false)
     }
 
+    /// `GET /alarms` (or `POST /alarm/disarm` with `disarm`) on one node: its alarms, or why it could not say.
+    public func alarms(of target: NodeTarget, disarm: Bool = false) async -> Result<AlarmsResponse, CommandFailure> {
+        let what = disarm ? "disarm the alarms of \(target.label)" : "alarms of \(target.label)"
+        let response: HTTPResponse
+        do {
+            response = try await httpExchange(
+                method: disarm ? "POST" : "GET", endpoint: target.client, path: disarm ? "/alarm/disarm" : "/alarms",
+                body: disarm ? Data("{}".utf8) : nil, headers: [], timeout: timeout)
+        } catch {
+            return .failure(CommandFailure(.unavailable, code: "unreachable", "\(what): \(error.reason)"))
+        }
+        guard response.status == 200 else {
+            return .failure(Self.failure(what, target: target, response: response, apiError: Self.apiError(response)))
+        }
+        do {
+            return .success(try WireJSON.decode(AlarmsResponse.self, from: response.body))
+        } catch {
+            return .failure(
+                CommandFailure(.failed, code: "bad_response", "\(what): \(target.label) answered a body dctl cannot read"))
+        }
+    }
+
     static func queryEscape(_ text: String) -> String {
         var allowed = CharacterSet.alphanumerics
         allowed.insert(charactersIn: "-._~")
@@ -281,6 +303,7 @@ public struct ClusterClient: Sendable {
         case .timeout: hint = "the write may or may not have been applied: check with `dctl get` before retrying"
         case .overloaded: hint = "the cluster is shedding load; nothing was proposed: retry later"
         case .tooLarge: hint = "keys are limited to 4 KiB and values to max_value_bytes (1 MiB by default)"
+        case .noSpace: hint = "the NOSPACE alarm is raised: free space or raise quota_backend_bytes, then `dctl alarm disarm`"
         default: hint = ""
         }
         let message = apiError.code == .keyNotFound

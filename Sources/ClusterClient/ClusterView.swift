@@ -147,6 +147,9 @@ public struct ClusterView: Sendable {
 
     private static func judge(_ row: NodeRow, leader: NodeStatus?, maxLag: UInt64) -> String {
         guard let status = row.status else { return "unreachable: \(row.error ?? "no answer")" }
+        if let alarm = status.alarms?.first {
+            return "alarm \(alarm.type): \(alarm.reason) (writes refused; `dctl alarm disarm` once there is space)"
+        }
         guard let leader else { return status.leaderID == nil ? "no leader known" : "ok" }
         if status.nodeID == leader.nodeID { return "ok" }
         if status.leaderID != leader.nodeID || status.term != leader.term {

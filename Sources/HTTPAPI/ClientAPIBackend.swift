@@ -68,6 +68,8 @@ public enum ClientCommand: Sendable, Hashable {
     case promote(PromoteRequest)
     case remove(RemoveRequest)
     case transferLeader(TransferLeaderRequest)
+    case alarms
+    case disarmAlarms
 
 }
 
@@ -158,11 +160,23 @@ public protocol ClientAPIBackend: Sendable {
     func transferLeader(
         _ request: TransferLeaderRequest, context: ClientRequestContext
     ) -> EventLoopFuture<MembershipChangeResponse>
+    /// This node's alarms (`GET /alarms`). The default reports none.
+    func alarms(context: ClientRequestContext) -> EventLoopFuture<AlarmsResponse>
+    /// Clears this node's alarms if their cause is gone (`POST /alarm/disarm`), else `409 conflict`.
+    func disarmAlarms(context: ClientRequestContext) -> EventLoopFuture<AlarmsResponse>
 }
 
 extension ClientAPIBackend {
     public func forward(_ request: RawClientRequest, context: ClientRequestContext) -> EventLoopFuture<ForwardedResponse>? {
         nil
+    }
+
+    public func alarms(context: ClientRequestContext) -> EventLoopFuture<AlarmsResponse> {
+        context.eventLoop.makeSucceededFuture(AlarmsResponse(nodeID: 0, alarms: [], backendBytes: 0, quotaBytes: 0))
+    }
+
+    public func disarmAlarms(context: ClientRequestContext) -> EventLoopFuture<AlarmsResponse> {
+        alarms(context: context)
     }
 }
 

@@ -166,6 +166,10 @@ enum ClientRequestDecoder {
             return .remove(RemoveRequest(nodeID: try nodeID(try parseBody(body))))
         case .transferLeader:
             return .transferLeader(TransferLeaderRequest(nodeID: try nodeID(try parseBody(body))))
+        case .alarms:
+            return .alarms
+        case .disarmAlarms:
+            return .disarmAlarms
         }
     }
 

@@ -18,6 +18,10 @@ public enum ClientRoute: String, CaseIterable, Sendable, Hashable {
     case promote = "/promote"
     case remove = "/remove"
     case transferLeader = "/transfer-leader"
+    /// This node's alarms (node-local, never forwarded).
+    case alarms = "/alarms"
+    /// Clears this node's alarms once the cause is gone (node-local, never forwarded).
+    case disarmAlarms = "/alarm/disarm"
 
     public var path: String { rawValue }
 
@@ -28,17 +32,17 @@ public enum ClientRoute: String, CaseIterable, Sendable, Hashable {
     /// The one method the route accepts (any other is `405` with an `Allow` header).
     public var method: HTTPMethod {
         switch self {
-        case .get, .scan, .cluster: return .GET
-        case .put, .delete, .cas, .join, .promote, .remove, .transferLeader: return .POST
+        case .get, .scan, .cluster, .alarms: return .GET
+        case .put, .delete, .cas, .join, .promote, .remove, .transferLeader, .disarmAlarms: return .POST
         }
     }
 
     /// The least role allowed to use the route (secure mode).
     public var requiredRole: ClientRole {
         switch self {
-        case .get, .scan, .cluster: return .readonly
+        case .get, .scan, .cluster, .alarms: return .readonly
         case .put, .delete, .cas: return .readwrite
-        case .join, .promote, .remove, .transferLeader: return .admin
+        case .join, .promote, .remove, .transferLeader, .disarmAlarms: return .admin
         }
     }
 
@@ -46,7 +50,7 @@ public enum ClientRoute: String, CaseIterable, Sendable, Hashable {
     public var isWrite: Bool {
         switch self {
         case .put, .delete, .cas, .join, .promote, .remove, .transferLeader: return true
-        case .get, .scan, .cluster: return false
+        case .get, .scan, .cluster, .alarms, .disarmAlarms: return false
         }
     }
 
@@ -94,6 +98,8 @@ extension ClientCommand {
         case .promote: return .promote
         case .remove: return .remove
         case .transferLeader: return .transferLeader
+        case .alarms: return .alarms
+        case .disarmAlarms: return .disarmAlarms
         }
     }
 
@@ -137,6 +143,10 @@ enum ClientRouter {
             return encode(backend.remove(request, context: context), allocator, writeWire)
         case .transferLeader(let request):
             return encode(backend.transferLeader(request, context: context), allocator, writeWire)
+        case .alarms:
+            return encode(backend.alarms(context: context), allocator, writeWire)
+        case .disarmAlarms:
+            return encode(backend.disarmAlarms(context: context), allocator, writeWire)
         }
     }
 

@@ -339,7 +339,8 @@ extension NodeConfig {
     }
 
     private static func decodePersistence(_ table: TableReader) throws(ConfigError) -> PersistenceConfig {
-        try table.rejectUnknownKeys(known: ["strategy", "flush_policy", "max_buffered_entries", "flush_workers"])
+        try table.rejectUnknownKeys(
+            known: ["strategy", "flush_policy", "max_buffered_entries", "flush_workers", "quota_backend_bytes"])
         let defaults = PersistenceConfig()
         var strategy = defaults.strategy
         if let name = try table.optionalString("strategy") {
@@ -358,7 +359,9 @@ extension NodeConfig {
             strategy: strategy, flushPolicy: flushPolicy,
             maxBufferedEntries: try table.integer(
                 "max_buffered_entries", default: defaults.maxBufferedEntries, in: 1...Int.max),
-            flushWorkers: try table.integer("flush_workers", default: defaults.flushWorkers, in: 1...64)
+            flushWorkers: try table.integer("flush_workers", default: defaults.flushWorkers, in: 1...64),
+            quotaBackendBytes: try table.integer(
+                "quota_backend_bytes", default: defaults.quotaBackendBytes, in: (1 << 20)...Int.max)
         )
     }
 

@@ -298,15 +298,20 @@ public struct PersistenceConfig: Sendable, Equatable {
     public var maxBufferedEntries: Int
     /// `flush_workers`, default 4 (1-64): threads doing file writes and fsyncs.
     public var flushWorkers: Int
+    /// `quota_backend_bytes`, default 8 GiB (at least 1 MiB): when the data directory (log and snapshots) grows past
+    /// it, the node raises the `NOSPACE` alarm and refuses writes with `507 no_space` (etcd's
+    /// `--quota-backend-bytes`).
+    public var quotaBackendBytes: Int
 
     public init(
         strategy: PersistenceStrategy = .diskFirst, flushPolicy: FlushPolicy = .defaultBatch,
-        maxBufferedEntries: Int = 10_000, flushWorkers: Int = 4
+        maxBufferedEntries: Int = 10_000, flushWorkers: Int = 4, quotaBackendBytes: Int = 8 << 30
     ) {
         self.strategy = strategy
         self.flushPolicy = flushPolicy
         self.maxBufferedEntries = maxBufferedEntries
         self.flushWorkers = flushWorkers
+        self.quotaBackendBytes = quotaBackendBytes
     }
 }
 

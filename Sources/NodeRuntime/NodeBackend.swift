@@ -82,6 +82,10 @@ final class NodeBackend: ClientAPIBackend, @unchecked Sendable {
         default: needsLeader = request.route.isWrite
         }
         guard needsLeader else { return nil }
+        // A node with the NOSPACE alarm refuses writes itself, wherever the leader is.
+        if request.route.isKeyValueWrite, let refusal = raft.noSpaceRefusal() {
+            return context.eventLoop.makeFailedFuture(refusal)
+        }
         let state = leadershipBox.withLockedValue { $0 }
         // A removed node forwards nothing: it answers every request itself, with 503.
         guard !state.isLeader, !state.removed, let leader = state.leader else { return nil }
@@ -261,6 +265,14 @@ final class NodeBackend: ClientAPIBackend, @unchecked Sendable {
     {
         raft.transferLeadership(to: request.nodeID, timeoutMs: requestTimeout.nanoseconds / 1_000_000)
             .hop(to: context.eventLoop)
+    }
+
+    func alarms(context: ClientRequestContext) -> EventLoopFuture<AlarmsResponse> {
+        raft.alarms().hop(to: context.eventLoop)
+    }
+
+    func disarmAlarms(context: ClientRequestContext) -> EventLoopFuture<AlarmsResponse> {
+        raft.disarm().hop(to: context.eventLoop)
     }
 
     /// The time left before the client's deadline, less a margin to answer in.

@@ -145,6 +145,7 @@ public enum NodeMain {
         settings.snapshotEvery = UInt64(config.raft.snapshot.maxLogEntriesBeforeSnapshot)
         settings.retainedEntries = UInt64(config.raft.snapshot.retainedLogEntries)
         settings.maxPendingWrites = max(1, config.raft.persistence.maxBufferedEntries)
+        settings.quotaBackendBytes = UInt64(config.raft.persistence.quotaBackendBytes)
         for member in config.cluster.initialCluster { settings.addresses[member.id] = member.address.description }
         // What clients and operators are shown: dialable (never the wildcard a node may listen on).
         settings.selfAddress = (config.cluster.selfMember?.address ?? config.cluster.listenAddress).dialAddress.description

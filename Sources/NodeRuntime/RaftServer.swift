@@ -36,6 +36,10 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
         /// A learner is promotable once it is not receiving a snapshot, answered within an election timeout, and is at
         /// most this many entries behind the leader's last index.
         public var promotionMaxLag: UInt64 = 100
+        /// `quota_backend_bytes`: above it the `NOSPACE` alarm is raised and writes are refused (`507 no_space`).
+        public var quotaBackendBytes: UInt64 = 8 << 30
+        /// How often the data directory's size is measured.
+        public var usageCheckMs: UInt64 = 1000
 
         public init(raft: RaftCore.RaftConfig) { self.raft = raft }
     }
@@ -43,6 +47,10 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
     public let settings: Settings
     public let loop: EventLoop
     let io: NIOThreadPool
+    /// The data directory (`db_root_dir`), measured against the quota.
+    let dataPath: String
+    /// The `NOSPACE` alarm, if raised: written on the loop, read by HTTP threads (writes are refused while it is).
+    let alarmBox = NIOLockedValueBox<NodeAlarm?>(nil)
     /// Snapshot serialisation and files: its own thread, so that writing a large image never delays the WAL.
     let snapshotIO: NIOThreadPool
     /// Serialises the snapshot store between the two threads (a received snapshot is saved on the WAL thread).
@@ -70,6 +78,14 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
     private var stagedSnapshots: [LogIndex: [UInt8]] = [:]
     private var latestSnapshot: (meta: SnapshotMetadata, data: [UInt8])?
     private var snapshotInProgress = false
+    /// No snapshot is tried before this (monotonic ms): one failed for want of space.
+    private var snapshotRetryAt: UInt64 = 0
+    /// The data directory's size at the last measurement, and when that was.
+    private var backendBytes: UInt64 = 0
+    private var lastUsageCheck: UInt64 = 0
+    private var measuring = false
+    /// A Ready's write found the disk full and is being retried.
+    private var persistWaitingForSpace = false
     private var lastSnapshotIndex: LogIndex = 0
     private var stopped = false
     private var tickTask: RepeatedTask?
@@ -93,6 +109,7 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
         maxBufferedEntries: Int, loop: EventLoop, transport: PeerTransport, log: NodeLog) throws
     {
         self.transport = transport
+        self.dataPath = storage.path
         self.membershipTracker = MembershipTracker(selfID: settings.raft.id)
         self.settings = settings
         self.loop = loop
@@ -164,6 +181,7 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
         guard !stopped else { return }
         let now = RaftServer.monotonicMillis()
         core.tick(now: now)
+        if now >= lastUsageCheck + settings.usageCheckMs { measureUsage(now: now) }
         Self.run(pending.expire(now: now))
         Self.run(pending.completeTransfers(leader: core.leader, commitIndex: core.commitIndex, now: now))
         scheduleReady()
@@ -240,6 +258,7 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
                 return promise.fail(APIError(code: .unavailable, message: "the node is shutting down"))
             }
             if let refusal = self.removedRefusal() { return promise.fail(refusal) }
+            if let refusal = self.noSpaceRefusal() { return promise.fail(refusal) }
             guard self.pending.writeCount < self.settings.maxPendingWrites else {
                 self.metrics.overloaded += 1
                 return promise.fail(APIError(code: .overloaded, message: "too many writes in flight; retry later"))
@@ -487,6 +506,15 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
             promotionMaxLag: settings.promotionMaxLag)
     }
 
+    /// The refusal of a write while the NOSPACE alarm is raised (`507`: nothing proposed).
+    func noSpaceRefusal() -> APIError? {
+        guard let alarm = alarmBox.withLockedValue({ $0 }) else { return nil }
+        return APIError(
+            code: .noSpace,
+            message: "node \(settings.raft.id) has the NOSPACE alarm (\(alarm.reason)); the write was not proposed. "
+                + "Free space or raise quota_backend_bytes, then `dctl alarm disarm`")
+    }
+
     /// The refusal a removed node gives to every client request.
     private func removedRefusal() -> APIError? {
         guard removed else { return nil }
@@ -562,7 +590,11 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
             // Only the commit index moved: the record goes to the WAL thread in order, unsynced, not waited for.
             io.runIfActive(eventLoop: loop) {
                 try writer.write(entries: [], hardState: rd.hardState, snapshot: nil, now: RaftServer.monotonicMillis())
-            }.whenFailure { self.fatal($0) }
+            }.whenFailure { error in
+                // The commit index is volatile: a record the full disk refused is written again with the next batch.
+                if let full = error as? StorageNoSpaceError { return self.raiseNoSpace("the disk is full: \(full.message)") }
+                self.fatal(error)
+            }
             return
         }
         // A sole voter's own copy is the whole quorum: it fsyncs at once instead of waiting for the flush policy.
@@ -574,7 +606,7 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
         let snapshots = self.snapshots
         let lock = snapshotLock
         let started = RaftServer.monotonicMillis()
-        io.runIfActive(eventLoop: loop) { () -> (KVStateMachine?, LogIndex) in
+        let write = { @Sendable () throws -> (KVStateMachine?, LogIndex) in
             // A received snapshot is decoded here, off the Raft loop (a large image takes a while), before it is
             // recorded: an image that does not decode never reaches the WAL.
             var restored: KVStateMachine?
@@ -593,20 +625,38 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
             let durability = try writer.persist(
                 entries: rd.entries, hardState: rd.hardState, snapshot: rd.snapshot, acknowledges: acknowledges)
             return (restored, durability.synced)
-        }.whenComplete { result in
-            switch result {
-            case .failure(let error):
-                self.fatal(error)
-            case .success(let (restored, synced)):
-                self.metrics.persistBatches += 1
-                self.metrics.persistedEntries += UInt64(rd.entries.count)
-                self.metrics.persistMs.record(RaftServer.monotonicMillis() - started)
-                if let snap = rd.snapshot, let data = snapshotData, let restored {
-                    self.installSnapshot(snap, data: data, restored: restored)
+        }
+        // A full disk undoes the write and leaves the log usable: the same write is tried again until there is space
+        // (the Ready stays in progress meanwhile: nothing it would acknowledge goes out).
+        func attempt() {
+            io.runIfActive(eventLoop: loop, write).assumeIsolated().whenComplete { result in
+                switch result {
+                case .failure(let error as StorageNoSpaceError):
+                    guard !self.stopped else { return }
+                    if !self.persistWaitingForSpace {
+                        self.log.error("\(error); writes are refused and the write is retried until there is space")
+                    }
+                    self.persistWaitingForSpace = true
+                    self.raiseNoSpace("the disk is full: \(error.message)")
+                    self.loop.assumeIsolated().scheduleTask(in: .milliseconds(200)) { attempt() }
+                case .failure(let error):
+                    self.fatal(error)
+                case .success(let (restored, synced)):
+                    if self.persistWaitingForSpace {
+                        self.persistWaitingForSpace = false
+                        self.log.warn("the log write that waited for space went through")
+                    }
+                    self.metrics.persistBatches += 1
+                    self.metrics.persistedEntries += UInt64(rd.entries.count)
+                    self.metrics.persistMs.record(RaftServer.monotonicMillis() - started)
+                    if let snap = rd.snapshot, let data = snapshotData, let restored {
+                        self.installSnapshot(snap, data: data, restored: restored)
+                    }
+                    completion(synced)
                 }
-                completion(synced)
             }
         }
+        attempt()
     }
 
     func apply(_ rd: Ready) { applyAndServe(rd) }
@@ -664,9 +714,12 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
     }
 
     private func maybeSnapshot() {
-        guard settings.snapshotEnabled, !snapshotInProgress,
-            stateMachine.appliedIndex >= lastSnapshotIndex + settings.snapshotEvery,
-            let meta = core.snapshotMetadata(at: stateMachine.appliedIndex)
+        let applied = stateMachine.appliedIndex
+        // Under the NOSPACE alarm every applied entry is compacted as soon as it can be: that is what frees space.
+        let due = applied >= lastSnapshotIndex + settings.snapshotEvery
+            || (alarmBox.withLockedValue { $0 != nil } && applied > lastSnapshotIndex)
+        guard settings.snapshotEnabled, !snapshotInProgress, due, RaftServer.monotonicMillis() >= snapshotRetryAt,
+            let meta = core.snapshotMetadata(at: applied)
         else { return }
         snapshotInProgress = true
         let image = stateMachine
@@ -707,9 +760,81 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
                 self.core.compact(snapshot: meta, retain: retained)
                 self.metrics.snapshots += 1
                 self.log.info("snapshot at \(meta.index) (\(data.count) bytes); log compacted")
+            case .failure(let error as StorageNoSpaceError):
+                // Nothing changed: the snapshot file was not saved or the log record not written. Tried again later.
+                self.snapshotRetryAt = RaftServer.monotonicMillis() + 1000
+                self.raiseNoSpace("the disk is full: \(error.message)")
             case .failure(let error):
                 self.fatal(error)
             }
+        }
+    }
+
+    // MARK: - Disk space (the NOSPACE alarm)
+
+    /// Measures the data directory on the WAL thread (in order with the writes) and raises the alarm above the quota.
+    private func measureUsage(now: UInt64) {
+        guard !measuring else { return }
+        measuring = true
+        lastUsageCheck = now
+        let path = dataPath
+        io.runIfActive(eventLoop: loop) { DataDirectory.usedBytes(path) }.whenComplete { result in
+            self.measuring = false
+            guard case .success(let used) = result else { return }
+            self.backendBytes = used
+            if used > self.settings.quotaBackendBytes {
+                self.raiseNoSpace(
+                    "the data directory uses \(used) bytes, over quota_backend_bytes (\(self.settings.quotaBackendBytes))")
+            }
+        }
+    }
+
+    private func raiseNoSpace(_ reason: String) {
+        let raised = alarmBox.withLockedValue { alarm -> Bool in
+            guard alarm == nil else { return false }
+            alarm = NodeAlarm(type: NodeAlarm.noSpace, reason: reason, raisedAtMs: NodeBackend.wallClockMillis())
+            return true
+        }
+        if raised {
+            log.always("Alarm NOSPACE raised node=\(settings.raft.id): \(reason); writes are refused (507) until "
+                + "`dctl alarm disarm`")
+            maybeSnapshot()
+        }
+    }
+
+    /// The alarms and the space used (`GET /alarms`).
+    func alarms() -> EventLoopFuture<AlarmsResponse> {
+        loop.submit { self.alarmsResponse() }
+    }
+
+    private func alarmsResponse() -> AlarmsResponse {
+        AlarmsResponse(
+            nodeID: settings.raft.id, alarms: alarmBox.withLockedValue { $0.map { [$0] } ?? [] },
+            backendBytes: backendBytes, quotaBytes: settings.quotaBackendBytes)
+    }
+
+    /// Clears the alarm once there is space again: the data directory is measured now and must be within the quota,
+    /// and no write may be waiting for the disk (`POST /alarm/disarm`; `409 conflict` otherwise).
+    func disarm() -> EventLoopFuture<AlarmsResponse> {
+        let path = dataPath
+        return io.runIfActive(eventLoop: loop) { DataDirectory.usedBytes(path) }.flatMapThrowing { used in
+            self.backendBytes = used
+            guard self.alarmBox.withLockedValue({ $0 != nil }) else { return self.alarmsResponse() }
+            if self.persistWaitingForSpace {
+                throw APIError(
+                    code: .conflict, message: "the disk is still full: a log write is waiting for space; free space on "
+                        + "the volume of \(path) and disarm again")
+            }
+            guard used <= self.settings.quotaBackendBytes else {
+                throw APIError(
+                    code: .conflict,
+                    message: "the data directory still uses \(used) bytes, over quota_backend_bytes "
+                        + "(\(self.settings.quotaBackendBytes)): the log is compacted while the alarm is raised; if that "
+                        + "is not enough, raise quota_backend_bytes (and restart) or free space, then disarm again")
+            }
+            self.alarmBox.withLockedValue { $0 = nil }
+            self.log.always("Alarm NOSPACE disarmed node=\(self.settings.raft.id): \(used) bytes used; writes accepted")
+            return self.alarmsResponse()
         }
     }
 
@@ -760,7 +885,8 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
                 address: self.address(of:), now: RaftServer.monotonicMillis()
             ).status(
                 appliedIndex: self.stateMachine.appliedIndex, stateHash: self.stateHashCache?.hash,
-                uptimeMs: RaftServer.monotonicMillis() - self.startedAt, metrics: self.metrics)
+                uptimeMs: RaftServer.monotonicMillis() - self.startedAt, metrics: self.metrics,
+                alarms: self.alarmBox.withLockedValue { $0.map { [$0] } ?? [] })
         }
     }
 

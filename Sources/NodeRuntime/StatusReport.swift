@@ -21,7 +21,9 @@ struct StatusReport {
     }
 
     /// The status document of SPEC (`/status`); a leader lists its peers' replication progress.
-    func status(appliedIndex: LogIndex, stateHash: String?, uptimeMs: UInt64, metrics: NodeMetrics) -> NodeStatus {
+    func status(
+        appliedIndex: LogIndex, stateHash: String?, uptimeMs: UInt64, metrics: NodeMetrics, alarms: [NodeAlarm] = []
+    ) -> NodeStatus {
         var peers: [PeerStatus] = []
         if core.role == .leader {
             for (id, pr) in core.progress.sorted(by: { $0.key < $1.key }) {
@@ -49,6 +51,7 @@ struct StatusReport {
                 writesTotal: metrics.writes, readsTotal: metrics.reads,
                 writeP99Ms: metrics.writeLatencyMs.quantile(0.99)))
         status.stateHash = stateHash
+        status.alarms = alarms.isEmpty ? nil : alarms
         status.members = core.membership.members.sorted().map { id in
             MemberAddress(id: id, address: id == selfID ? selfAddress : address(id) ?? "")
         }

@@ -1,3 +1,4 @@
+import Foundation
 import Glibc
 import RaftCore
 
@@ -175,5 +176,21 @@ public enum DataDirectory {
 extension Substring {
     fileprivate func trimmingSpaces() -> String {
         String(drop(while: { $0 == " " }).reversed().drop(while: { $0 == " " }).reversed())
+    }
+}
+
+extension DataDirectory {
+    /// The bytes of every regular file under `path` (the log, snapshots, staged transfers): what
+    /// `quota_backend_bytes` limits. Unreadable entries count as empty.
+    public static func usedBytes(_ path: String) -> UInt64 {
+        var total: UInt64 = 0
+        guard let enumerator = FileManager.default.enumerator(atPath: path) else { return 0 }
+        while let name = enumerator.nextObject() as? String {
+            var info = stat()
+            if lstat(path + "/" + name, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG {
+                total += UInt64(Swift.max(0, info.st_size))
+            }
+        }
+        return total
     }
 }

@@ -47,6 +47,22 @@ public struct StorageIOError: Error, Sendable, Equatable, CustomStringConvertibl
     }
 }
 
+// MARK: - A full disk
+
+/// A write found the disk full (ENOSPC, EDQUOT) and was undone: nothing of it is in the log, the log is usable, and
+/// the same write may be tried again once there is space. (An fsync that fails is always fatal instead.)
+public struct StorageNoSpaceError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var message: String
+
+    public init(message: String) { self.message = message }
+
+    init(_ io: StorageIOError, context: String) {
+        message = "disk full while \(context): \(io.operation) \(io.path) failed (errno \(io.errno)); nothing was written"
+    }
+
+    public var description: String { message }
+}
+
 // MARK: - Fatal runtime errors
 
 /// An error after which the node must stop: a failed write or fsync of the log or a snapshot.

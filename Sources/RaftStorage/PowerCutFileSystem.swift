@@ -75,7 +75,24 @@ public final class PowerCutFileSystem: StorageFileSystem, @unchecked Sendable {
     public private(set) var fileSyncs = 0
     public private(set) var directorySyncs = 0
 
+    /// A full disk: the total size of all files may not exceed this; a write past it stores what fits and throws
+    /// ENOSPC (as write(2) does). `nil`: unlimited. Settable at any time (an operator freeing space).
+    public var capacityBytes: Int?
+
     public init(plantedBug: PlantedBug? = nil) { self.plantedBug = plantedBug }
+
+    /// The bytes held by every file.
+    public var usedBytes: Int {
+        func size(_ directory: Directory) -> Int {
+            directory.entries.values.reduce(0) { total, node in
+                switch node {
+                case .file(let inode): return total + inode.content.count
+                case .directory(let child): return total + size(child)
+                }
+            }
+        }
+        return size(root)
+    }
 
     // MARK: - Power
 
@@ -238,9 +255,22 @@ public final class PowerCutFileSystem: StorageFileSystem, @unchecked Sendable {
         func write(_ bytes: [UInt8], at offset: Int) throws {
             try check("write")
             guard !bytes.isEmpty else { return }
-            let op = Operation.write(offset: offset, bytes: bytes)
-            op.apply(to: &inode.content)
-            inode.pending.append(op)
+            var bytes = bytes
+            var full = false
+            if let capacity = fs.capacityBytes {
+                let growth = max(0, offset + bytes.count - inode.content.count)
+                let room = max(0, capacity - fs.usedBytes)
+                if growth > room {
+                    bytes = Array(bytes.prefix(max(0, inode.content.count - offset) + room))
+                    full = true
+                }
+            }
+            if !bytes.isEmpty {
+                let op = Operation.write(offset: offset, bytes: bytes)
+                op.apply(to: &inode.content)
+                inode.pending.append(op)
+            }
+            if full { throw StorageIOError(errno: 28 /* ENOSPC */, operation: "write", path: path) }
         }
 
         func read(count: Int, at offset: Int) throws -> [UInt8] {

@@ -147,6 +147,10 @@ public final class SnapshotStore: @unchecked Sendable {
             try fs.writeAtomically(Self.encode(metadata: metadata, data: data), to: path)
         } catch let io as StorageIOError {
             try? fs.remove(path + ".tmp")
+            // A full disk before the rename leaves only the temporary file, now removed: nothing changed.
+            if io.kind == .noSpace, io.operation != "fsync" {
+                throw StorageNoSpaceError(io, context: "saving snapshot \(path)")
+            }
             throw StorageFatalError(io, context: "saving snapshot \(path)")
         }
         try prune()

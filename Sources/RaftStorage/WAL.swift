@@ -218,6 +218,7 @@ public final class WAL: LogStorage, @unchecked Sendable {
         var spans: [(Int, Int)] = []
         spans.reserveCapacity(records.count + 1)
         var records = records
+        let markedBefore = active.markedSyncedSize
         if active.markedSyncedSize != active.syncedSize {
             records.insert(.syncMark(offset: UInt64(active.syncedSize)), at: 0)
             active.markedSyncedSize = active.syncedSize
@@ -233,7 +234,14 @@ public final class WAL: LogStorage, @unchecked Sendable {
         do {
             try active.file.write(buffer, at: active.size)
         } catch let io as StorageIOError {
-            throw poison(io, "writing to the log")
+            guard io.kind == .noSpace else { throw poison(io, "writing to the log") }
+            // A full disk: cut off what part of the batch reached the file, and the log is as it was. Only the
+            // unsynced tail is touched, and nothing in it was reported written.
+            do { try active.file.truncate(to: active.size) } catch let cut as StorageIOError {
+                throw poison(cut, "undoing a write the full disk cut short")
+            }
+            active.markedSyncedSize = markedBefore
+            throw StorageNoSpaceError(io, context: "writing to the log")
         }
         for (record, span) in zip(records, spans) {
             replay(record, at: Location(segment: active.sequence, offset: active.size + span.0, length: span.1, term: 0))
@@ -259,6 +267,11 @@ public final class WAL: LogStorage, @unchecked Sendable {
             segments.append(segment)
             // The prologue restates what is already in the index; replaying it changes nothing.
         } catch let io as StorageIOError {
+            // The segment is created under a temporary name and renamed: a full disk leaves the log as it was.
+            if io.kind == .noSpace, io.operation != "fsync" {
+                try? fs.remove(directory + "/" + Self.segmentName(sequence: next, firstIndex: lastIndex + 1) + ".tmp")
+                throw StorageNoSpaceError(io, context: "starting a new log segment")
+            }
             throw poison(io, "starting a new log segment")
         }
     }

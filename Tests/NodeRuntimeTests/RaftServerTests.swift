@@ -19,7 +19,10 @@ import Testing
         let server: RaftServer
         let transport: PeerTransport
 
-        init(directory: String, strategy: PersistenceStrategy = .diskFirst, snapshotEvery: UInt64 = 10_000) throws {
+        init(
+            directory: String, strategy: PersistenceStrategy = .diskFirst, snapshotEvery: UInt64 = 10_000,
+            quota: UInt64 = 8 << 30, fs: (any StorageFileSystem)? = nil
+        ) throws {
             self.directory = directory
             var raft = RaftConfig(id: 1, initialMembership: Membership(voters: [1]))
             raft.electionTimeoutMin = 100
@@ -31,10 +34,14 @@ import Testing
             settings.snapshotEvery = snapshotEvery
             settings.retainedEntries = 10
             settings.selfAddress = "127.0.0.1:1"
+            settings.quotaBackendBytes = quota
+            settings.usageCheckMs = 20
             let loop = group.next()
             transport = PeerTransport(selfID: 1, group: loop, peers: [:])
             server = try RaftServer(
-                settings: settings, storage: try DataDirectory.open(path: directory + "/db", nodeID: 1),
+                settings: settings,
+                storage: try fs.map { try DataDirectory.open(path: directory + "/db", nodeID: 1, fs: $0) }
+                    ?? DataDirectory.open(path: directory + "/db", nodeID: 1),
                 strategy: strategy, maxBufferedEntries: 1000, loop: loop, transport: transport,
                 log: try NodeLog(directory: directory + "/logs", level: .error, mirrorToStderr: false))
             server.start()
@@ -64,6 +71,15 @@ import Testing
             try await transport.shutdown().get()
             try await group.shutdownGracefully()
         }
+    }
+
+    /// Polls `condition` (the node answers on its loop) until it holds, for at most 10 s.
+    static func eventually(_ what: String, _ condition: () async throws -> Bool) async throws {
+        for _ in 0..<1000 {
+            if try await condition() { return }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        Issue.record("not within 10 s: \(what)")
     }
 
     static func temporaryDirectory() throws -> String {
@@ -127,5 +143,67 @@ import Testing
         await #expect(throws: APIError.self) { _ = try await node.put("late", "x") }
         try await node.transport.shutdown().get()
         try await node.group.shutdownGracefully()
+    }
+
+    /// Issue #16: over `quota_backend_bytes` the node raises NOSPACE, refuses writes with 507 (nothing proposed),
+    /// keeps serving reads, refuses to disarm while still over; restarted with a larger quota it writes again and
+    /// has lost nothing it acknowledged.
+    @Test func overTheQuotaWritesAreRefusedReadsServedAndARaisedQuotaRestoresWrites() async throws {
+        let directory = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let value = String(repeating: "v", count: 20_000)
+        var acknowledged: [Int] = []
+        do {
+            let node = try Node(directory: directory, snapshotEvery: 100_000, quota: 600_000)
+            try await node.waitForLeadership()
+            var refused = false
+            for i in 0..<400 where !refused {
+                do {
+                    _ = try await node.put("k\(i)", value)
+                    acknowledged.append(i)
+                } catch let error as APIError where error.code == .noSpace {
+                    refused = true
+                }
+            }
+            #expect(refused, "the quota was never reached")
+            #expect(try await node.server.alarms().get().alarms.map(\.type) == ["NOSPACE"])
+            // Reads and status still work; the status names the alarm; disarm is refused while over the quota.
+            #expect(try await node.get("k0", .linearizable) == value)
+            #expect(try await node.server.status().get().alarms?.first?.type == "NOSPACE")
+            await #expect(throws: APIError.self) { _ = try await node.server.disarm().get() }
+            try await node.stop()
+        }
+        let again = try Node(directory: directory, snapshotEvery: 100_000, quota: 64 << 20)
+        try await again.waitForLeadership()
+        _ = try await again.put("after", "ok")
+        for i in acknowledged { #expect(try await again.get("k\(i)", .eventual) == value) }
+        #expect(try await again.server.alarms().get().alarms.isEmpty)
+        try await again.stop()
+    }
+
+    /// Issue #16: a real ENOSPC neither stops the node nor loses a write: the batch waits for space, writes are
+    /// refused meanwhile, reads are served, and the waiting write is answered once space is back.
+    @Test func aFullDiskNeitherStopsTheNodeNorLosesAWrite() async throws {
+        let fs = PowerCutFileSystem()
+        try fs.makeDirectory("/disk")
+        let node = try Node(directory: "/disk", quota: 8 << 30, fs: fs)
+        try await node.waitForLeadership()
+        _ = try await node.put("before", "1")
+        fs.capacityBytes = fs.usedBytes + 100
+        // This write's batch does not fit: it waits (the node retries it) and the alarm goes up.
+        let waiting = node.server.write(
+            KVOperation(timestampMs: 0, command: .put(key: Array("stuck".utf8), value: [UInt8](repeating: 1, count: 4096), expiresAtMs: nil)))
+        try await Self.eventually("the NOSPACE alarm") { try await !node.server.alarms().get().alarms.isEmpty }
+        await #expect(throws: APIError.self) { _ = try await node.put("refused", "x") }
+        #expect(try await node.get("before", .eventual) == "1")
+        await #expect(throws: APIError.self) { _ = try await node.server.disarm().get() }
+        // Space comes back: the waiting write goes through and is answered; disarm clears the alarm.
+        fs.capacityBytes = nil
+        let (index, _) = try await waiting.get()
+        #expect(index > 0)
+        #expect(try await node.get("stuck", .linearizable) != nil)
+        try await Self.eventually("disarm") { (try? await node.server.disarm().get()) != nil }
+        _ = try await node.put("after", "2")
+        try await node.stop()
     }
 }
