@@ -169,7 +169,7 @@ let package = Package(
         .testTarget(
             name: "ClusterTests",
             dependencies: [
-                "ClusterAPI", "ClusterTestSupport", "ClusterClient", "NodeSecurity", "PeerTransport", "RaftCore",
+                "ClusterAPI", "ClusterTestSupport", "ClusterClient", "HTTPClient", "NodeSecurity", "PeerTransport", "RaftCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

@@ -113,7 +113,11 @@ public final class ChildProcess: @unchecked Sendable {
             flags |= POSIX_SPAWN_SETPGROUP
         }
         posix_spawnattr_setflags(&attributes, Int16(flags))
-        if let workingDirectory { posix_spawn_file_actions_addchdir_np(&actions, workingDirectory) }
+        if let workingDirectory {
+            guard let addChdir = spawnAddChdir, addChdir(&actions, workingDirectory) == 0 else {
+                throw LaunchFailure(description: "cannot start \(executable) in \(workingDirectory)")
+            }
+        }
         posix_spawn_file_actions_addopen(&actions, 0, stdin, O_RDONLY, 0)
         for (fd, output) in [(Int32(1), stdout), (Int32(2), stderr)] {
             switch output {
@@ -205,6 +209,22 @@ public final class ChildProcess: @unchecked Sendable {
         return true
     }
 }
+
+#if canImport(Glibc)
+private typealias SpawnActions = posix_spawn_file_actions_t
+#else
+private typealias SpawnActions = posix_spawn_file_actions_t?
+#endif
+
+/// `posix_spawn_file_actions_addchdir_np` (glibc 2.29, macOS 10.15), looked up at run time: Swift's Glibc module
+/// does not declare it.
+private let spawnAddChdir: (@convention(c) (UnsafeMutablePointer<SpawnActions>, UnsafePointer<CChar>) -> Int32)? = {
+    guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addchdir_np") else {
+        return nil
+    }
+    return unsafeBitCast(
+        symbol, to: (@convention(c) (UnsafeMutablePointer<SpawnActions>, UnsafePointer<CChar>) -> Int32).self)
+}()
 
 /// Why a process could not be started.
 public struct LaunchFailure: Error, Sendable, CustomStringConvertible {

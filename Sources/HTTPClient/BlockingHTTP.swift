@@ -153,12 +153,12 @@ public struct BlockingSocket: Sendable {
             if systemConnect(fd, info.pointee.ai_addr, info.pointee.ai_addrlen) == 0 { return BlockingSocket(fd: fd) }
             let code = errno
             guard code == EINPROGRESS || code == EINTR else {
-                systemClose(fd)
+                _ = systemClose(fd)
                 lastReason = errnoText(code)
                 continue
             }
             guard wait(fd, events: Int16(POLLOUT), deadline: deadline) else {
-                systemClose(fd)
+                _ = systemClose(fd)
                 throw TransportError(
                     kind: .timedOut, requestSent: false, reason: "no connection within \(formatDuration(timeout))")
             }
@@ -166,7 +166,7 @@ public struct BlockingSocket: Sendable {
             var length = socklen_t(MemoryLayout<Int32>.size)
             _ = getsockopt(fd, SOL_SOCKET, SO_ERROR, &soError, &length)
             if soError == 0 { return BlockingSocket(fd: fd) }
-            systemClose(fd)
+            _ = systemClose(fd)
             lastReason = errnoText(soError)
         }
         throw TransportError(kind: .connectFailed, requestSent: false, reason: lastReason)

@@ -1,5 +1,6 @@
 import ClusterAPI
 import Foundation
+import RaftCore
 import Testing
 @testable import ClusterTestSupport
 
