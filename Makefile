@@ -61,10 +61,12 @@ start-secure-cluster: build ## The same with TLS, mutual TLS and roles (config/s
 	$(DCTL) cluster start --config-dir config/secure
 
 stop-cluster: ## Stop every node started in the background (SIGTERM, then SIGKILL after 10 s)
-	@if [ -x $(DCTL) ]; then $(DCTL) cluster stop; else scripts/cluster.sh stop; fi
+	@[ -x $(DCTL) ] || $(SWIFT) build -c release --scratch-path $(SCRATCH) $(SWIFT_BUILD_FLAGS) --product dctl
+	$(DCTL) cluster stop
 
-status-cluster: ## One line per node from its /status, or "down"
-	scripts/cluster.sh status
+status-cluster: ## The status table of the local nodes (dctl status): one row per node, or why it is down
+	@[ -x $(DCTL) ] || $(SWIFT) build -c release --scratch-path $(SCRATCH) $(SWIFT_BUILD_FLAGS) --product dctl
+	$(DCTL) status
 
 start-node1: build ## Run node 1 in the foreground (config/n1.toml)
 	CONFIG_PATH=config/n1 $(DNODE)

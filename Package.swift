@@ -35,20 +35,27 @@ let package = Package(
         .target(name: "RaftCore", swiftSettings: optimizedInTests),
         // Simulated network, clock and disk; invariant checkers; golden DSL. Not a product.
         .target(name: "RaftTestKit", dependencies: ["RaftCore"], swiftSettings: optimizedInTests),
+        // The shell's one monotonic clock (CLOCK_MONOTONIC); RaftCore never reads a clock. No dependencies.
+        .target(name: "SystemClock"),
         // Write-ahead log segments, hard state, snapshot files, recovery.
-        .target(name: "RaftStorage", dependencies: ["RaftCore"]),
+        .target(name: "RaftStorage", dependencies: ["RaftCore", "SystemClock"]),
         // Deterministic key-value state machine.
         .target(name: "KVStore", dependencies: ["RaftCore"]),
         // Wire types shared by node, dctl and dtop.
         .target(name: "ClusterAPI"),
+        // The one HTTP/1.1 client of the tools and tests: endpoint and host:port parsing, response parser, blocking
+        // exchange over POSIX sockets with one deadline. Foundation only (TLS is layered on by ClusterClient).
+        .target(name: "HTTPClient"),
         // Node configuration: TOML file, env overrides, validation (exit 78 on a bad file).
-        .target(name: "NodeConfig", dependencies: ["ClusterAPI", .product(name: "TOMLKit", package: "TOMLKit")]),
+        .target(
+            name: "NodeConfig",
+            dependencies: ["ClusterAPI", "HTTPClient", .product(name: "TOMLKit", package: "TOMLKit")]),
         // The tools' client: endpoints (config dir), HTTP over POSIX sockets with deadlines, parallel status probes,
         // cluster health, table and JSON rendering. Never imports RaftCore.
         .target(
             name: "ClusterClient",
             dependencies: [
-                "ClusterAPI", "NodeConfig", "NodeSecurity",
+                "ClusterAPI", "HTTPClient", "NodeConfig", "NodeSecurity",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -92,7 +99,7 @@ let package = Package(
             name: "NodeRuntime",
             dependencies: [
                 "RaftCore", "RaftStorage", "KVStore", "ClusterAPI", "NodeConfig", "PeerTransport", "HTTPAPI",
-                "NodeSecurity",
+                "NodeSecurity", "SystemClock",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -100,8 +107,8 @@ let package = Package(
             ],
             swiftSettings: [plantedBugs]
         ),
-        // Linearizability checker (Wing & Gong / Lowe, porcupine-style) for the torture test; no dependencies.
-        .target(name: "Linearizability", swiftSettings: optimizedInTests),
+        // Linearizability checker (Wing & Gong / Lowe, porcupine-style) for the torture test; the seeded RNG and clock only.
+        .target(name: "Linearizability", dependencies: ["RaftCore", "SystemClock"], swiftSettings: optimizedInTests),
         // Fault-injection torture test: real dnode processes, network namespaces, nemesis, workload, checks.
         .target(name: "Chaos", dependencies: ["Linearizability", "ClusterAPI", "ClusterClient", "RaftCore"]),
         .executableTarget(
@@ -117,7 +124,7 @@ let package = Package(
             ]
         ),
         // dtop's pure view model: (previous model, polled statuses) -> rows, events, health; frame layout.
-        .target(name: "DashboardCore", dependencies: ["ClusterAPI"]),
+        .target(name: "DashboardCore", dependencies: ["ClusterAPI", "HTTPClient"]),
         // ncursesw, with static inline shims for the A_* / ACS_* macros (libncurses-dev).
         .systemLibrary(name: "CNcurses", path: "Sources/CNcurses", providers: [.apt(["libncurses-dev"])]),
         .executableTarget(
@@ -131,7 +138,8 @@ let package = Package(
         .target(
             name: "BenchKit",
             dependencies: [
-                "ClusterClient",
+                // RaftCore for its SplitMix64 only (pure: no I/O, clocks or threads).
+                "ClusterClient", "RaftCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -139,7 +147,7 @@ let package = Package(
         ),
         .executableTarget(name: "dbench", dependencies: ["BenchKit"]),
         // Storage benchmark (make bench-storage) and the crash tests' child process.
-        .executableTarget(name: "storagebench", dependencies: ["RaftCore", "RaftStorage"]),
+        .executableTarget(name: "storagebench", dependencies: ["RaftCore", "RaftStorage", "SystemClock"]),
         .executableTarget(
             name: "raftsim",
             dependencies: ["RaftCore", "RaftTestKit", .product(name: "ArgumentParser", package: "swift-argument-parser")]
@@ -150,7 +158,7 @@ let package = Package(
         .testTarget(name: "ClusterAPITests", dependencies: ["ClusterAPI"]),
         .testTarget(
             name: "BenchKitTests",
-            dependencies: ["BenchKit", .product(name: "NIOCore", package: "swift-nio"),
+            dependencies: ["BenchKit", "HTTPClient", .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(name: "LinearizabilityTests", dependencies: ["Linearizability"]),
@@ -158,17 +166,18 @@ let package = Package(
         .testTarget(name: "RepositoryTests"),
         .testTarget(name: "DashboardCoreTests", dependencies: ["DashboardCore", "ClusterAPI"], exclude: ["testdata"]),
         // Runs the built `dtop` in tmux against real `dnode` processes (never linked in).
-        .testTarget(name: "DtopTests", dependencies: ["ClusterAPI", "DashboardCore", "ClusterTestSupport"]),
+        .testTarget(
+            name: "DtopTests", dependencies: ["Chaos", "ClusterAPI", "ClusterClient", "DashboardCore", "ClusterTestSupport"]),
         .testTarget(name: "NodeConfigTests", dependencies: ["NodeConfig", "ClusterAPI"]),
         // Process-level tests: run the built `dnode` binaries (never linked in) as a local cluster.
         // Shared by the process-level suites: LocalCluster (real dnode processes on free ports), HTTP client, waits.
         .target(
-            name: "ClusterTestSupport", dependencies: ["ClusterAPI", "Chaos", "ClusterClient", "NodeSecurity"],
+            name: "ClusterTestSupport", dependencies: ["ClusterAPI", "Chaos", "ClusterClient", "HTTPClient", "NodeSecurity"],
             path: "Tests/ClusterTestSupport"),
         .testTarget(
             name: "ClusterTests",
             dependencies: [
-                "ClusterAPI", "ClusterTestSupport", "ClusterClient", "NodeSecurity", "PeerTransport", "RaftCore",
+                "ClusterAPI", "ClusterTestSupport", "ClusterClient", "HTTPClient", "NodeSecurity", "PeerTransport", "RaftCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -211,7 +220,7 @@ let package = Package(
         .testTarget(
             name: "HTTPAPITests",
             dependencies: [
-                "HTTPAPI", "ClusterAPI",
+                "HTTPAPI", "ClusterAPI", "HTTPClient",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

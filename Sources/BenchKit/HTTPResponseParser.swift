@@ -1,3 +1,4 @@
+import HTTPClient
 import NIOCore
 
 /// One HTTP/1.1 response as the load generator needs it: the status and the size of the body it skipped.
@@ -8,15 +9,11 @@ public struct ParsedResponse: Sendable, Equatable {
     public var closes: Bool
 }
 
-/// Errors of ``HTTPResponseParser``: the peer did not speak HTTP/1.1 as expected.
-public struct HTTPParseError: Error, Equatable, CustomStringConvertible {
-    public var description: String
-}
-
 /// An incremental HTTP/1.1 response parser: feed it bytes as they arrive, take out complete responses.
 ///
-/// It understands `Content-Length` and `Transfer-Encoding: chunked` bodies and skips the body bytes (the load
-/// generator only needs the status). Headers are limited to 64 KiB.
+/// A streaming state machine over NIO buffers that skips body bytes (the load generator only needs the status);
+/// the head and chunk-size lines are read by the tools' one parser (`HTTPResponseHead`). Heads are limited to
+/// 64 KiB.
 public struct HTTPResponseParser: Sendable {
     private enum State: Sendable {
         case head
@@ -62,9 +59,10 @@ public struct HTTPResponseParser: Sendable {
             case .chunkSize(var response):
                 guard let end = Self.find(Self.crlf, in: buffer) else { return nil }
                 let line = buffer.readBytes(length: end + 2)!
-                let digits = line.prefix(end).prefix { $0 != UInt8(ascii: ";") }
-                guard let size = Int(String(decoding: digits, as: UTF8.self).trimmingSpaces, radix: 16), size >= 0
-                else { throw HTTPParseError(description: "bad chunk size") }
+                let digits = line.prefix(end)
+                guard let size = HTTPResponseHead.chunkSize(digits) else {
+                    throw HTTPParseError(description: "bad chunk size")
+                }
                 response.bodyLength += size
                 state = size == 0 ? .chunkTrailer(response) : .chunkData(response, remaining: size + 2)
             case .chunkData(let response, let remaining):
@@ -117,34 +115,15 @@ public struct HTTPResponseParser: Sendable {
     }
 
     private static func parseHead(_ head: [UInt8]) throws(HTTPParseError) -> Head {
-        let text = String(decoding: head, as: UTF8.self)
-        let lines = text.split(separator: "\r\n", omittingEmptySubsequences: true)
-        guard let statusLine = lines.first, statusLine.hasPrefix("HTTP/1.") else {
-            throw HTTPParseError(description: "not an HTTP/1.x response")
+        let parsed = try HTTPResponseHead.parse(head)
+        var result = Head(
+            parsed: ParsedResponse(status: parsed.status, bodyLength: 0, closes: parsed.closes), contentLength: nil,
+            chunked: false)
+        switch parsed.framing {
+        case .length(let length): result.contentLength = length
+        case .chunked: result.chunked = true
+        case .untilClose: break
         }
-        let parts = statusLine.split(separator: " ", maxSplits: 2)
-        guard parts.count >= 2, let status = Int(parts[1]), (100...599).contains(status) else {
-            throw HTTPParseError(description: "bad status line")
-        }
-        var result = Head(parsed: ParsedResponse(status: status, bodyLength: 0, closes: false), contentLength: nil,
-                          chunked: false)
-        for line in lines.dropFirst() {
-            guard let colon = line.firstIndex(of: ":") else { continue }
-            let name = line[..<colon].lowercased()
-            let value = String(line[line.index(after: colon)...]).trimmingSpaces
-            switch name {
-            case "content-length":
-                guard let length = Int(value), length >= 0 else { throw HTTPParseError(description: "bad Content-Length") }
-                result.contentLength = length
-            case "transfer-encoding":
-                result.chunked = value.lowercased().contains("chunked")
-            case "connection":
-                result.parsed.closes = value.lowercased() == "close"
-            default:
-                break
-            }
-        }
-        if status == 204 || status == 304 || (100..<200).contains(status) { result.contentLength = 0 }
         return result
     }
 }

@@ -1,6 +1,7 @@
 import ClusterClient
 import Foundation
 import NIOCore
+import RaftCore
 
 /// The store under test: ours (`/put`, `/get`) or etcd through its v3 JSON gateway (`/v3/kv/put`, `/v3/kv/range`).
 /// `nginx` is the HTTP ceiling: a static server (nginx `return 200`) sent exactly our requests.
@@ -124,19 +125,5 @@ public struct RequestBuilder: Sendable {
     }
 }
 
-/// A small, fast, seedable generator (SplitMix64) so every connection draws its own keys without locks.
-public struct SplitMix64: RandomNumberGenerator, Sendable {
-    private var state: UInt64
-
-    public init(seed: UInt64) {
-        state = seed
-    }
-
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+/// Every connection draws its own keys without locks from the one seeded generator, RaftCore's.
+public typealias SplitMix64 = RaftCore.SplitMix64

@@ -13,7 +13,7 @@ import Foundation
 ///
 /// Each run gets a directory with one folder per node (`nN/config.toml`, `nN/db`, `nN/logs/d.log`,
 /// `nN/stdout.log`, `nN/stderr.log`). Without a network the nodes listen on 127.0.0.1 on ports from
-/// 40000-49999 (checked free); with one each node listens on its namespace's address. Every process is
+/// ports the kernel picked, held by a `PortReservation`; with one each node listens on its namespace's address. Every process is
 /// registered with `ChaosCleanup`, so none outlives the harness.
 // @unchecked Sendable: the process table, incarnations and pauses are under `lock`; the rest are `let`s.
 public final class ChaosCluster: @unchecked Sendable {
@@ -51,8 +51,10 @@ public final class ChaosCluster: @unchecked Sendable {
     public let network: ChaosNetwork?
     public let binary: String
     private let table: [Int: Node]
+    /// The nodes' ports (without a network), held for the cluster's lifetime.
+    private let reservation: PortReservation?
     private let lock = NSLock()
-    private var processes: [Int: Process] = [:]
+    private var processes: [Int: ChildProcess] = [:]
     private var paused: Set<Int> = []
     /// Incarnation counter per node: bumped at every start (eventual reads are checked per incarnation).
     private var incarnations: [Int: Int] = [:]
@@ -67,7 +69,8 @@ public final class ChaosCluster: @unchecked Sendable {
         self.network = network
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
         var table: [Int: Node] = [:]
-        let ports = network == nil ? try Self.freePorts(2 * count) : []
+        reservation = network == nil ? try PortReservation(count: 2 * count) : nil
+        let ports = reservation?.ports ?? []
         for id in ids {
             let directory = root.appendingPathComponent("n\(id)")
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -141,12 +144,8 @@ public final class ChaosCluster: @unchecked Sendable {
             incarnations[id, default: 0] += 1
             return nextEnvironment[id] ?? [:]
         }
-        let process = Process()
         let command = [binary, "--config", node.configPath]
         let argv = network?.wrap(id, command) ?? command
-        process.executableURL = URL(fileURLWithPath: argv[0])
-        process.arguments = Array(argv.dropFirst())
-        process.currentDirectoryURL = node.directory
         var environment = ProcessInfo.processInfo.environment.filter { key, _ in
             !key.uppercased().hasPrefix("RAFT__") && key != "CONFIG_PATH" && key != "METRICS_PORT"
                 && key != "DNODE_PLANTED_BUG" && key != "LD_PRELOAD" && !key.hasPrefix("FAKETIME")
@@ -155,13 +154,13 @@ public final class ChaosCluster: @unchecked Sendable {
         if let level = options.logLevel { environment["LOG_LEVEL"] = level }
         if let bug = options.plantedBug { environment["DNODE_PLANTED_BUG"] = bug }
         for (key, value) in extra { environment[key] = value }
-        process.environment = environment
-        process.standardInput = FileHandle.nullDevice
-        try Command.spawnLogged(
-            process, stdoutPath: node.directory.appendingPathComponent("stdout.log").path,
-            stderrPath: node.directory.appendingPathComponent("stderr.log").path,
-            banner: "--- start \(Date()) \(extra.isEmpty ? "" : "\(extra)") ---\n")
-        ChaosCleanup.register(process.processIdentifier)
+        let banner = "--- start \(Date()) \(extra.isEmpty ? "" : "\(extra)") ---\n"
+        let process = try ChildProcess.launch(
+            Command.resolve(argv[0]), arguments: Array(argv.dropFirst()), environment: environment,
+            workingDirectory: node.directory.path,
+            stdout: .append(node.directory.appendingPathComponent("stdout.log").path, banner: banner),
+            stderr: .append(node.directory.appendingPathComponent("stderr.log").path, banner: banner))
+        ChaosCleanup.register(process.pid)
         lock.withLock {
             processes[id] = process
             paused.remove(id)
@@ -181,10 +180,10 @@ public final class ChaosCluster: @unchecked Sendable {
     /// `kill -9` node `id` and wait until it is reaped.
     public func kill9(_ id: Int) async {
         guard let process = lock.withLock({ processes[id] }), process.isRunning else { return }
-        _ = kill(process.processIdentifier, SIGKILL)
+        process.signal(SIGKILL)
         let deadline = ContinuousClock.now + .seconds(10)
         while process.isRunning && ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(5)) }
-        ChaosCleanup.unregister(process.processIdentifier)
+        ChaosCleanup.unregister(process.pid)
         lock.withLock { _ = paused.remove(id) }
     }
 
@@ -192,19 +191,19 @@ public final class ChaosCluster: @unchecked Sendable {
     public func pause(_ id: Int) {
         guard let process = lock.withLock({ processes[id] }), process.isRunning else { return }
         lock.withLock { _ = paused.insert(id) }
-        _ = kill(process.processIdentifier, SIGSTOP)
+        process.signal(SIGSTOP)
     }
 
     /// SIGCONT.
     public func resume(_ id: Int) {
         guard let process = lock.withLock({ processes[id] }), process.isRunning else { return }
-        _ = kill(process.processIdentifier, SIGCONT)
+        process.signal(SIGCONT)
         lock.withLock { _ = paused.remove(id) }
     }
 
     /// The pid of node `id`'s running process.
     public func pid(_ id: Int) -> Int32? {
-        lock.withLock { processes[id].flatMap { $0.isRunning ? $0.processIdentifier : nil } }
+        lock.withLock { processes[id].flatMap { $0.isRunning ? $0.pid : nil } }
     }
 
     /// Kills every node and waits for them. Idempotent.
@@ -278,54 +277,69 @@ public final class ChaosCluster: @unchecked Sendable {
     }
 
     // MARK: Helpers
-
-    private nonisolated(unsafe) static var portCursor = 40000 + Int(getpid() &* 7919 % 10000)
-    private static let portLock = NSLock()
-
-    /// `count` ports in 40000-49999 that can be bound on 127.0.0.1 now; never the same twice in one process.
-    static func freePorts(_ count: Int) throws -> [Int] {
-        try portLock.withLock {
-            var ports: [Int] = []
-            var tried = 0
-            while ports.count < count {
-                guard tried < 10000 else {
-                    throw Command.Failure(command: ["ports"], status: -1, output: "no free port")
-                }
-                tried += 1
-                let port = portCursor
-                portCursor = portCursor + 1 >= 50000 ? 40000 : portCursor + 1
-                if PortProbe.isFree(port, host: "0.0.0.0") && PortProbe.isFree(port, host: "127.0.0.1") {
-                    ports.append(port)
-                }
-            }
-            return ports
-        }
-    }
-
 }
 
-/// Whether a TCP port can be bound now.
-public enum PortProbe {
-    /// Whether a listening socket could bind `host:port` now (with SO_REUSEADDR, as the node's server does).
-    public static func isFree(_ port: Int, host: String) -> Bool {
-        #if canImport(Glibc)
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        #else
-            let fd = socket(AF_INET, SOCK_STREAM, 0)
-        #endif
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        var one: Int32 = 1
-        _ = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        _ = inet_pton(AF_INET, host, &address.sin_addr)
-        let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+/// TCP ports chosen by the kernel and held until released, so parallel tests and harnesses never race for one.
+///
+/// A node's config must name every node's ports before any node starts, so a dnode cannot simply bind port 0.
+/// Instead each port is reserved here: a socket with `SO_REUSEADDR` binds `0.0.0.0:0` (the kernel picks a free
+/// port) and stays bound, without listening, until `release()` (or deinit). While it is held, no other `bind(0)` or
+/// outgoing connection on this machine is given that port, and any other explicit bind fails, yet the node (which
+/// also sets `SO_REUSEADDR`, NodeMain) can bind and listen on it, and bind it again after a restart. A connection
+/// to a reserved port that no node listens on is refused: a port for "nothing listens here" tests too.
+/// The descriptors are close-on-exec, so no child inherits them.
+public final class PortReservation: @unchecked Sendable {
+    public let ports: [Int]
+    private let lock = NSLock()
+    private var descriptors: [Int32]
+
+    /// Reserves `count` distinct ports.
+    public init(count: Int) throws {
+        var ports: [Int] = []
+        var descriptors: [Int32] = []
+        for _ in 0..<count {
+            #if canImport(Glibc)
+                let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            #else
+                let fd = socket(AF_INET, SOCK_STREAM, 0)
+            #endif
+            guard fd >= 0 else {
+                descriptors.forEach { _ = close($0) }
+                throw Command.Failure(command: ["socket"], status: errno, output: String(cString: strerror(errno)))
             }
+            var one: Int32 = 1
+            _ = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = 0
+            address.sin_addr.s_addr = INADDR_ANY
+            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+            let bound = withUnsafeMutablePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0
+                }
+            }
+            guard bound else {
+                let code = errno
+                _ = close(fd)
+                descriptors.forEach { _ = close($0) }
+                throw Command.Failure(command: ["bind", "0"], status: code, output: String(cString: strerror(code)))
+            }
+            descriptors.append(fd)
+            ports.append(Int(UInt16(bigEndian: address.sin_port)))
         }
-        return result == 0
+        self.ports = ports
+        self.descriptors = descriptors
     }
+
+    /// Gives the ports back to the kernel. Idempotent.
+    public func release() {
+        let held = lock.withLock {
+            defer { descriptors = [] }
+            return descriptors
+        }
+        for fd in held { _ = close(fd) }
+    }
+
+    deinit { release() }
 }

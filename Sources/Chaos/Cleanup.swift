@@ -119,7 +119,8 @@ public enum ChaosCleanup {
 
 // MARK: - Running commands
 
-/// Runs short helper commands (`ip`, `iptables-restore`) and spawns long-lived children with an empty signal mask.
+/// Runs short helper commands (`ip`, `iptables-restore`) with an empty signal mask (long-lived children are started
+/// by `ChildProcess`).
 public enum Command {
     public struct Failure: Error, CustomStringConvertible {
         public var command: [String]
@@ -166,31 +167,6 @@ public enum Command {
 
     /// Whether `name` is an executable on PATH or in the sbin directories.
     public static func exists(_ name: String) -> Bool { resolve(name).hasPrefix("/") }
-
-    /// Appends `banner` to the files at `stdoutPath` and `stderrPath` (created if missing), points the process's
-    /// output at them, and spawns it (`spawn`). A child's output accumulates across restarts, one banner per start.
-    public static func spawnLogged(_ process: Process, stdoutPath: String, stderrPath: String, banner: String) throws {
-        func appendHandle(_ path: String) throws -> FileHandle {
-            if !FileManager.default.fileExists(atPath: path) {
-                _ = FileManager.default.createFile(atPath: path, contents: nil)
-            }
-            guard let handle = FileHandle(forWritingAtPath: path) else {
-                throw Failure(command: ["open", path], status: -1, output: "cannot open for writing")
-            }
-            handle.seekToEndOfFile()
-            handle.write(Data(banner.utf8))
-            return handle
-        }
-        let stdout = try appendHandle(stdoutPath)
-        let stderr = try appendHandle(stderrPath)
-        defer {
-            try? stdout.close()
-            try? stderr.close()
-        }
-        process.standardOutput = stdout
-        process.standardError = stderr
-        try spawn(process)
-    }
 
     /// Runs `process` from a fresh thread whose signal mask is empty (Dispatch's threads block SIGTERM and friends,
     /// and a child inherits the mask of the thread that spawns it).

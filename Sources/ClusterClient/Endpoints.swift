@@ -3,45 +3,12 @@ import NodeConfig
 
 // MARK: - Endpoint
 
-/// A `host:port` to dial. Parsed from `127.0.0.1:9081`, `http://127.0.0.1:9081/`, `[::1]:9081` or `localhost:9081`.
-public struct Endpoint: Sendable, Hashable, CustomStringConvertible {
-    public var host: String
-    public var port: Int
-    /// Written `https://...`: dialled with TLS (which also needs the cluster CA, `ClientSecurity`).
-    public var secure: Bool
-
-    public init(host: String, port: Int, secure: Bool = false) {
-        self.host = host
-        self.port = port
-        self.secure = secure
-    }
-
-    /// `nil` when `text` is not a `host:port` (an `http://` or `https://` prefix and a trailing `/` are accepted).
-    public init?(parsing text: String) {
-        var trimmed = text.trimmingCharacters(in: .whitespaces)
-        var secure = false
-        if trimmed.hasPrefix("http://") { trimmed.removeFirst("http://".count) }
-        if trimmed.hasPrefix("https://") {
-            trimmed.removeFirst("https://".count)
-            secure = true
-        }
-        while trimmed.hasSuffix("/") { trimmed.removeLast() }
-        guard let address = HostPort(trimmed) else { return nil }
-        self.init(address.dialAddress)
-        self.secure = secure
-    }
-
+extension Endpoint {
+    /// The address to dial for a config file's address (a wildcard host is 127.0.0.1).
     init(_ address: HostPort) {
-        self.init(host: address.host, port: address.port)
+        let dial = address.dialAddress
+        self.init(host: dial.host, port: dial.port)
     }
-
-    /// Two spellings of one loopback socket (`localhost:1`, `127.0.0.1:1`, `0.0.0.0:1`) compare equal here.
-    var identity: String {
-        let loopback = ["localhost", "127.0.0.1", "0.0.0.0", "::", "::1"]
-        return "\(loopback.contains(host.lowercased()) ? "127.0.0.1" : host.lowercased()):\(port)"
-    }
-
-    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
 }
 
 // MARK: - Targets

@@ -1,3 +1,4 @@
+import RaftCore
 /// Checks histories for linearizability against a ``Model``.
 ///
 /// The search is Wing & Gong's algorithm with Lowe's just-in-time linearization and memoization, as in porcupine's
@@ -343,22 +344,5 @@ struct PartitionSearch<M: Model> {
             blocked: Int(operationOf[entry]),
             pending: pending
         )
-    }
-}
-
-/// A small deterministic generator for the Zobrist keys.
-struct SplitMix64 {
-    private var state: UInt64
-
-    init(seed: UInt64) {
-        state = seed
-    }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE5_E4B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -1,3 +1,4 @@
+import SystemClock
 import Foundation
 
 /// How an operation ended, as the client saw it.
@@ -90,7 +91,7 @@ public final class HistoryRecorder<Input: Sendable, Output: Sendable>: @unchecke
 
     /// A strictly increasing timestamp (monotonic nanoseconds, bumped by one on ties). Caller holds the lock.
     private func stamp() -> UInt64 {
-        let now = DispatchTime.now().uptimeNanoseconds
+        let now = MonotonicClock.nanoseconds()
         lastStamp = max(now, lastStamp + 1)
         return lastStamp
     }

@@ -1,3 +1,5 @@
+import HTTPClient
+
 /// A `host:port` socket address as written in the config (`0.0.0.0:9081`, `node1.example:9081`, `[::1]:9081`).
 public struct HostPort: Sendable, Hashable, CustomStringConvertible {
     /// A host name, an IPv4 literal, or an IPv6 literal without brackets.
@@ -43,42 +45,12 @@ public struct HostPort: Sendable, Hashable, CustomStringConvertible {
         host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
     }
 
-    /// Parses `text`, or says in a few words what is wrong with it.
+    /// Parses `text`, or says in a few words what is wrong with it (the one grammar: `HTTPClient.parseHostPort`).
     static func parse(_ text: String) -> Result<HostPort, AddressProblem> {
-        let host: Substring
-        let portText: Substring
-        if text.hasPrefix("[") {
-            guard let close = text.firstIndex(of: "]") else { return .failure(.init("unclosed '[' in \"\(text)\"")) }
-            host = text[text.index(after: text.startIndex)..<close]
-            let rest = text[text.index(after: close)...]
-            guard rest.hasPrefix(":") else { return .failure(.init("expected host:port, got \"\(text)\"")) }
-            portText = rest.dropFirst()
-            let ipv6 = host.allSatisfy { $0.isHexDigit || $0 == ":" || $0 == "." }
-            guard host.contains(":"), ipv6 else {
-                return .failure(.init("\"\(host)\" in brackets is not an IPv6 address"))
-            }
-        } else {
-            guard let colon = text.lastIndex(of: ":") else {
-                return .failure(.init("expected host:port, got \"\(text)\""))
-            }
-            host = text[..<colon]
-            portText = text[text.index(after: colon)...]
-            guard !host.contains(":") else {
-                return .failure(.init("IPv6 host must be in brackets, e.g. [::1]:9081, got \"\(text)\""))
-            }
-            guard !host.isEmpty else { return .failure(.init("host is empty in \"\(text)\"")) }
-            let allowed = host.allSatisfy { ($0.isASCII && ($0.isLetter || $0.isNumber)) || $0 == "." || $0 == "-" }
-            guard allowed else { return .failure(.init("invalid host \"\(host)\" in \"\(text)\"")) }
+        switch parseHostPort(text) {
+        case .success(let address): return .success(HostPort(host: address.host, port: address.port))
+        case .failure(let problem): return .failure(AddressProblem(problem.message))
         }
-        guard !portText.isEmpty, portText.allSatisfy(\.isASCII), portText.allSatisfy(\.isNumber),
-            let port = Int(portText)
-        else {
-            return .failure(.init("expected a numeric port in \"\(text)\""))
-        }
-        guard (1...65535).contains(port) else {
-            return .failure(.init("port must be 1-65535, got \(portText) in \"\(text)\""))
-        }
-        return .success(HostPort(host: String(host), port: port))
     }
 
     /// A key under which two addresses that reach the same socket compare equal (`0.0.0.0:1` and

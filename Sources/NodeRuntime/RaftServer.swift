@@ -8,6 +8,7 @@ import NodeConfig
 import PeerTransport
 import RaftCore
 import RaftStorage
+import SystemClock
 
 /// The shell around the pure Raft core: it owns the core, the state machine and the WAL writer, and carries out
 /// every `Ready` in the order the core states (persist, then send, then apply, then advance).
@@ -919,9 +920,5 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
         }
     }
 
-    static func monotonicMillis() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return UInt64(ts.tv_sec) * 1000 + UInt64(ts.tv_nsec) / 1_000_000
-    }
+    static func monotonicMillis() -> UInt64 { MonotonicClock.milliseconds() }
 }

@@ -1,5 +1,6 @@
 import Glibc
 import RaftCore
+import SystemClock
 
 // MARK: - Strategy
 
@@ -77,11 +78,7 @@ public final class LogWriter: @unchecked Sendable {
     public var fsyncCount: Int { wal.syncCount }
 
     /// A monotonic clock in milliseconds, for `now` arguments.
-    public static func monotonicMillis() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return UInt64(ts.tv_sec) * 1000 + UInt64(ts.tv_nsec) / 1_000_000
-    }
+    public static func monotonicMillis() -> UInt64 { MonotonicClock.milliseconds() }
 
     /// Writes one batch: `snapshot` (metadata of a snapshot whose file is already saved), the `hardState`, and
     /// `entries` (conflict truncation if the first index is `<= lastIndex`), then syncs as the strategy says.

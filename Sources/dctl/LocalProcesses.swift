@@ -37,18 +37,7 @@ struct LocalProcesses {
     }
 
     /// A process that exists and is not a zombie.
-    static func isAlive(_ pid: Int32) -> Bool {
-        guard kill(pid, 0) == 0 || errno == EPERM else { return false }
-        #if os(Linux)
-        if let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-            let close = stat.lastIndex(of: ")")
-        {
-            let state = stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).first
-            return state != "Z" && state != "X"
-        }
-        #endif
-        return true
-    }
+    static func isAlive(_ pid: Int32) -> Bool { ChildProcess.isAlive(pid) }
 
     /// Guards against a recycled pid: on Linux the command line must mention `dnode`.
     static func looksLikeDnode(_ pid: Int32) -> Bool {
@@ -60,66 +49,25 @@ struct LocalProcesses {
         #endif
     }
 
-    /// Starts `dnode --config <config>` in the background, in its own process group, with default signal
-    /// handling, stdin from /dev/null and output appended to the node's stdout.log; writes the pid file.
+    /// Starts `dnode --config <config>` in the background (`ChildProcess`), in its own process group, with default
+    /// signal handling, stdin from /dev/null and output appended to the node's stdout.log; writes the pid file.
     func spawn(binary: String, node: LocalNode) throws(CommandFailure) -> Int32 {
         let log = stdoutLog(node.id)
         do {
             try FileManager.default.createDirectory(atPath: runDirectory, withIntermediateDirectories: true)
-            try FileManager.default.createDirectory(
-                atPath: (log as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-            let banner = "--- start \(ISO8601DateFormatter().string(from: Date())) by dctl: \(binary) --config \(node.configPath)\n"
-            if let handle = FileHandle(forWritingAtPath: log) {
-                handle.seekToEndOfFile()
-                handle.write(Data(banner.utf8))
-                try? handle.close()
-            } else {
-                try Data(banner.utf8).write(to: URL(fileURLWithPath: log))
-            }
         } catch {
-            throw CommandFailure(.failed, code: "start_failed", "node \(node.id): cannot prepare \(runDirectory)/ or \(log): \(error)")
+            throw CommandFailure(.failed, code: "start_failed", "node \(node.id): cannot prepare \(runDirectory)/: \(error)")
         }
-
-        #if canImport(Glibc)
-        var attributes = posix_spawnattr_t()
-        var actions = posix_spawn_file_actions_t()
-        #else
-        var attributes: posix_spawnattr_t? = nil
-        var actions: posix_spawn_file_actions_t? = nil
-        #endif
-        posix_spawnattr_init(&attributes)
-        posix_spawn_file_actions_init(&actions)
-        defer {
-            posix_spawnattr_destroy(&attributes)
-            posix_spawn_file_actions_destroy(&actions)
-        }
-        var empty = sigset_t()
-        sigemptyset(&empty)
-        posix_spawnattr_setsigmask(&attributes, &empty)
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        for signal in [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE, SIGUSR1, SIGUSR2] { sigaddset(&defaults, signal) }
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-        posix_spawnattr_setpgroup(&attributes, 0)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP))
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-
-        let arguments = [binary, "--config", node.configPath]
-        var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
+        let banner = "--- start \(ISO8601DateFormatter().string(from: Date())) by dctl: \(binary) --config \(node.configPath)\n"
         let environment = ProcessInfo.processInfo.environment.filter { $0.key != "CONFIG_PATH" }
-            .map { "\($0.key)=\($0.value)" }
-        var envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup($0) } + [nil]
-        defer {
-            for pointer in argv { free(pointer) }
-            for pointer in envp { free(pointer) }
-        }
-        var pid: pid_t = 0
-        let result = posix_spawn(&pid, binary, &actions, &attributes, &argv, &envp)
-        guard result == 0 else {
-            throw CommandFailure(
-                .failed, code: "start_failed", "node \(node.id): cannot run \(binary): \(String(cString: strerror(result)))")
+        let pid: Int32
+        do {
+            pid = try ChildProcess.launch(
+                binary, arguments: ["--config", node.configPath], environment: environment,
+                stdout: .append(log, banner: banner)
+            ).pid
+        } catch {
+            throw CommandFailure(.failed, code: "start_failed", "node \(node.id): \(error)")
         }
         do {
             try "\(pid)\n".write(toFile: pidFile(node.id), atomically: true, encoding: .utf8)

@@ -1,8 +1,8 @@
 import ClusterClient
 import Foundation
 
-/// `GET /status` through the tools' client when the cluster is secure (TLS, client certificate, token): the same
-/// exchange `dctl` uses. Kept apart from the dashboard's types (both modules name an `Endpoint`).
+/// dtop's secure mode (TLS, client certificate, token): the settings `dctl` resolves, installed process-wide for
+/// `StatusFetcher`, which uses the same client as `dctl`.
 enum SecureFetch {
     /// `true` once `--cacert` (or a secure `--config-dir`) configured TLS.
     static var isEnabled: Bool { ClientSecurity.current.tls != nil }
@@ -19,18 +19,5 @@ enum SecureFetch {
         }
         guard let configDir else { return [] }
         return Discovery.localNodes(in: configDir).nodes.filter(\.isVoter).map { "\($0.metrics)" }
-    }
-
-    /// The status body, or a short reason.
-    static func status(host: String, port: Int, timeoutMs: Int) -> Result<(code: Int, body: Data), TransportError> {
-        let timeout = Duration.milliseconds(timeoutMs)
-        do {
-            let response = try blockingExchange(
-                method: "GET", endpoint: Endpoint(host: host, port: port, secure: true), path: "/status", body: nil,
-                deadline: ContinuousClock.now + timeout, timeout: timeout)
-            return .success((response.status, response.body))
-        } catch {
-            return .failure(error)
-        }
     }
 }

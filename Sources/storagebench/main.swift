@@ -9,6 +9,7 @@
 import Foundation
 import RaftCore
 import RaftStorage
+import SystemClock
 
 // MARK: - Shared
 
@@ -83,7 +84,7 @@ func openCommand(_ args: [String]) -> Never {
 
 // MARK: - Benchmark
 
-func seconds(since start: UInt64) -> Double { Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
+func seconds(since start: UInt64) -> Double { Double(MonotonicClock.nanoseconds() - start) / 1e9 }
 
 /// write 4 KiB + fsync in a loop on a file in `dir`: the disk's raw fsync rate.
 func rawFsyncRate(dir: String, duration: Double) -> Double {
@@ -96,7 +97,7 @@ func rawFsyncRate(dir: String, duration: Double) -> Double {
     }
     let block = [UInt8](repeating: 0xAB, count: 4096)
     var count = 0
-    let start = DispatchTime.now().uptimeNanoseconds
+    let start = MonotonicClock.nanoseconds()
     while seconds(since: start) < duration {
         _ = block.withUnsafeBytes { pwrite(fd, $0.baseAddress, 4096, off_t(count % 256) * 4096) }
         guard fsync(fd) == 0 else { fail("fsync failed: \(String(cString: strerror(errno)))") }
@@ -140,10 +141,10 @@ func benchmark(_ args: [String]) {
                 let writer = LogWriter(wal: opened.wal, strategy: strategy, maxBufferedEntries: 10_000)
                 let syncsBefore = writer.fsyncCount
                 var next: LogIndex = 1
-                let start = DispatchTime.now().uptimeNanoseconds
+                let start = MonotonicClock.nanoseconds()
                 while seconds(since: start) < duration {
                     let entries = (next..<(next + LogIndex(batch))).map(childEntry)
-                    let now = LogWriter.monotonicMillis()
+                    let now = MonotonicClock.milliseconds()
                     try writer.persist(entries: entries, hardState: HardState(term: 1, vote: 1, commit: next), now: now)
                     _ = try writer.flushIfDue(now: now)
                     next += LogIndex(batch)

@@ -1,4 +1,5 @@
 import ArgumentParser
+import HTTPClient
 import NIOCore
 import Testing
 

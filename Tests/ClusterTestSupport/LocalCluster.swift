@@ -1,5 +1,6 @@
 import Chaos
 import ClusterAPI
+import ClusterClient
 import Foundation
 
 #if canImport(Glibc)
@@ -15,7 +16,7 @@ import Darwin
 /// folder per node:
 ///
 /// ```
-/// <root>/n1/config.toml   generated (ports from PortAllocator, short timeouts from Options)
+/// <root>/n1/config.toml   generated (ports from PortReservation, short timeouts from Options)
 /// <root>/n1/db/           db_root_dir
 /// <root>/n1/logs/d.log    the node's log file (log_dir = <root>/n1/logs)
 /// <root>/n1/stdout.log    the process's stdout, appended across restarts
@@ -88,17 +89,7 @@ final class LocalCluster: @unchecked Sendable {
     }
 
     /// How a node process ended.
-    enum ExitStatus: Sendable, Equatable, CustomStringConvertible {
-        case exited(Int32)
-        case signaled(Int32)
-
-        var description: String {
-            switch self {
-            case .exited(let code): return "exit code \(code)"
-            case .signaled(let signal): return "killed by signal \(signal)"
-            }
-        }
-    }
+    typealias ExitStatus = ChildProcess.Termination
 
     struct NodeExited: StopsWaiting, CustomStringConvertible {
         var id: Int
@@ -125,7 +116,9 @@ final class LocalCluster: @unchecked Sendable {
     private let nodeTable: [Int: Node]
 
     private let lock = NSLock()
-    private var processes: [Int: Process] = [:]
+    private var processes: [Int: ChildProcess] = [:]
+    /// The kernel-assigned ports of the nodes, held (bound, not listening) for the cluster's lifetime.
+    private let reservation: PortReservation
     private var paused: Set<Int> = []
     private var stopped = false
     private var _keepFiles = ProcessInfo.processInfo.environment["KEEP_CLUSTER_DIRS"].map { $0 != "0" && !$0.isEmpty } ?? false
@@ -150,7 +143,8 @@ final class LocalCluster: @unchecked Sendable {
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
         Self.removeStaleDirectories(in: base)
 
-        let ports = try PortAllocator.allocate(2 * count)
+        reservation = try PortReservation(count: 2 * count)
+        let ports = reservation.ports
         var table: [Int: Node] = [:]
         for index in 0..<count {
             let id = index + 1
@@ -260,18 +254,20 @@ final class LocalCluster: @unchecked Sendable {
         try lock.withLock {
             precondition(!stopped, "cluster \(name) is stopped")
             if let running = processes[id], running.isRunning {
-                throw LaunchError(description: "node \(id) is already running (pid \(running.processIdentifier))")
+                throw LaunchError(description: "node \(id) is already running (pid \(running.pid))")
             }
         }
-        let process = Process()
-        process.executableURL = binary
-        process.arguments = arguments ?? ["--config", node.configPath]
-        process.currentDirectoryURL = node.directory
-        process.environment = childEnvironment(extra: environment)
-        process.standardInput = FileHandle.nullDevice
-        try Command.spawnLogged(
-            process, stdoutPath: node.stdoutPath, stderrPath: node.stderrPath, banner: "--- start \(Date()) ---\n")
-        ChildRegistry.register(process.processIdentifier)
+        let process: ChildProcess
+        do {
+            process = try ChildProcess.launch(
+                binary.path, arguments: arguments ?? ["--config", node.configPath],
+                environment: childEnvironment(extra: environment), workingDirectory: node.directory.path,
+                stdout: .append(node.stdoutPath, banner: "--- start \(Date()) ---\n"),
+                stderr: .append(node.stderrPath, banner: "--- start \(Date()) ---\n"))
+        } catch {
+            throw LaunchError(description: "node \(id): \(error)")
+        }
+        ChildRegistry.register(process.pid)
         lock.withLock {
             processes[id] = process
             paused.remove(id)
@@ -310,14 +306,13 @@ final class LocalCluster: @unchecked Sendable {
     /// paused node, so a stopped process can act on SIGTERM.
     func signal(_ id: Int, _ signal: Int32) {
         guard let process = lock.withLock({ processes[id] }), process.isRunning else { return }
-        let pid = process.processIdentifier
         if signal == SIGSTOP {
             lock.withLock { _ = paused.insert(id) }
         } else {
-            if signal != SIGKILL && lock.withLock({ paused.contains(id) }) { _ = kill(pid, SIGCONT) }
+            if signal != SIGKILL && lock.withLock({ paused.contains(id) }) { process.signal(SIGCONT) }
             lock.withLock { _ = paused.remove(id) }
         }
-        _ = kill(pid, signal)
+        process.signal(signal)
     }
 
     /// `kill -9`.
@@ -344,17 +339,12 @@ final class LocalCluster: @unchecked Sendable {
     }
 
     func pid(_ id: Int) -> Int32? {
-        lock.withLock { processes[id].flatMap { $0.isRunning ? $0.processIdentifier : nil } }
+        lock.withLock { processes[id].flatMap { $0.isRunning ? $0.pid : nil } }
     }
 
     /// How node `id`'s last process ended; `nil` while it runs or if it never started.
     func exitStatus(_ id: Int) -> ExitStatus? {
-        guard let process = lock.withLock({ processes[id] }), !process.isRunning else { return nil }
-        switch process.terminationReason {
-        case .exit: return .exited(process.terminationStatus)
-        case .uncaughtSignal: return .signaled(process.terminationStatus)
-        @unknown default: return .exited(process.terminationStatus)
-        }
+        lock.withLock({ processes[id] })?.termination
     }
 
     /// Waits until node `id`'s process has ended and returns how.
@@ -366,7 +356,7 @@ final class LocalCluster: @unchecked Sendable {
         let status = try await waitFor("node \(id) to exit", timeout: timeout, interval: .milliseconds(10)) {
             self.exitStatus(id)
         }
-        if let pid = lock.withLock({ processes[id]?.processIdentifier }) { ChildRegistry.unregister(pid) }
+        if let pid = lock.withLock({ processes[id]?.pid }) { ChildRegistry.unregister(pid) }
         return status
     }
 
@@ -432,21 +422,20 @@ final class LocalCluster: @unchecked Sendable {
     /// SIGKILLs every node still running, waits until each is reaped (at most 5 s), and removes the directory
     /// unless `keepFiles`. Idempotent; safe to call from `deinit`.
     func stop() {
-        let (running, keep): ([Process], Bool) = lock.withLock {
+        let (running, keep): ([ChildProcess], Bool) = lock.withLock {
             if stopped { return ([], true) }
             stopped = true
             return (Array(processes.values), _keepFiles)
         }
         for process in running where process.isRunning {
-            _ = kill(process.processIdentifier, SIGKILL)
+            process.signal(SIGKILL)
         }
         let deadline = ContinuousClock.now + .seconds(5)
         for process in running {
-            while process.isRunning && ContinuousClock.now < deadline {
-                usleep(5_000)
-            }
-            ChildRegistry.unregister(process.processIdentifier)
+            _ = process.waitUntilExit(timeout: ContinuousClock.now.duration(to: deadline))
+            ChildRegistry.unregister(process.pid)
         }
+        reservation.release()
         if !keep {
             try? FileManager.default.removeItem(at: root)
         }

@@ -1,5 +1,6 @@
 import ClusterAPI
 import Foundation
+import HTTPClient
 
 /// The SPEC API of one node: the client port (`listen_address`) and the metrics port (`metrics_address`).
 ///

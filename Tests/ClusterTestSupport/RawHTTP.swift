@@ -1,38 +1,17 @@
 import Foundation
+import HTTPClient
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
-/// A minimal blocking HTTP/1.1 client over POSIX sockets, for process-level tests.
-///
-/// One TCP connection per exchange (`Connection: close`), IPv4 loopback or any IPv4 literal, a hard deadline on
-/// connect, send and receive together, and no `SIGPIPE` (every send uses `MSG_NOSIGNAL`). It can also send
-/// arbitrary bytes (`exchange(_:)`), which is what the bad-input tests need: a server that answers garbage with a
-/// response, closes the connection, or hangs is told apart precisely.
+/// The process-level tests' HTTP client: the tools' one blocking client (`HTTPClient`: sockets, deadline, parser)
+/// bound to one `host:port`, plus what the bad-input tests need: sending arbitrary bytes (`exchange(_:)`) and telling
+/// a server that answers garbage with a response, closes the connection, or hangs apart precisely.
 ///
 /// Everything here blocks the calling thread; async callers go through `offloaded(_:)` so they never block the
 /// cooperative pool.
 
 // MARK: - Results
 
-/// A parsed HTTP response.
-struct HTTPResponse: Sendable, CustomStringConvertible {
-    var status: Int
-    var reason: String
-    /// Header names as received; look them up with `header(_:)`, which ignores case.
-    var headers: [(name: String, value: String)]
-    var body: Data
-
-    /// The first header with this name (case-insensitive).
-    func header(_ name: String) -> String? {
-        headers.first { $0.name.caseInsensitiveCompare(name) == .orderedSame }?.value
-    }
-
-    var bodyText: String { String(decoding: body, as: UTF8.self) }
-
+/// Test conveniences on the shared response type.
+extension HTTPResponse {
     /// Decodes the body as `T` with plain `JSONDecoder` (ClusterAPI types carry their own snake_case keys).
     func decode<T: Decodable>(_ type: T.Type) throws -> T {
         do {
@@ -44,13 +23,6 @@ struct HTTPResponse: Sendable, CustomStringConvertible {
 
     /// The SPEC error envelope, read loosely (any `code` string), or `nil` when the body is not one.
     var errorEnvelope: LooseErrorEnvelope? { try? JSONDecoder().decode(LooseErrorEnvelope.self, from: body) }
-
-    /// `X-Leader-Id`, when present and numeric.
-    var leaderIDHeader: UInt64? { header("X-Leader-Id").flatMap { UInt64($0.trimmingCharacters(in: .whitespaces)) } }
-
-    var description: String {
-        "HTTP \(status) \(reason) \(bodyText.prefix(300))"
-    }
 }
 
 /// The SPEC error envelope, decoded without insisting that `code` is one of `APIErrorCode`'s cases, so a test can
@@ -139,26 +111,14 @@ struct RawHTTPClient: Sendable {
         self.timeout = timeout
     }
 
+    var endpoint: Endpoint { Endpoint(host: host, port: port) }
+
     /// Sends one request and returns the response; throws on connect failure, timeout or a closed connection.
     func request(
         _ method: String, _ target: String, body: Data? = nil, headers: [(String, String)] = [],
         timeout: Duration? = nil
     ) throws -> HTTPResponse {
-        var head = "\(method) \(target) HTTP/1.1\r\nHost: \(host):\(port)\r\nConnection: close\r\n"
-        var hasContentType = false
-        for (name, value) in headers {
-            head += "\(name): \(value)\r\n"
-            if name.lowercased() == "content-type" { hasContentType = true }
-        }
-        if let body {
-            if !hasContentType { head += "Content-Type: application/json\r\n" }
-            head += "Content-Length: \(body.count)\r\n"
-        } else if method == "POST" || method == "PUT" {
-            head += "Content-Length: 0\r\n"
-        }
-        head += "\r\n"
-        var bytes = Data(head.utf8)
-        if let body { bytes.append(body) }
+        let bytes = requestBytes(method: method, endpoint: endpoint, path: target, headers: headers, body: body)
         let limit = timeout ?? self.timeout
         switch try exchange(bytes, timeout: limit, requireConnect: true) {
         case .response(let response): return response
@@ -180,221 +140,24 @@ struct RawHTTPClient: Sendable {
     ) throws -> ExchangeOutcome {
         let limit = timeout ?? self.timeout
         let deadline = ContinuousClock.now + limit
-        let fd = try connectSocket(deadline: deadline)
-        defer { close(fd) }
-
-        let sendDeadline = deadline
-        let sentAll = sendAll(fd: fd, bytes: bytes, deadline: sendDeadline)
-        if sentAll && halfClose {
-            _ = shutdown(fd, Int32(SHUT_WR))
+        let socket: BlockingSocket
+        do {
+            socket = try BlockingSocket.connect(endpoint, deadline: deadline, timeout: limit)
+        } catch {
+            let reason = error.kind == .timedOut ? "no answer before the deadline" : error.reason
+            throw HTTPClientError.connectFailed(host: host, port: port, reason: reason)
         }
+        defer { socket.close() }
+        let sent = socket.send(bytes, deadline: deadline)
+        if sent.complete && halfClose { socket.shutdownWrite() }
         // If sending was cut short, the server may already have answered (413, 400) and closed: read anyway,
         // with at least a short grace period.
-        let readDeadline = max(deadline, ContinuousClock.now + .milliseconds(sentAll ? 0 : 500))
-        return receive(fd: fd, deadline: readDeadline)
-    }
-
-    // MARK: Socket plumbing
-
-    private func connectSocket(deadline: ContinuousClock.Instant) throws -> Int32 {
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        let resolved = host == "localhost" ? "127.0.0.1" : host
-        guard inet_pton(AF_INET, resolved, &address.sin_addr) == 1 else {
-            throw HTTPClientError.connectFailed(host: host, port: port, reason: "not an IPv4 literal")
-        }
-        #if canImport(Glibc)
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        #else
-        let fd = socket(AF_INET, SOCK_STREAM, 0)
-        #endif
-        guard fd >= 0 else {
-            throw HTTPClientError.connectFailed(host: host, port: port, reason: "socket(): \(errnoText())")
-        }
-        let flags = fcntl(fd, F_GETFL, 0)
-        _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
-        var one: Int32 = 1
-        _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-
-        let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        if result != 0 {
-            let code = errno
-            guard code == EINPROGRESS || code == EINTR else {
-                close(fd)
-                throw HTTPClientError.connectFailed(host: host, port: port, reason: String(cString: strerror(code)))
-            }
-            guard waitFor(fd: fd, events: Int16(POLLOUT), deadline: deadline) else {
-                close(fd)
-                throw HTTPClientError.connectFailed(host: host, port: port, reason: "no answer before the deadline")
-            }
-            var soError: Int32 = 0
-            var length = socklen_t(MemoryLayout<Int32>.size)
-            _ = getsockopt(fd, SOL_SOCKET, SO_ERROR, &soError, &length)
-            if soError != 0 {
-                close(fd)
-                throw HTTPClientError.connectFailed(host: host, port: port, reason: String(cString: strerror(soError)))
-            }
-        }
-        return fd
-    }
-
-    /// `true` if every byte was sent; `false` if the peer closed/reset or the deadline passed first.
-    private func sendAll(fd: Int32, bytes: Data, deadline: ContinuousClock.Instant) -> Bool {
-        var offset = 0
-        return bytes.withUnsafeBytes { (buffer: UnsafeRawBufferPointer) -> Bool in
-            guard let base = buffer.baseAddress else { return true }
-            while offset < buffer.count {
-                #if canImport(Glibc)
-                let sent = send(fd, base + offset, buffer.count - offset, Int32(MSG_NOSIGNAL))
-                #else
-                let sent = send(fd, base + offset, buffer.count - offset, 0)
-                #endif
-                if sent > 0 {
-                    offset += sent
-                    continue
-                }
-                let code = errno
-                if sent < 0 && (code == EAGAIN || code == EWOULDBLOCK || code == EINTR) {
-                    // The server may have stopped reading because it already answered: check for that too.
-                    guard waitFor(fd: fd, events: Int16(POLLOUT), deadline: deadline) else { return false }
-                    var probe = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-                    if poll(&probe, 1, 0) > 0, probe.revents & Int16(POLLIN) != 0,
-                        probe.revents & Int16(POLLOUT) == 0
-                    {
-                        return false
-                    }
-                    continue
-                }
-                return false  // EPIPE, ECONNRESET: the server closed the connection
-            }
-            return true
-        }
-    }
-
-    private func receive(fd: Int32, deadline: ContinuousClock.Instant) -> ExchangeOutcome {
-        var received = Data()
-        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
-        while true {
-            if let response = try? HTTPResponseParser.parse(received), let complete = response {
-                return .response(complete)
-            }
-            guard waitFor(fd: fd, events: Int16(POLLIN), deadline: deadline) else {
-                return .timedOut(partial: received)
-            }
-            let count = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if count > 0 {
-                received.append(contentsOf: chunk[0..<count])
-                continue
-            }
-            if count < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
-                continue
-            }
-            // EOF or reset: a response delimited by end-of-stream is complete now.
-            if let response = try? HTTPResponseParser.parse(received, atEOF: true), let complete = response {
-                return .response(complete)
-            }
-            return .closed(partial: received)
-        }
-    }
-
-    /// Polls until `events` is ready (or an error/hang-up is reported). `false` when the deadline passes.
-    private func waitFor(fd: Int32, events: Int16, deadline: ContinuousClock.Instant) -> Bool {
-        while true {
-            let remaining = ContinuousClock.now.duration(to: deadline)
-            if remaining <= .zero { return false }
-            let millis = Int32(clamping: max(1, remaining.components.seconds * 1000 + remaining.components.attoseconds / 1_000_000_000_000_000))
-            var entry = pollfd(fd: fd, events: events, revents: 0)
-            let ready = poll(&entry, 1, millis)
-            if ready > 0 { return true }
-            if ready < 0 && errno != EINTR { return true }  // let the following call report the error
-        }
-    }
-}
-
-private func errnoText() -> String { String(cString: strerror(errno)) }
-
-// MARK: - Parser
-
-/// Parses one HTTP/1.1 response from the start of a buffer. Skips `1xx` interim responses.
-enum HTTPResponseParser {
-    /// The response if `data` holds a complete one, `nil` if more bytes are needed; throws on bytes that are not
-    /// HTTP. With `atEOF`, a body without length is complete.
-    static func parse(_ data: Data, atEOF: Bool = false) throws -> HTTPResponse?? {
-        var start = data.startIndex
-        while true {
-            let separator = Data("\r\n\r\n".utf8)
-            guard let headEnd = data.range(of: separator, in: start..<data.endIndex) else {
-                if data.count - start > 64 * 1024 { throw HTTPClientError.malformed("header section over 64 KiB") }
-                return .some(nil)
-            }
-            let headText = String(decoding: data[start..<headEnd.lowerBound], as: UTF8.self)
-            var lines = headText.components(separatedBy: "\r\n")
-            let statusLine = lines.removeFirst()
-            let parts = statusLine.split(separator: " ", maxSplits: 2, omittingEmptySubsequences: false)
-            guard parts.count >= 2, parts[0].hasPrefix("HTTP/1."), let status = Int(parts[1]) else {
-                throw HTTPClientError.malformed("status line \(statusLine.debugDescription)")
-            }
-            let reason = parts.count > 2 ? String(parts[2]) : ""
-            var headers: [(name: String, value: String)] = []
-            for line in lines where !line.isEmpty {
-                guard let colon = line.firstIndex(of: ":") else {
-                    throw HTTPClientError.malformed("header line \(line.debugDescription)")
-                }
-                headers.append(
-                    (String(line[..<colon]), line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)))
-            }
-            let bodyStart = headEnd.upperBound
-            if (100..<200).contains(status) {
-                start = bodyStart
-                continue
-            }
-            func value(_ name: String) -> String? {
-                headers.first { $0.name.caseInsensitiveCompare(name) == .orderedSame }?.value
-            }
-            if status == 204 || status == 304 {
-                return HTTPResponse(status: status, reason: reason, headers: headers, body: Data())
-            }
-            if let encoding = value("Transfer-Encoding"), encoding.lowercased().contains("chunked") {
-                guard let body = try decodeChunked(data[bodyStart...]) else {
-                    return .some(nil)
-                }
-                return HTTPResponse(status: status, reason: reason, headers: headers, body: body)
-            }
-            if let lengthText = value("Content-Length") {
-                guard let length = Int(lengthText), length >= 0 else {
-                    throw HTTPClientError.malformed("Content-Length \(lengthText.debugDescription)")
-                }
-                guard data.endIndex - bodyStart >= length else { return .some(nil) }
-                return HTTPResponse(
-                    status: status, reason: reason, headers: headers, body: Data(data[bodyStart..<(bodyStart + length)]))
-            }
-            guard atEOF else { return .some(nil) }
-            return HTTPResponse(status: status, reason: reason, headers: headers, body: Data(data[bodyStart...]))
-        }
-    }
-
-    /// The decoded body, or `nil` if the terminating chunk has not arrived yet.
-    private static func decodeChunked(_ data: Data) throws -> Data? {
-        var body = Data()
-        var cursor = data.startIndex
-        let crlf = Data("\r\n".utf8)
-        while true {
-            guard let lineEnd = data.range(of: crlf, in: cursor..<data.endIndex) else { return nil }
-            let sizeText = String(decoding: data[cursor..<lineEnd.lowerBound], as: UTF8.self)
-                .split(separator: ";").first.map(String.init) ?? ""
-            guard let size = Int(sizeText.trimmingCharacters(in: .whitespaces), radix: 16) else {
-                throw HTTPClientError.malformed("chunk size \(sizeText.debugDescription)")
-            }
-            let chunkStart = lineEnd.upperBound
-            if size == 0 { return body }
-            guard data.endIndex - chunkStart >= size + 2 else { return nil }
-            body.append(data[chunkStart..<(chunkStart + size)])
-            cursor = chunkStart + size + 2
+        let readDeadline = max(deadline, ContinuousClock.now + .milliseconds(sent.complete ? 0 : 500))
+        switch socket.receive(deadline: readDeadline) {
+        case .response(let response): return .response(response)
+        case .closed(let partial, _): return .closed(partial: partial)
+        case .timedOut(let partial): return .timedOut(partial: partial)
+        case .malformed(let error): throw HTTPClientError.malformed(error.description)
         }
     }
 }

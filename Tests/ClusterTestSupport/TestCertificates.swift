@@ -1,6 +1,7 @@
 import ClusterAPI
 import ClusterClient
 import Foundation
+import HTTPClient
 import NodeSecurity
 
 #if canImport(Glibc)

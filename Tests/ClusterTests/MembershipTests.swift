@@ -1,5 +1,6 @@
 import ClusterAPI
 import Foundation
+import HTTPClient
 import Testing
 @testable import ClusterTestSupport
 

@@ -7,10 +7,10 @@ struct DashboardModelTests {
     @Test("endpoints parse host:port, :port, bare ports and http:// URLs; garbage is rejected")
     func endpointParsing() throws {
         #expect(Endpoint(parsing: "10.0.0.5:8081") == Endpoint(host: "10.0.0.5", port: 8081))
-        #expect(Endpoint(parsing: ":8082") == Endpoint(host: "127.0.0.1", port: 8082))
-        #expect(Endpoint(parsing: "8083") == Endpoint(host: "127.0.0.1", port: 8083))
-        #expect(Endpoint(parsing: "http://node1:8081/status") == Endpoint(host: "node1", port: 8081))
-        #expect(Endpoint(parsing: "node1") == nil)
+        #expect(Endpoint(parsing: ":8082", defaultHost: "127.0.0.1") == Endpoint(host: "127.0.0.1", port: 8082))
+        #expect(Endpoint(parsing: "8083", defaultHost: "127.0.0.1") == Endpoint(host: "127.0.0.1", port: 8083))
+        #expect(Endpoint(parsing: "http://node1:8081/status", defaultHost: "127.0.0.1") == Endpoint(host: "node1", port: 8081))
+        #expect(Endpoint(parsing: "node1", defaultHost: "127.0.0.1") == nil)
         #expect(Endpoint(parsing: "node1:99999") == nil)
         #expect(try Endpoint.parseList("a:1, b:2,a:1").map(\.description) == ["a:1", "b:2"])
         #expect(throws: EndpointListError.self) { try Endpoint.parseList("a:1,nope") }

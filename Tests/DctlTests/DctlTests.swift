@@ -1,3 +1,4 @@
+import Chaos
 import ClusterAPI
 import ClusterClient
 import Foundation
@@ -83,7 +84,9 @@ import Darwin
     }
 
     @Test func nothingListeningIs4AndFast() throws {
-        let ports = Ports.allocate(2)
+        let reserved = try PortReservation(count: 2)  // held, not listening: connections are refused
+        defer { reserved.release() }
+        let ports = reserved.ports
         let endpoints = ["--endpoints", "127.0.0.1:\(ports[0])", "--metrics-endpoints", "127.0.0.1:\(ports[1])"]
         let status = try Dctl.run(["status", "-o", "json"] + endpoints)
         #expect(status.code == 4, "\(status)")
@@ -106,7 +109,9 @@ import Darwin
     }
 
     @Test func interruptedIs130() throws {
-        let ports = Ports.allocate(2)
+        let reserved = try PortReservation(count: 2)  // held, not listening: connections are refused
+        defer { reserved.release() }
+        let ports = reserved.ports
         let watch = try Dctl.run(
             ["status", "--watch", "--interval", "100ms", "--endpoints", "127.0.0.1:\(ports[0])", "--metrics-endpoints",
              "127.0.0.1:\(ports[1])"],

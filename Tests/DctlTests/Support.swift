@@ -1,4 +1,5 @@
 import Chaos
+import ClusterClient
 import Foundation
 
 #if canImport(Glibc)
@@ -9,6 +10,7 @@ import Darwin
 
 struct SpawnError: Error {
     var code: Int32
+    var reason: String = ""
 }
 
 /// What one `dctl` run produced.
@@ -43,40 +45,28 @@ enum Dctl {
         defer {
             for suffix in [".in", ".out", ".err"] { try? FileManager.default.removeItem(atPath: base + suffix) }
         }
-        // posix_spawn and waitpid, not Foundation's Process: its reaping stalls when the test pool is busy.
-        #if canImport(Glibc)
-        var actions = posix_spawn_file_actions_t()
-        #else
-        var actions: posix_spawn_file_actions_t? = nil
-        #endif
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, base + ".in", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, base + ".out", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        posix_spawn_file_actions_addopen(&actions, 2, base + ".err", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        let argvStrings = ["/bin/sh", "-c", "cd \"$0\" && exec \"$@\"", directory ?? ".", executable] + arguments
-        var argv: [UnsafeMutablePointer<CChar>?] = argvStrings.map { strdup($0) } + [nil]
-        var envp: [UnsafeMutablePointer<CChar>?] = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer {
-            for pointer in argv { free(pointer) }
-            for pointer in envp { free(pointer) }
-        }
+        // The shared launcher (posix_spawn and waitpid, not Foundation's Process: its reaping stalls when the test
+        // pool is busy), in the caller's process group.
         let clock = ContinuousClock()
         let start = clock.now
-        var pid: pid_t = 0
-        let spawned = posix_spawn(&pid, "/bin/sh", &actions, nil, &argv, &envp)
-        guard spawned == 0 else { throw SpawnError(code: spawned) }
+        let child: ChildProcess
+        do {
+            child = try ChildProcess.launch(
+                executable, arguments: arguments, environment: env, workingDirectory: directory,
+                stdin: base + ".in", stdout: .truncate(base + ".out"), stderr: .truncate(base + ".err"),
+                newProcessGroup: false)
+        } catch {
+            throw SpawnError(code: -1, reason: error.description)
+        }
         if interruptAfter != nil {
             // Interrupt once the watch has drawn its first frame.
             let deadline = clock.now + .seconds(5)
             while clock.now < deadline && (FileManager.default.contents(atPath: base + ".out")?.isEmpty ?? true) {
                 usleep(10_000)
             }
-            kill(pid, SIGINT)
+            child.signal(SIGINT)
         }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        let code = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        let code = child.waitUntilExit().shellCode
         let stdoutData = FileManager.default.contents(atPath: base + ".out") ?? Data()
         let stderrData = FileManager.default.contents(atPath: base + ".err") ?? Data()
         return RunResult(
@@ -85,32 +75,14 @@ enum Dctl {
     }
 }
 
-/// Free loopback ports in 20000..<32000 like LocalCluster (below the ephemeral range), walked from an offset of its
-/// own so the two allocators rarely meet; each port is checked by binding it.
-enum Ports {
-    private static let lock = NSLock()
-    private nonisolated(unsafe) static var cursor = 20000 + (Int(getpid()) * 7 + 5003) % 12000
-
-    static func allocate(_ count: Int) -> [Int] {
-        lock.lock()
-        defer { lock.unlock() }
-        var ports: [Int] = []
-        while ports.count < count {
-            cursor = cursor + 1 >= 32000 ? 20000 : cursor + 1
-            if isFree(cursor) { ports.append(cursor) }
-        }
-        return ports
-    }
-
-    static func isFree(_ port: Int) -> Bool { PortProbe.isFree(port, host: "127.0.0.1") }
-}
-
 /// A directory laid out like the repository root for `dctl cluster start`: `config/nN.toml` on free ports with short
 /// timers; `run/`, `logs/`, `db/` appear when nodes start. Every pid in `run/` is SIGKILLed by `cleanup()`.
 final class ClusterDirectory: @unchecked Sendable {
     let root: String
     let clientPorts: [Int]
     let metricsPorts: [Int]
+    /// The ports, chosen by the kernel and held until `cleanup()` (dnode binds them with SO_REUSEADDR).
+    let reservation: PortReservation
 
     /// `nodes` voters; `joiners` more nodes (ids after the voters) whose own config lists them as learners (role 4)
     /// and which the voters' configs do not list: they join when started (`dctl join N`).
@@ -119,7 +91,8 @@ final class ClusterDirectory: @unchecked Sendable {
     init(nodes: Int = 3, joiners: Int = 0, secure: Bool = false) throws {
         root = NSTemporaryDirectory() + "dctl-tests/\(getpid())-\(UUID().uuidString.prefix(8))"
         let total = nodes + joiners
-        let ports = Ports.allocate(2 * total)
+        reservation = try PortReservation(count: 2 * total)
+        let ports = reservation.ports
         clientPorts = Array(ports[0..<total])
         metricsPorts = Array(ports[total...])
         try FileManager.default.createDirectory(atPath: root + "/config", withIntermediateDirectories: true)
@@ -185,6 +158,7 @@ final class ClusterDirectory: @unchecked Sendable {
         if ProcessInfo.processInfo.environment["KEEP_CLUSTER_DIRS"] == nil {
             try? FileManager.default.removeItem(atPath: root)
         }
+        reservation.release()
     }
 }
 

@@ -1,4 +1,5 @@
 import ClusterAPI
+import Chaos
 import DashboardCore
 import Foundation
 import Testing
@@ -105,7 +106,9 @@ struct DtopTests {
     func onceTextDegraded() async throws {
         try await withLocalCluster { cluster in
             try await cluster.waitForLeader(requireMajority: true)
-            let unused = try PortAllocator.allocate(1)[0]
+            let reserved = try PortReservation(count: 1)  // held, not listening: connections are refused
+            defer { reserved.release() }
+            let unused = reserved.ports[0]
             let endpoints = Self.metricsEndpoints(cluster) + ",127.0.0.1:\(unused)"
             let run = try await Self.runDtop(["--once", "--endpoints", endpoints])
             #expect(run.status == 2, "stdout: \(run.stdout) stderr: \(run.stderr)")
@@ -194,7 +197,9 @@ struct DtopTests {
         .tags(.terminal))
     func allDownKeysAndSignal() async throws {
         #expect(TmuxSession.available, "tmux is needed (apt-get install -y tmux)")
-        let ports = try PortAllocator.allocate(2)
+        let reserved = try PortReservation(count: 2)
+        defer { reserved.release() }
+        let ports = reserved.ports
         let tmux = try TmuxSession(
             command: Self.dashboardCommand([
                 "--endpoints", "127.0.0.1:\(ports[0]),127.0.0.1:\(ports[1])", "--interval", "200ms",

@@ -224,8 +224,8 @@ struct PeerTransportSocketTests {
     @Test("a peer that is down gets its messages once it comes up; forwards to it fail as unreachable")
     func reconnectAfterPeerComesUp() async throws {
         try await withGroup { group in
-            // Hold a port bound but not listening: connecting is refused, and no other test in this process can
-            // take the port until node 2 starts on it.
+            // Hold a port bound but not listening: connecting is refused, and nothing else can take the port. Node 2
+            // binds it while it is still held (both sockets set SO_REUSEADDR), so there is no window to race in.
             let (placeholder, port) = try Self.boundNotListening()
 
             let a = try await makeNode(1, group: group)
@@ -239,8 +239,8 @@ struct PeerTransportSocketTests {
                     .get()
             }
 
-            close(placeholder)
             let b = try await makeNode(2, group: group, port: port)
+            close(placeholder)
             try await waitUntil("node 2 received the queued messages") {
                 try await b.handler.snapshot().messages.count == 5
             }
@@ -251,7 +251,7 @@ struct PeerTransportSocketTests {
 
     /// A TCP socket bound to a free loopback port without `listen`: connections to the port are refused.
     static func boundNotListening() throws -> (fd: Int32, port: Int) {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw POSIXFailure("socket") }
         var one: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))

@@ -6,22 +6,8 @@ import Testing
 
 // MARK: - Seeded randomness
 
-/// SplitMix64: small, fast and reproducible, so every randomised test names its seed.
-struct SeededRNG: RandomNumberGenerator {
-    private var state: UInt64
-
-    init(seed: UInt64) {
-        state = seed
-    }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+/// RaftCore's SplitMix64: every randomised test names its seed and replays exactly from it.
+typealias SeededRNG = SplitMix64
 
 enum Generate {
     static func bytes(_ count: Int, using rng: inout SeededRNG) -> [UInt8] {

@@ -2,18 +2,8 @@ import Foundation
 import RaftCore
 @testable import RaftStorage
 
-/// A seeded SplitMix64 generator: every random test prints nothing and replays exactly from its seed.
-struct SeededRNG: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+/// RaftCore's SplitMix64: every randomised test names its seed and replays exactly from it.
+typealias SeededRNG = SplitMix64
 
 /// A fresh directory under the system temporary directory, removed by `cleanup()`.
 struct TempDir {

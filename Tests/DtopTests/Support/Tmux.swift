@@ -1,3 +1,4 @@
+import ClusterClient
 import Foundation
 @testable import ClusterTestSupport
 
@@ -54,38 +55,15 @@ final class TmuxSession: @unchecked Sendable {
     }
 
     private static func spawnAndWait(_ argv: [String], outputPath: String) throws -> Int32 {
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var empty = sigset_t()
-        sigemptyset(&empty)
-        posix_spawnattr_setsigmask(&attributes, &empty)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK))
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
         let environment = ProcessInfo.processInfo.environment.filter { $0.key != "TMUX" }
-            .map { "\($0.key)=\($0.value)" }
-        let cArguments = argv.map { strdup($0) } + [nil]
-        let cEnvironment = environment.map { strdup($0) } + [nil]
-        defer {
-            cArguments.forEach { free($0) }
-            cEnvironment.forEach { free($0) }
+        do {
+            let child = try ChildProcess.launch(
+                argv[0], arguments: Array(argv.dropFirst()), environment: environment,
+                stdout: .truncate(outputPath), newProcessGroup: false)
+            return child.waitUntilExit().shellCode
+        } catch {
+            throw CommandFailed(arguments: argv, status: -1, output: error.description)
         }
-        var pid: pid_t = 0
-        let code = posix_spawnp(&pid, "tmux", &actions, &attributes, cArguments, cEnvironment)
-        guard code == 0 else {
-            throw CommandFailed(arguments: argv, status: code, output: String(cString: strerror(code)))
-        }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 {
-            guard errno == EINTR else { throw CommandFailed(arguments: argv, status: -1, output: "waitpid failed") }
-        }
-        // WIFEXITED / WEXITSTATUS, spelled out (Swift does not import the macros).
-        return status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
     }
 
     /// The visible screen, one line per row, trailing blanks trimmed.

@@ -1,4 +1,5 @@
 import Foundation
+import HTTPClient
 
 #if canImport(Glibc)
     import Glibc
@@ -6,22 +7,13 @@ import Foundation
     import Darwin
 #endif
 
-/// A parsed HTTP/1.1 response as the raw client saw it.
-struct RawResponse: Sendable {
-    var status: Int
-    /// Header names lower-cased, in arrival order.
-    var headers: [(name: String, value: String)]
-    var body: [UInt8]
+/// A response as the raw client saw it: the tools' one response type, parsed by their one parser.
+typealias RawResponse = HTTPResponse
 
-    func header(_ name: String) -> String? {
-        headers.first { $0.name == name.lowercased() }?.value
-    }
-
-    var bodyText: String { String(decoding: body, as: UTF8.self) }
-
+extension HTTPResponse {
     /// The body as a JSON object (`[:]` when it is not one).
     var json: [String: Any] {
-        (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any] ?? [:]
+        (try? JSONSerialization.jsonObject(with: body)) as? [String: Any] ?? [:]
     }
 
     /// The inner object of an error envelope.
@@ -113,38 +105,23 @@ final class RawHTTPClient: @unchecked Sendable {
 
     // MARK: Receiving
 
-    /// Reads one response (a `1xx` interim response counts as one, with an empty body).
+    /// Reads one response (a `1xx` interim response counts as one, with an empty body), with the shared parser.
     func readResponse() throws -> RawResponse {
-        let headEnd = try readUntilHeadEnd()
-        let headText = String(decoding: buffered[..<headEnd], as: UTF8.self)
-        buffered.removeFirst(headEnd + 4)
-        var lines = headText.components(separatedBy: "\r\n")
-        let statusLine = lines.removeFirst().split(separator: " ", maxSplits: 2)
-        guard statusLine.count >= 2, statusLine[0].hasPrefix("HTTP/1."), let status = Int(statusLine[1]) else {
-            throw RawClientError.malformedResponse(headText)
+        var atEOF = false
+        while true {
+            do {
+                if let (response, consumed) = try HTTPResponseParser.parse(
+                    Data(buffered), atEOF: atEOF, skipInterim: false)
+                {
+                    buffered.removeFirst(consumed)
+                    return response
+                }
+            } catch {
+                throw RawClientError.malformedResponse(error.description)
+            }
+            if atEOF { throw RawClientError.closedBeforeResponse }
+            atEOF = try !fill()
         }
-        var headers: [(name: String, value: String)] = []
-        for line in lines {
-            guard let colon = line.firstIndex(of: ":") else { throw RawClientError.malformedResponse(line) }
-            headers.append(
-                (
-                    line[..<colon].lowercased(), line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
-                ))
-        }
-        var response = RawResponse(status: status, headers: headers, body: [])
-        if (100..<200).contains(status) { return response }
-        guard let length = response.header("content-length").flatMap({ Int($0) }) else {
-            while try fill() {}
-            response.body = buffered
-            buffered = []
-            return response
-        }
-        while buffered.count < length {
-            guard try fill() else { throw RawClientError.closedBeforeResponse }
-        }
-        response.body = Array(buffered[..<length])
-        buffered.removeFirst(length)
-        return response
     }
 
     /// `true` when the server closes (EOF or reset) within the receive timeout, after any unread responses.
@@ -155,21 +132,6 @@ final class RawHTTPClient: @unchecked Sendable {
             let count = scratch.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
             if count == 0 { return true }
             if count < 0 { return errno == ECONNRESET || errno == EPIPE }
-        }
-    }
-
-    private func readUntilHeadEnd() throws -> Int {
-        let terminator: [UInt8] = [13, 10, 13, 10]
-        var searchFrom = 0
-        while true {
-            if buffered.count >= 4 {
-                for index in searchFrom...(buffered.count - 4)
-                where buffered[index..<index + 4].elementsEqual(terminator) {
-                    return index
-                }
-                searchFrom = buffered.count - 3
-            }
-            guard try fill() else { throw RawClientError.closedBeforeResponse }
         }
     }
 
