@@ -193,11 +193,9 @@ public final class ClientHTTPHandler: ChannelInboundHandler, RemovableChannelHan
         switch ClientRequestDecoder.decode(target, headers: headers, body: body, limits: limits) {
         case .success(let decoded):
             requestContext.idempotencyKey = decoded.idempotencyKey
-            answer(
-                ClientRouter.serve(
-                    decoded.command, backend: backend, context: requestContext,
-                    allocator: context.channel.allocator),
-                sequence, deadline, context)
+            ClientRouter.serve(
+                decoded.command, backend: backend, context: requestContext,
+                into: Reply(handler: self, sequence: sequence, deadline: deadline, context: context))
         case .failure(let rejection):
             guard let head = machine.completeRequest(sequence: sequence) else { return }
             writeError(rejection, version: head.version, keepAlive: head.isKeepAlive, context: context)
@@ -212,10 +210,24 @@ public final class ClientHTTPHandler: ChannelInboundHandler, RemovableChannelHan
         writeError(rejection, version: head.version, keepAlive: head.isKeepAlive, context: context)
     }
 
-    /// Answers request `sequence` with `future`'s body or error, or with `504` at `deadline`.
-    private func answer(
-        _ future: EventLoopFuture<ByteBuffer>, _ sequence: UInt64, _ deadline: NIODeadline,
-        _ context: ChannelHandlerContext
+    /// The sink `ClientRouter` answers one request of this connection through.
+    private struct Reply: ClientAnswerSink {
+        let handler: ClientHTTPHandler
+        let sequence: UInt64
+        let deadline: NIODeadline
+        let context: ChannelHandlerContext
+
+        func answer<Value: Sendable>(
+            _ future: EventLoopFuture<Value>, _ encode: @escaping @Sendable (Value, inout ByteBuffer) -> Void
+        ) {
+            handler.answer(future, sequence, deadline, context, encode)
+        }
+    }
+
+    /// Answers request `sequence` with `future`'s value (encoded by `encode`) or error, or with `504` at `deadline`.
+    private func answer<Value: Sendable>(
+        _ future: EventLoopFuture<Value>, _ sequence: UInt64, _ deadline: NIODeadline, _ context: ChannelHandlerContext,
+        _ encode: @escaping (Value, inout ByteBuffer) -> Void
     ) {
         future.hop(to: context.eventLoop).assumeIsolated().whenComplete { result in
             guard let context = self.context, let head = self.machine.completeRequest(sequence: sequence) else {
@@ -223,7 +235,9 @@ public final class ClientHTTPHandler: ChannelInboundHandler, RemovableChannelHan
             }
             self.cancelTimeout()
             switch result {
-            case .success(let body):
+            case .success(let value):
+                var body = context.channel.allocator.buffer(capacity: 256)
+                encode(value, &body)
                 self.writeResponse(
                     status: .ok, body: body, version: head.version, keepAlive: head.isKeepAlive, context: context)
             case .failure(let error):

@@ -111,53 +111,47 @@ extension ClientCommand {
 
 // MARK: - Serving
 
+/// Where `ClientRouter` delivers a command's answer: the backend's future and the encoder of its value, so that the
+/// entry point encodes the body when it writes it (no extra future per request).
+protocol ClientAnswerSink {
+    associatedtype Output
+    func answer<Value: Sendable>(
+        _ future: EventLoopFuture<Value>, _ encode: @escaping @Sendable (Value, inout ByteBuffer) -> Void
+    ) -> Output
+}
+
 /// Serves a decoded command: the one place where a route meets its backend method and its response encoder.
 enum ClientRouter {
-    /// The `200` body of `command`'s answer, or the backend's failure.
-    static func serve(
-        _ command: ClientCommand, backend: any ClientAPIBackend, context: ClientRequestContext,
-        allocator: ByteBufferAllocator
-    ) -> EventLoopFuture<ByteBuffer> {
+    static func serve<Sink: ClientAnswerSink>(
+        _ command: ClientCommand, backend: any ClientAPIBackend, context: ClientRequestContext, into sink: Sink
+    ) -> Sink.Output {
         switch command {
         case .put(let request):
-            return encode(backend.put(request, context: context), allocator, ClientResponseEncoder.writePut)
+            return sink.answer(backend.put(request, context: context), ClientResponseEncoder.writePut)
         case .get(let key, let consistency):
-            return encode(
-                backend.get(key: key, consistency: consistency, context: context), allocator,
-                ClientResponseEncoder.writeGet)
+            return sink.answer(
+                backend.get(key: key, consistency: consistency, context: context), ClientResponseEncoder.writeGet)
         case .delete(let request):
-            return encode(backend.delete(request, context: context), allocator, ClientResponseEncoder.writeDelete)
+            return sink.answer(backend.delete(request, context: context), ClientResponseEncoder.writeDelete)
         case .cas(let request):
-            return encode(backend.cas(request, context: context), allocator, ClientResponseEncoder.writeCas)
+            return sink.answer(backend.cas(request, context: context), ClientResponseEncoder.writeCas)
         case .scan(let prefix, let limit):
-            return encode(
-                backend.scan(prefix: prefix, limit: limit, context: context), allocator,
-                ClientResponseEncoder.writeScan)
+            return sink.answer(
+                backend.scan(prefix: prefix, limit: limit, context: context), ClientResponseEncoder.writeScan)
         case .cluster:
-            return encode(backend.cluster(context: context), allocator, writeWire)
+            return sink.answer(backend.cluster(context: context), writeWire)
         case .join(let request):
-            return encode(backend.join(request, context: context), allocator, writeWire)
+            return sink.answer(backend.join(request, context: context), writeWire)
         case .promote(let request):
-            return encode(backend.promote(request, context: context), allocator, writeWire)
+            return sink.answer(backend.promote(request, context: context), writeWire)
         case .remove(let request):
-            return encode(backend.remove(request, context: context), allocator, writeWire)
+            return sink.answer(backend.remove(request, context: context), writeWire)
         case .transferLeader(let request):
-            return encode(backend.transferLeader(request, context: context), allocator, writeWire)
+            return sink.answer(backend.transferLeader(request, context: context), writeWire)
         case .alarms:
-            return encode(backend.alarms(context: context), allocator, writeWire)
+            return sink.answer(backend.alarms(context: context), writeWire)
         case .disarmAlarms:
-            return encode(backend.disarmAlarms(context: context), allocator, writeWire)
-        }
-    }
-
-    private static func encode<Value: Sendable>(
-        _ future: EventLoopFuture<Value>, _ allocator: ByteBufferAllocator,
-        _ write: @escaping @Sendable (Value, inout ByteBuffer) -> Void
-    ) -> EventLoopFuture<ByteBuffer> {
-        future.map { value in
-            var body = allocator.buffer(capacity: 256)
-            write(value, &body)
-            return body
+            return sink.answer(backend.disarmAlarms(context: context), writeWire)
         }
     }
 

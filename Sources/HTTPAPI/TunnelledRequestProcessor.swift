@@ -49,16 +49,28 @@ public struct TunnelledRequestProcessor: Sendable {
         let context = ClientRequestContext(
             eventLoop: eventLoop, deadline: NIODeadline.now() + limits.requestTimeout,
             idempotencyKey: decoded.idempotencyKey)
-        return ClientRouter.serve(decoded.command, backend: backend, context: context, allocator: ByteBufferAllocator())
-            .map { body in
-                (200, [("Content-Type", "application/json")], Array(body.readableBytesView))
-            }.recover { error in
-                errorResponse(
-                    error as? APIError ?? APIError(code: .unavailable, message: "the leader failed to serve: \(error)"))
-            }
+        return ClientRouter.serve(decoded.command, backend: backend, context: context, into: Relay(processor: self))
     }
 
-    private func errorResponse(_ error: APIError) -> (Int, [(String, String)], [UInt8]) {
+    /// The sink `ClientRouter` answers a tunnelled request through: the status, headers and body to relay.
+    private struct Relay: ClientAnswerSink {
+        let processor: TunnelledRequestProcessor
+
+        func answer<Value: Sendable>(
+            _ future: EventLoopFuture<Value>, _ encode: @escaping @Sendable (Value, inout ByteBuffer) -> Void
+        ) -> EventLoopFuture<(Int, [(String, String)], [UInt8])> {
+            future.map { value in
+                var body = ByteBuffer()
+                encode(value, &body)
+                return (200, [("Content-Type", "application/json")], Array(body.readableBytesView))
+            }.recover { error in
+                processor.errorResponse(
+                    error as? APIError ?? APIError(code: .unavailable, message: "the leader failed to serve: \(error)"))
+            }
+        }
+    }
+
+    fileprivate func errorResponse(_ error: APIError) -> (Int, [(String, String)], [UInt8]) {
         var buffer = ByteBuffer()
         ClientResponseEncoder.writeError(error, hint: backend.leaderHint, into: &buffer)
         return (error.httpStatus, [("Content-Type", "application/json")], buffer.readBytes(length: buffer.readableBytes) ?? [])

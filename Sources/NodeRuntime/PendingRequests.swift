@@ -52,13 +52,23 @@ struct PendingRequests {
     static let notApplied = APIError(
         code: .unavailable, message: "leadership changed before the write committed; it was not applied")
 
+    /// One answer to give: the stored callback and what to tell it (no closure is made per answer: these run for
+    /// every write and every ReadIndex read).
+    struct Answer<Value> {
+        let done: (Result<Value, APIError>) -> Void
+        let result: Result<Value, APIError>
+        func callAsFunction() { done(result) }
+    }
+
     /// The answer to the write waiting at `index`, if any, now that `entryTerm`'s entry is applied there with
     /// `result`: success when it is the proposed entry, `503` when another leader's entry took the index (ours was
     /// never committed and never will be). `succeeded`: a write was answered with success.
-    mutating func applied(index: LogIndex, entryTerm: Term, result: KVResult) -> (succeeded: Bool, answer: (() -> Void)?) {
+    mutating func applied(index: LogIndex, entryTerm: Term, result: KVResult)
+        -> (succeeded: Bool, answer: Answer<(LogIndex, KVResult)>?)
+    {
         guard let write = writes.removeValue(forKey: index) else { return (false, nil) }
-        guard entryTerm == write.term else { return (false, { write.done(.failure(Self.notApplied)) }) }
-        return (true, { write.done(.success((index, result))) })
+        guard entryTerm == write.term else { return (false, Answer(done: write.done, result: .failure(Self.notApplied))) }
+        return (true, Answer(done: write.done, result: .success((index, result))))
     }
 
     // MARK: Reads
@@ -74,14 +84,12 @@ struct PendingRequests {
     }
 
     /// Read `id` is confirmed at `index` (serve it once `index` is applied).
-    mutating func readConfirmed(id: UInt64, index: LogIndex) -> (() -> Void)? {
-        guard let read = reads.removeValue(forKey: id) else { return nil }
-        return { read.done(.success(index)) }
+    mutating func readConfirmed(id: UInt64, index: LogIndex) -> Answer<LogIndex>? {
+        reads.removeValue(forKey: id).map { Answer(done: $0.done, result: .success(index)) }
     }
 
-    mutating func readFailed(id: UInt64, _ error: APIError) -> (() -> Void)? {
-        guard let read = reads.removeValue(forKey: id) else { return nil }
-        return { read.done(.failure(error)) }
+    mutating func readFailed(id: UInt64, _ error: APIError) -> Answer<LogIndex>? {
+        reads.removeValue(forKey: id).map { Answer(done: $0.done, result: .failure(error)) }
     }
 
     // MARK: Apply waiters

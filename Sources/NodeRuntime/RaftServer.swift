@@ -85,6 +85,8 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
     private var backendBytes: UInt64 = 0
     private var lastUsageCheck: UInt64 = 0
     private var measuring = false
+    /// The loop's copy of `alarmBox != nil` (read after every Ready without taking the lock).
+    private var noSpaceRaised = false
     /// A Ready's write found the disk full and is being retried.
     private var persistWaitingForSpace = false
     private var lastSnapshotIndex: LogIndex = 0
@@ -718,7 +720,7 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
         let applied = stateMachine.appliedIndex
         // Under the NOSPACE alarm every applied entry is compacted as soon as it can be: that is what frees space.
         let due = applied >= lastSnapshotIndex + settings.snapshotEvery
-            || (alarmBox.withLockedValue { $0 != nil } && applied > lastSnapshotIndex)
+            || (noSpaceRaised && applied > lastSnapshotIndex)
         guard settings.snapshotEnabled, !snapshotInProgress, due, RaftServer.monotonicMillis() >= snapshotRetryAt,
             let meta = core.snapshotMetadata(at: applied)
         else { return }
@@ -797,6 +799,7 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
             return true
         }
         if raised {
+            noSpaceRaised = true
             log.always("Alarm NOSPACE raised node=\(settings.raft.id): \(reason); writes are refused (507) until "
                 + "`dctl alarm disarm`")
             maybeSnapshot()
@@ -834,6 +837,7 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
                         + "is not enough, raise quota_backend_bytes (and restart) or free space, then disarm again")
             }
             self.alarmBox.withLockedValue { $0 = nil }
+            self.noSpaceRaised = false
             self.log.always("Alarm NOSPACE disarmed node=\(self.settings.raft.id): \(used) bytes used; writes accepted")
             return self.alarmsResponse()
         }
