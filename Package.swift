@@ -210,7 +210,7 @@ let package = Package(
         .testTarget(
             name: "NodeRuntimeTests",
             dependencies: [
-                "NodeRuntime", "RaftCore", "RaftStorage", "KVStore", "ClusterAPI", "PeerTransport",
+                "NodeRuntime", "RaftCore", "RaftStorage", "KVStore", "ClusterAPI", "PeerTransport", "NodeConfig",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]

@@ -75,6 +75,24 @@ public struct CasRequest: Sendable, Hashable, Codable {
     }
 }
 
+/// `GET /scan?prefix=p[&limit=n][&after=k][&consistency=c]`: one page of the keys starting with `prefix`.
+///
+/// A query, not a body; this type carries the decoded parameters. `after` is exclusive: pass the previous page's
+/// `next` to continue. `limit` is `nil` when absent (the node's default page size).
+public struct ScanRequest: Sendable, Hashable {
+    public var prefix: String
+    public var limit: Int?
+    public var after: String?
+    public var consistency: ReadConsistency?
+
+    public init(prefix: String, limit: Int? = nil, after: String? = nil, consistency: ReadConsistency? = nil) {
+        self.prefix = prefix
+        self.limit = limit
+        self.after = after
+        self.consistency = consistency
+    }
+}
+
 // MARK: - Membership requests
 
 /// `POST /join {"node_id":4,"address":"127.0.0.1:9084"}`: adds a learner.

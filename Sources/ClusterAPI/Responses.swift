@@ -62,14 +62,19 @@ public struct KeyValue: Sendable, Hashable, Codable {
     }
 }
 
-/// `200` body of `GET /scan?prefix=p[&limit=n]`: entries in key order.
+/// `200` body of `GET /scan?prefix=p[&limit=n][&after=k]`: one page of entries in key order, read at `index`.
+///
+/// `next` is present when more keys with the prefix follow the page: ask again with `after=<next>`. Each page is
+/// consistent on its own (one applied index); pages read at different indexes.
 public struct ScanResponse: Sendable, Hashable, Codable {
     public var entries: [KeyValue]
     public var index: UInt64
+    public var next: String?
 
-    public init(entries: [KeyValue], index: UInt64) {
+    public init(entries: [KeyValue], index: UInt64, next: String? = nil) {
         self.entries = entries
         self.index = index
+        self.next = next
     }
 }
 

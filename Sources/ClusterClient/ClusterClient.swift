@@ -120,6 +120,17 @@ public struct ClusterClient: Sendable {
         return try await send("get \(key.debugDescription)", method: "GET", path: path, body: nil, isWrite: false)
     }
 
+    /// `GET /scan`: one page of the keys starting with `prefix`, after `after` (exclusive), at most `limit` rows.
+    public func scan(prefix: String, limit: Int?, after: String?, consistency: ReadConsistency?)
+        async throws(CommandFailure) -> (ScanResponse, NodeTarget)
+    {
+        var path = "/scan?prefix=\(Self.queryEscape(prefix))"
+        if let limit { path += "&limit=\(limit)" }
+        if let after { path += "&after=\(Self.queryEscape(after))" }
+        if let consistency { path += "&consistency=\(consistency.rawValue)" }
+        return try await send("scan \(prefix.debugDescription)", method: "GET", path: path, body: nil, isWrite: false)
+    }
+
     /// `POST /delete`, with `idempotencyKey` (a fresh UUID when `nil`).
     public func delete(key: String, idempotencyKey: String? = nil) async throws(CommandFailure) -> (
         DeleteResponse, NodeTarget

@@ -62,7 +62,7 @@ public enum ClientCommand: Sendable, Hashable {
     case delete(DeleteRequest)
     case cas(CasRequest)
     /// `prefix` is `""` when absent (every key); `limit` is `nil` when absent.
-    case scan(prefix: String, limit: Int?)
+    case scan(ScanRequest)
     case cluster
     case join(JoinRequest)
     case promote(PromoteRequest)
@@ -80,7 +80,7 @@ public enum ClientCommand: Sendable, Hashable {
 public struct RawClientRequest: Sendable {
     public var route: ClientRoute { target.route }
     let target: RoutedTarget
-    /// The read consistency a `/get` names, if any and valid (the forwarding decision depends on it). Parsed from the
+    /// The read consistency a `/get` or `/scan` names, if any and valid (the forwarding decision depends on it). Parsed from the
     /// query when asked: a leader, which never forwards, never parses it twice.
     public var consistency: ReadConsistency? { ClientRequestDecoder.requestedConsistency(target) }
     public var method: HTTPMethod
@@ -151,7 +151,9 @@ public protocol ClientAPIBackend: Sendable {
     func get(key: String, consistency: ReadConsistency?, context: ClientRequestContext) -> EventLoopFuture<GetResponse>
     func delete(_ request: DeleteRequest, context: ClientRequestContext) -> EventLoopFuture<DeleteResponse>
     func cas(_ request: CasRequest, context: ClientRequestContext) -> EventLoopFuture<CasResponse>
-    func scan(prefix: String, limit: Int?, context: ClientRequestContext) -> EventLoopFuture<ScanResponse>
+    /// One page: at most `request.limit` rows (clamped to `ClientHTTPLimits.maxScanRows`, default
+    /// `defaultScanRows`) and `ClientHTTPLimits.maxScanBytes`, with `next` when more follow.
+    func scan(_ request: ScanRequest, context: ClientRequestContext) -> EventLoopFuture<ScanResponse>
     func cluster(context: ClientRequestContext) -> EventLoopFuture<ClusterResponse>
     func join(_ request: JoinRequest, context: ClientRequestContext) -> EventLoopFuture<MembershipChangeResponse>
     func promote(_ request: PromoteRequest, context: ClientRequestContext) -> EventLoopFuture<MembershipChangeResponse>
@@ -197,7 +199,7 @@ public protocol AsyncClientAPIBackend: ClientAPIBackend {
     func cas(
         key: String, expected: String?, value: String, deadline: NIODeadline
     ) async -> Result<CasResponse, APIError>
-    func scan(prefix: String, limit: Int?, deadline: NIODeadline) async -> Result<ScanResponse, APIError>
+    func scan(_ request: ScanRequest, deadline: NIODeadline) async -> Result<ScanResponse, APIError>
     func cluster() async -> Result<ClusterResponse, APIError>
     func join(_ request: JoinRequest, deadline: NIODeadline) async -> Result<MembershipChangeResponse, APIError>
     func promote(_ request: PromoteRequest, deadline: NIODeadline) async -> Result<MembershipChangeResponse, APIError>
@@ -228,8 +230,8 @@ extension AsyncClientAPIBackend {
         }
     }
 
-    public func scan(prefix: String, limit: Int?, context: ClientRequestContext) -> EventLoopFuture<ScanResponse> {
-        bridge(context) { await $0.scan(prefix: prefix, limit: limit, deadline: $1) }
+    public func scan(_ request: ScanRequest, context: ClientRequestContext) -> EventLoopFuture<ScanResponse> {
+        bridge(context) { await $0.scan(request, deadline: $1) }
     }
 
     public func cluster(context: ClientRequestContext) -> EventLoopFuture<ClusterResponse> {

@@ -4,8 +4,9 @@ import NIOHTTP1
 
 // MARK: - Pipeline
 
-/// Adds the client API's HTTP/1.1 server handlers to `channel`: the NIOHTTP1 codec with pipelining assistance,
-/// an idle timer (when `limits.idleTimeout` is set) and `ClientHTTPHandler`.
+/// Adds the client API's HTTP/1.1 server handlers to `channel`: the read deadlines (`limits.idleTimeout`,
+/// `headerTimeout`, `bodyTimeout`, which no trickle of bytes extends), the NIOHTTP1 codec with pipelining assistance
+/// and `ClientHTTPHandler`.
 ///
 /// Call it on any thread, once the node's port-sharing detector has decided a connection speaks HTTP. For
 /// correct answers to clients that half-close after their request, enable `ChannelOptions.allowRemoteHalfClosure`
@@ -28,12 +29,12 @@ extension ChannelPipeline.SynchronousOperations {
     ) throws {
         // Outbound header validation is off: the handler writes only its own header names and values, and screens
         // the headers of forwarded responses itself (`isRelayableHeader`). That saves a handler per response.
+        let phase = ClientConnectionPhase()
+        try addHandler(ClientReadDeadlineHandler(phase: phase, limits: limits))
         try configureHTTPServerPipeline(
             withPipeliningAssistance: true, withErrorHandling: false, withOutboundHeaderValidation: false)
-        if let idle = limits.idleTimeout {
-            try addHandler(IdleStateHandler(readTimeout: idle))
-        }
-        try addHandler(ClientHTTPHandler(backend: backend, limits: limits, authenticator: authenticator))
+        try addHandler(
+            ClientHTTPHandler(backend: backend, limits: limits, authenticator: authenticator, phase: phase))
     }
 }
 
@@ -58,11 +59,21 @@ public final class ClientHTTPHandler: ChannelInboundHandler, RemovableChannelHan
     private var outputClosed = false
     /// Secure mode: who may do what. `nil` serves every request without credentials (plaintext mode).
     private var authentication: ConnectionAuthentication?
+    /// What the read deadlines see of this connection (shared with `ClientReadDeadlineHandler`).
+    private let phase: ClientConnectionPhase
 
-    public init(
+    public convenience init(
         backend: any ClientAPIBackend, limits: ClientHTTPLimits = ClientHTTPLimits(),
         authenticator: (any ClientAuthenticator)? = nil
     ) {
+        self.init(backend: backend, limits: limits, authenticator: authenticator, phase: ClientConnectionPhase())
+    }
+
+    init(
+        backend: any ClientAPIBackend, limits: ClientHTTPLimits, authenticator: (any ClientAuthenticator)?,
+        phase: ClientConnectionPhase
+    ) {
+        self.phase = phase
         self.backend = backend
         self.limits = limits
         self.machine = ClientConnectionStateMachine(maxBodyBytes: limits.maxBodyBytes)
@@ -90,6 +101,7 @@ public final class ClientHTTPHandler: ChannelInboundHandler, RemovableChannelHan
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .head(let head):
+            phase.headReceived()
             switch machine.receivedHead(head) {
             case .proceed, .ignore:
                 break
@@ -104,6 +116,7 @@ public final class ClientHTTPHandler: ChannelInboundHandler, RemovableChannelHan
                 rejectAndDrain(rejection, head: head, context: context)
             }
         case .end:
+            phase.requestComplete()
             switch machine.receivedEnd() {
             case .dispatch(let head, let body, let sequence):
                 dispatch(head: head, body: body, sequence: sequence, context: context)
@@ -116,10 +129,6 @@ public final class ClientHTTPHandler: ChannelInboundHandler, RemovableChannelHan
     }
 
     public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
-            if !isAwaitingAny { context.close(promise: nil) }
-            return
-        }
         if let channelEvent = event as? ChannelEvent, channelEvent == .inputClosed {
             inputClosed = true
             if machine.isBetweenRequests { context.close(promise: nil) }
@@ -142,11 +151,6 @@ public final class ClientHTTPHandler: ChannelInboundHandler, RemovableChannelHan
         case .close:
             context.close(promise: nil)
         }
-    }
-
-    private var isAwaitingAny: Bool {
-        if case .awaitingResponse = machine.state { return true }
-        return false
     }
 
     // MARK: Dispatch
@@ -360,6 +364,10 @@ public final class ClientHTTPHandler: ChannelInboundHandler, RemovableChannelHan
         ClientResponseEncoder.writeError(rejection.error, hint: backend.leaderHint, into: &body)
         var extra = HTTPHeaders()
         if let allow = rejection.allow { extra.add(name: "allow", value: allow) }
+        // Refused before anything was proposed: the client may send it again, after a pause.
+        if rejection.status == .tooManyRequests || rejection.status == .serviceUnavailable {
+            extra.add(name: "retry-after", value: "1")
+        }
         writeResponse(
             status: rejection.status, body: body, version: version, keepAlive: keepAlive, extraHeaders: extra,
             context: context)
@@ -393,6 +401,7 @@ public final class ClientHTTPHandler: ChannelInboundHandler, RemovableChannelHan
         context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
         guard !keepAlive && closeAfter else {
             context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: promise)
+            if machine.isBetweenRequests { phase.responseComplete() }
             return
         }
         let written = promise ?? context.eventLoop.makePromise(of: Void.self)

@@ -81,7 +81,7 @@ enum ClientRequestDecoder {
     /// The read consistency a `/get` names in its query, if any and valid; for the forwarding decision, made before
     /// the request is decoded (an invalid name is refused by whichever node decodes it).
     static func requestedConsistency(_ target: RoutedTarget) -> ReadConsistency? {
-        guard target.route == .get, !target.query.isEmpty, let parameters = try? QueryParameters(target.query),
+        guard target.route == .get || target.route == .scan, !target.query.isEmpty, let parameters = try? QueryParameters(target.query),
             let name = parameters["consistency"]
         else { return nil }
         return ReadConsistency(queryName: name)
@@ -104,15 +104,7 @@ enum ClientRequestDecoder {
                 throw ClientRequestRejection(.invalidRequest, "missing query parameter \"key\"")
             }
             try checkKey(key, limits)
-            var consistency: ReadConsistency?
-            if let name = parameters["consistency"] {
-                guard let parsed = ReadConsistency(queryName: name) else {
-                    throw ClientRequestRejection(
-                        .invalidRequest, "unknown consistency \"\(name)\"; use linearizable, lease or eventual")
-                }
-                consistency = parsed
-            }
-            return .get(key: key, consistency: consistency)
+            return .get(key: key, consistency: try consistency(parameters))
         case .delete:
             return .delete(DeleteRequest(key: try key(try parseBody(body), limits)))
         case .cas:
@@ -147,7 +139,10 @@ enum ClientRequestDecoder {
                 }
                 limit = parsed
             }
-            return .scan(prefix: prefix, limit: limit)
+            let after = parameters["after"]
+            if let after { try checkKey(after, limits) }
+            return .scan(
+                ScanRequest(prefix: prefix, limit: limit, after: after, consistency: try consistency(parameters)))
         case .cluster:
             return .cluster
         case .join:
@@ -215,6 +210,16 @@ enum ClientRequestDecoder {
         guard case .string(let key)? = object["key"] else { throw missingOrWrongType(object, "key", "a string") }
         try checkKey(key, limits)
         return key
+    }
+
+    /// The `consistency` query parameter, if present.
+    private static func consistency(_ parameters: QueryParameters) throws(ClientRequestRejection) -> ReadConsistency? {
+        guard let name = parameters["consistency"] else { return nil }
+        guard let parsed = ReadConsistency(queryName: name) else {
+            throw ClientRequestRejection(
+                .invalidRequest, "unknown consistency \"\(name)\"; use linearizable, lease or eventual")
+        }
+        return parsed
     }
 
     private static func checkKey(_ key: String, _ limits: ClientHTTPLimits) throws(ClientRequestRejection) {

@@ -46,7 +46,7 @@ enum ClientResponseEncoder {
         buffer.writeStaticString("}")
     }
 
-    /// `{"entries":[{"key":"a","value":"1"}],"index":7}`
+    /// `{"entries":[{"key":"a","value":"1"}],"index":7}`, with `,"next":"a"` when more follow.
     static func writeScan(_ response: ScanResponse, into buffer: inout ByteBuffer) {
         buffer.writeStaticString("{\"entries\":[")
         for (offset, entry) in response.entries.enumerated() {
@@ -58,6 +58,10 @@ enum ClientResponseEncoder {
         }
         buffer.writeStaticString("],\"index\":")
         buffer.writeDecimal(response.index)
+        if let next = response.next {
+            buffer.writeStaticString(",\"next\":")
+            buffer.writeJSONString(next)
+        }
         buffer.writeStaticString("}")
     }
 

@@ -135,9 +135,9 @@ enum ClientRouter {
             return sink.answer(backend.delete(request, context: context), ClientResponseEncoder.writeDelete)
         case .cas(let request):
             return sink.answer(backend.cas(request, context: context), ClientResponseEncoder.writeCas)
-        case .scan(let prefix, let limit):
+        case .scan(let request):
             return sink.answer(
-                backend.scan(prefix: prefix, limit: limit, context: context), ClientResponseEncoder.writeScan)
+                backend.scan(request, context: context), ClientResponseEncoder.writeScan)
         case .cluster:
             return sink.answer(backend.cluster(context: context), writeWire)
         case .join(let request):

@@ -69,6 +69,9 @@ public enum MetricsHTTPServer {
         channel: any Channel, endpoints: MetricsEndpoints, authenticator: (any ClientAuthenticator)? = nil
     ) -> EventLoopFuture<Void> {
         channel.eventLoop.makeCompletedFuture {
+            // Closed after two minutes with nothing read or written (a stream that writes is never idle).
+            try channel.pipeline.syncOperations.addHandler(IdleStateHandler(allTimeout: .seconds(120)))
+            try channel.pipeline.syncOperations.addHandler(CloseOnIdleHandler())
             try channel.pipeline.syncOperations.configureHTTPServerPipeline(
                 withPipeliningAssistance: true, withErrorHandling: true)
             try channel.pipeline.syncOperations.addHandler(
@@ -207,3 +210,16 @@ final class MetricsHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
 
 @available(*, unavailable)
 extension MetricsHTTPHandler: Sendable {}
+
+/// Closes the connection when `IdleStateHandler` reports it idle.
+final class CloseOnIdleHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = NIOAny
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent {
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+}

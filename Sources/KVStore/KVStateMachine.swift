@@ -241,6 +241,36 @@ public struct KVStateMachine: Sendable {
         return out
     }
 
+    /// One page of the keys starting with `prefix`, in byte order: keys after `after` (exclusive; `nil` starts at the
+    /// prefix), at most `limit` rows and, past the first row, at most `maxBytes` of keys and values. `more` says
+    /// whether a live key with the prefix follows the page (the caller's continuation is the last key returned).
+    ///
+    /// The rows share the state machine's storage (no bytes are copied), so a node can collect a page on its Raft
+    /// loop in O(log n + rows) and convert and encode it elsewhere.
+    public func scanPage(
+        prefix: Bytes, after: Bytes?, limit: Int, maxBytes: Int, nowMs: UInt64? = nil
+    ) -> (rows: [(key: Bytes, value: Bytes)], more: Bool) {
+        var rows: [(key: Bytes, value: Bytes)] = []
+        var bytes = 0
+        var more = false
+        guard limit > 0 else { return (rows, false) }
+        let start = after.map { SortedKeys.less($0, prefix) ? prefix : $0 } ?? prefix
+        order.forEach(from: start) { key in
+            guard key.starts(with: prefix) else { return false }
+            if let after, key == after { return true }
+            guard let record = values[key], isLive(record, nowMs: nowMs) else { return true }
+            let size = key.count + record.value.count
+            if rows.count == limit || (!rows.isEmpty && bytes + size > maxBytes) {
+                more = true
+                return false
+            }
+            rows.append((key, record.value))
+            bytes += size
+            return true
+        }
+        return (rows, more)
+    }
+
     /// The cached result for a client's session, if any (for answering a retried request without proposing).
     public func lastResult(clientID: UInt64) -> (sequence: UInt64, result: KVResult)? {
         sessions[clientID].map { ($0.lastSequence, $0.lastResult) }

@@ -211,7 +211,8 @@ extension NodeConfig {
     private static func decodeCluster(_ table: TableReader) throws(ConfigError) -> ClusterConfig {
         try table.rejectUnknownKeys(known: [
             "node_id", "listen_address", "initial_cluster", "initial_cluster_size", "db_root_dir", "log_dir",
-            "request_timeout_ms",
+            "request_timeout_ms", "max_client_connections", "client_idle_timeout_ms", "client_header_timeout_ms",
+            "client_body_timeout_ms",
         ])
         let defaults = ClusterConfig()
         let nodeID = UInt64(try table.integer("node_id", default: Int(defaults.nodeID), in: 1...Int.max))
@@ -231,7 +232,15 @@ extension NodeConfig {
             initialClusterSize: try table.optionalInteger("initial_cluster_size", in: 1...Int.max),
             dbRootDir: try table.optionalString("db_root_dir"), logDir: try table.optionalString("log_dir"),
             requestTimeoutMs: try table.integer(
-                "request_timeout_ms", default: defaults.requestTimeoutMs, in: 1...Int.max)
+                "request_timeout_ms", default: defaults.requestTimeoutMs, in: 1...Int.max),
+            maxClientConnections: try table.integer(
+                "max_client_connections", default: defaults.maxClientConnections, in: 1...1_000_000),
+            clientIdleTimeoutMs: try table.integer(
+                "client_idle_timeout_ms", default: defaults.clientIdleTimeoutMs, in: 100...Int.max),
+            clientHeaderTimeoutMs: try table.integer(
+                "client_header_timeout_ms", default: defaults.clientHeaderTimeoutMs, in: 100...Int.max),
+            clientBodyTimeoutMs: try table.integer(
+                "client_body_timeout_ms", default: defaults.clientBodyTimeoutMs, in: 100...Int.max)
         )
     }
 

@@ -142,11 +142,21 @@ public struct ClusterConfig: Sendable, Equatable {
     public var logDir: String
     /// `request_timeout_ms`, default 5000: how long a client request may wait for commit before `504 timeout`.
     public var requestTimeoutMs: Int
+    /// `max_client_connections`, default 4096: client connections open at once on `listen_address`; one more is
+    /// answered `429 overloaded` and closed. The node lowers it to fit its descriptor limit.
+    public var maxClientConnections: Int
+    /// `client_idle_timeout_ms`, default 120000: a client connection that starts no request for this long is closed.
+    public var clientIdleTimeoutMs: Int
+    /// `client_header_timeout_ms`, default 10000: a request's head must arrive within this of its first byte.
+    public var clientHeaderTimeoutMs: Int
+    /// `client_body_timeout_ms`, default 30000: a request's body must arrive within this of its head.
+    public var clientBodyTimeoutMs: Int
 
     public init(
         nodeID: UInt64 = 1, listenAddress: HostPort = HostPort(host: "127.0.0.1", port: 9081),
         initialCluster: [InitialMember]? = nil, initialClusterSize: Int? = nil, dbRootDir: String? = nil,
-        logDir: String? = nil, requestTimeoutMs: Int = 5000
+        logDir: String? = nil, requestTimeoutMs: Int = 5000, maxClientConnections: Int = 4096,
+        clientIdleTimeoutMs: Int = 120_000, clientHeaderTimeoutMs: Int = 10_000, clientBodyTimeoutMs: Int = 30_000
     ) {
         self.nodeID = nodeID
         self.listenAddress = listenAddress
@@ -156,6 +166,10 @@ public struct ClusterConfig: Sendable, Equatable {
         self.dbRootDir = dbRootDir ?? "./db/\(nodeID)"
         self.logDir = logDir ?? "./logs/\(nodeID)"
         self.requestTimeoutMs = requestTimeoutMs
+        self.maxClientConnections = maxClientConnections
+        self.clientIdleTimeoutMs = clientIdleTimeoutMs
+        self.clientHeaderTimeoutMs = clientHeaderTimeoutMs
+        self.clientBodyTimeoutMs = clientBodyTimeoutMs
     }
 
     /// This node's own `initial_cluster` entry (validation guarantees there is one).

@@ -23,9 +23,29 @@ extension NodeConfig {
         try validate(context: LoadContext(fileName: source))
     }
 
+    /// The largest WAL record payload and peer frame (`WALRecord.maxPayload`, `PeerWire.defaultMaxFrameLength`; a
+    /// test checks they agree): one log entry must fit both.
+    public static let entryHardCap = 64 << 20
+    /// Room for what surrounds a command's key and values in an entry, a WAL record and a peer frame.
+    public static let entryFramingAllowance = 64 << 10
+
+    /// The largest `max_value_bytes` that `max_key_bytes` allows: a compare-and-swap carries two values and a key,
+    /// which with framing must fit one entry (`entryHardCap`).
+    public static func maxValueBytesAllowed(maxKeyBytes: Int) -> Int {
+        (entryHardCap - entryFramingAllowance - maxKeyBytes) / 2
+    }
+
     func validate(context: LoadContext) throws(ConfigError) {
         try validateMembers(context: context)
         try validateNumbers(context: context)
+        let allowed = Self.maxValueBytesAllowed(maxKeyBytes: raft.maxKeyBytes)
+        if raft.maxValueBytes > allowed {
+            throw context.error(
+                .invalidValue, at: "raft.max_value_bytes",
+                "\(raft.maxValueBytes) bytes is too large: a compare-and-swap carries two values and the key, which "
+                    + "with framing (2 x max_value_bytes + max_key_bytes + 64 KiB) must fit one WAL record and one peer "
+                    + "frame (64 MiB); at most \(allowed) with max_key_bytes = \(raft.maxKeyBytes)")
+        }
         try validateTiming(context: context)
         try validateStorage(context: context)
         try validateSecurity(context: context)
@@ -71,6 +91,10 @@ extension NodeConfig {
             ("cluster.node_id", cluster.nodeID > UInt64(Int.max) ? Int.max : Int(cluster.nodeID), 1...Int.max),
             ("cluster.initial_cluster_size", cluster.initialClusterSize, 1...Int.max),
             ("cluster.request_timeout_ms", cluster.requestTimeoutMs, 1...Int.max),
+            ("cluster.max_client_connections", cluster.maxClientConnections, 1...1_000_000),
+            ("cluster.client_idle_timeout_ms", cluster.clientIdleTimeoutMs, 100...Int.max),
+            ("cluster.client_header_timeout_ms", cluster.clientHeaderTimeoutMs, 100...Int.max),
+            ("cluster.client_body_timeout_ms", cluster.clientBodyTimeoutMs, 100...Int.max),
             ("raft.max_value_bytes", raft.maxValueBytes, 1...(64 << 20)),
             ("raft.max_key_bytes", raft.maxKeyBytes, 1...65_536),
             ("raft.election.election_timeout_min", raft.election.electionTimeoutMin, 1...Int.max),

@@ -77,8 +77,7 @@ final class NodeBackend: ClientAPIBackend, @unchecked Sendable {
         guard forwarding else { return nil }
         let needsLeader: Bool
         switch request.route {
-        case .get: needsLeader = consistency(request.consistency) != .eventual
-        case .scan: needsLeader = defaultConsistency != .eventual
+        case .get, .scan: needsLeader = consistency(request.consistency) != .eventual
         default: needsLeader = request.route.isWrite
         }
         guard needsLeader else { return nil }
@@ -217,15 +216,22 @@ final class NodeBackend: ClientAPIBackend, @unchecked Sendable {
             }
     }
 
-    public func scan(prefix: String, limit: Int?, context: ClientRequestContext) -> EventLoopFuture<ScanResponse> {
-        let prefixBytes = Array(prefix.utf8)
-        let cap = min(limit ?? 1000, 10_000)
-        return raft.read(defaultConsistency) { sm, logTime -> ScanResponse in
-            let rows = sm.scan(prefix: prefixBytes, limit: cap, nowMs: logTime)
-            return ScanResponse(
-                entries: rows.map { KeyValue(key: String(decoding: $0.key, as: UTF8.self), value: String(decoding: $0.value, as: UTF8.self)) },
-                index: sm.appliedIndex)
-        }.hop(to: context.eventLoop)
+    /// The Raft loop only finds the page (O(log n + rows)) and takes references to its rows, capped by count and
+    /// bytes; converting and encoding them, the costly part, happens on the connection's event loop.
+    public func scan(_ request: ScanRequest, context: ClientRequestContext) -> EventLoopFuture<ScanResponse> {
+        let prefix = Array(request.prefix.utf8)
+        let after = request.after.map { Array($0.utf8) }
+        let limit = min(request.limit ?? ClientHTTPLimits.defaultScanRows, ClientHTTPLimits.maxScanRows)
+        return raft.read(consistency(request.consistency)) { sm, logTime in
+            let page = sm.scanPage(
+                prefix: prefix, after: after, limit: limit, maxBytes: ClientHTTPLimits.maxScanBytes, nowMs: logTime)
+            return ScanPage(rows: page.rows, more: page.more, index: sm.appliedIndex)
+        }.hop(to: context.eventLoop).map { page in
+            let entries = page.rows.map {
+                KeyValue(key: String(decoding: $0.key, as: UTF8.self), value: String(decoding: $0.value, as: UTF8.self))
+            }
+            return ScanResponse(entries: entries, index: page.index, next: page.more ? entries.last?.key : nil)
+        }
     }
 
     public func cluster(context: ClientRequestContext) -> EventLoopFuture<ClusterResponse> {
@@ -287,4 +293,11 @@ final class NodeBackend: ClientAPIBackend, @unchecked Sendable {
         clock_gettime(CLOCK_REALTIME, &ts)
         return UInt64(ts.tv_sec) * 1000 + UInt64(ts.tv_nsec) / 1_000_000
     }
+}
+
+/// A scan page as the Raft loop hands it over: rows that share the state machine's storage.
+private struct ScanPage: Sendable {
+    var rows: [(key: Bytes, value: Bytes)]
+    var more: Bool
+    var index: LogIndex
 }

@@ -165,7 +165,26 @@ public enum NodeMain {
         limitsBuilder.maxKeyBytes = config.raft.maxKeyBytes
         limitsBuilder.maxBodyBytes = config.raft.maxValueBytes + config.raft.maxKeyBytes + (64 << 10)
         limitsBuilder.requestTimeout = .milliseconds(Int64(config.cluster.requestTimeoutMs))
+        limitsBuilder.idleTimeout = .milliseconds(Int64(config.cluster.clientIdleTimeoutMs))
+        limitsBuilder.headerTimeout = .milliseconds(Int64(config.cluster.clientHeaderTimeoutMs))
+        limitsBuilder.bodyTimeout = .milliseconds(Int64(config.cluster.clientBodyTimeoutMs))
         let limits = limitsBuilder
+        // Connections never take the descriptors the log, snapshots and peers need: the client cap fits under the
+        // descriptor limit (raised to the hard limit first), with room kept for the rest.
+        let descriptorLimit = DescriptorLimit.raiseToHardLimit()
+        let reservedDescriptors = DescriptorLimit.reservedForPeersAndStorage + DescriptorLimit.metricsConnections
+            + DescriptorLimit.undecidedAndPeerConnections
+        let clientCap = min(config.cluster.maxClientConnections, max(16, descriptorLimit - reservedDescriptors))
+        if clientCap < config.cluster.maxClientConnections {
+            log.warn(
+                "max_client_connections lowered from \(config.cluster.maxClientConnections) to \(clientCap) to fit the "
+                    + "descriptor limit (\(descriptorLimit), of which \(reservedDescriptors) are kept for peers, "
+                    + "metrics and storage)")
+        }
+        let clientConnections = ConnectionLimiter(limit: clientCap)
+        // Every connection on the shared port before it says what it speaks, and peers: bounded too.
+        let acceptedConnections = ConnectionLimiter(limit: clientCap + DescriptorLimit.undecidedAndPeerConnections)
+        let metricsConnections = ConnectionLimiter(limit: DescriptorLimit.metricsConnections)
         let authenticator = security.authenticator
 
         var peers: [NodeID: (host: String, port: Int)] = [:]
@@ -203,12 +222,25 @@ public enum NodeMain {
             clientChannel = try ServerBootstrap(group: group)
                 .serverChannelOption(.backlog, value: 512)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                // Out of descriptors (EMFILE): stop accepting for a second instead of spinning or failing.
+                .serverChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(AcceptBackoffHandler())
+                    }
+                }
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
                 .childChannelOption(.allowRemoteHalfClosure, value: true)
                 .childChannelOption(.maxMessagesPerRead, value: 16)
                 .childChannelInitializer { channel in
+                    guard acceptedConnections.admit(channel) else {
+                        return channel.close()
+                    }
                     let detector = transport.makeSharedPortDetector(configureHTTP: { channel in
-                        configureClientHTTP(
+                        guard clientConnections.admit(channel) else {
+                            ConnectionRefusal.refuse(channel, cap: clientConnections.limit)
+                            return channel.eventLoop.makeSucceededVoidFuture()
+                        }
+                        return configureClientHTTP(
                             channel: channel, backend: backend, limits: limits, authenticator: authenticator)
                     })
                     return channel.eventLoop.makeCompletedFuture {
@@ -246,9 +278,15 @@ public enum NodeMain {
         do {
             metricsChannel = try ServerBootstrap(group: group)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .serverChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(AcceptBackoffHandler())
+                    }
+                }
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
                 .childChannelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture { try security.addServerTLS(to: channel) }.flatMap {
+                    guard metricsConnections.admit(channel) else { return channel.close() }
+                    return channel.eventLoop.makeCompletedFuture { try security.addServerTLS(to: channel) }.flatMap {
                         MetricsHTTPServer.configure(channel: channel, endpoints: endpoints, authenticator: authenticator)
                     }
                 }

@@ -28,7 +28,15 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
         public var maxPendingReads = 10_000
         public var snapshotEnabled = true
         public var snapshotEvery: UInt64 = 10_000
+        /// A snapshot is also taken once this many bytes of entries were applied since the last one, so that large
+        /// values cannot grow the in-memory log without bound between snapshots.
+        public var snapshotEveryBytes: UInt64 = 64 << 20
         public var retainedEntries: UInt64 = 1000
+        /// The entries kept after a snapshot (for slow followers) hold at most about this many bytes.
+        public var retainedBytes: UInt64 = 32 << 20
+        /// Bytes of entries in the log not yet applied: a write that would go past it is refused with
+        /// `429 overloaded` (nothing proposed), so a burst of large values cannot grow the log without bound.
+        public var maxUnappliedBytes: UInt64 = 128 << 20
         /// MemFirst: how often the interval flush is checked.
         public var flushCheckMs: Int64 = 10
         /// The config files' addresses; the replicated table (`Membership.addresses`) takes precedence.
@@ -90,6 +98,11 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
     /// A Ready's write found the disk full and is being retried.
     private var persistWaitingForSpace = false
     private var lastSnapshotIndex: LogIndex = 0
+    /// Bytes of entry data applied since the last snapshot was taken (`Settings.snapshotEveryBytes`).
+    private var appliedBytesSinceSnapshot: UInt64 = 0
+    /// Bytes of entry data handed to the log and not yet applied (`Settings.maxUnappliedBytes`); an estimate that
+    /// may only over-count (a follower's truncated suffix), and returns to 0 whenever everything is applied.
+    private(set) var unappliedBytes: UInt64 = 0
     private var stopped = false
     private var tickTask: RepeatedTask?
     private var flushTask: RepeatedTask?
@@ -265,6 +278,16 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
             guard self.pending.writeCount < self.settings.maxPendingWrites else {
                 self.metrics.overloaded += 1
                 return promise.fail(APIError(code: .overloaded, message: "too many writes in flight; retry later"))
+            }
+            guard self.unappliedBytes + UInt64(data.count) <= self.settings.maxUnappliedBytes
+                || self.unappliedBytes == 0
+            else {
+                self.metrics.overloaded += 1
+                return promise.fail(
+                    APIError(
+                        code: .overloaded,
+                        message: "\(self.unappliedBytes) bytes of writes are not yet applied (the cap is "
+                            + "\(self.settings.maxUnappliedBytes)); retry later"))
             }
             switch self.core.propose([RaftNode.Proposal(data: data)]) {
             case .success(let assigned):
@@ -589,6 +612,7 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
 
     func persist(_ rd: Ready, _ kind: ReadyPersistence, completion: @escaping (LogIndex?) -> Void) {
         let writer = self.writer
+        for entry in rd.entries { unappliedBytes += UInt64(entry.data.count) }
         guard kind == .full else {
             // Only the commit index moved: the record goes to the WAL thread in order, unsynced, not waited for.
             io.runIfActive(eventLoop: loop) {
@@ -596,6 +620,7 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
             }.whenFailure { error in
                 // The commit index is volatile: a record the full disk refused is written again with the next batch.
                 if let full = error as? StorageNoSpaceError { return self.raiseNoSpace("the disk is full: \(full.message)") }
+                if error is StorageNoDescriptorsError { return }
                 self.fatal(error)
             }
             return
@@ -641,6 +666,12 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
                     }
                     self.persistWaitingForSpace = true
                     self.raiseNoSpace("the disk is full: \(error.message)")
+                    self.loop.assumeIsolated().scheduleTask(in: .milliseconds(200)) { attempt() }
+                case .failure(let error as StorageNoDescriptorsError):
+                    // Connections hold every descriptor: nothing was written; tried again as they close.
+                    guard !self.stopped else { return }
+                    if !self.persistWaitingForSpace { self.log.error("\(error); the write is retried") }
+                    self.persistWaitingForSpace = true
                     self.loop.assumeIsolated().scheduleTask(in: .milliseconds(200)) { attempt() }
                 case .failure(let error):
                     self.fatal(error)
@@ -698,6 +729,9 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
 
     private func apply(_ entry: Entry, now: UInt64) {
         let result = stateMachine.apply(entry)
+        let size = UInt64(entry.data.count)
+        appliedBytesSinceSnapshot += size
+        unappliedBytes = entry.index >= core.lastIndex ? 0 : unappliedBytes - min(unappliedBytes, size)
         logClock.observe(stateMachine.clockMs, monotonicMs: now)
         metrics.applied += 1
         let (succeeded, answer) = pending.applied(index: entry.index, entryTerm: entry.term, result: result)
@@ -720,6 +754,7 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
         let applied = stateMachine.appliedIndex
         // Under the NOSPACE alarm every applied entry is compacted as soon as it can be: that is what frees space.
         let due = applied >= lastSnapshotIndex + settings.snapshotEvery
+            || (appliedBytesSinceSnapshot >= settings.snapshotEveryBytes && applied > lastSnapshotIndex)
             || (noSpaceRaised && applied > lastSnapshotIndex)
         guard settings.snapshotEnabled, !snapshotInProgress, due, RaftServer.monotonicMillis() >= snapshotRetryAt,
             let meta = core.snapshotMetadata(at: applied)
@@ -729,7 +764,11 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
         let writer = self.writer
         let snapshots = self.snapshots
         let lock = snapshotLock
-        let retained = settings.retainedEntries
+        // Keep `retainedEntries` for slow followers, fewer when they would hold more than `retainedBytes` (judged by
+        // the average entry since the last snapshot).
+        let averageEntryBytes = max(1, appliedBytesSinceSnapshot / max(1, applied - lastSnapshotIndex))
+        let retained = min(settings.retainedEntries, settings.retainedBytes / averageEntryBytes)
+        let bytesCovered = appliedBytesSinceSnapshot
         let io = self.io
         let loop = self.loop
         // Serialise and save on the snapshot thread; then record it in the WAL and compact on the WAL thread.
@@ -758,6 +797,7 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
                     self.scheduleReady()
                 }
                 guard meta.index > self.lastSnapshotIndex else { return }
+                self.appliedBytesSinceSnapshot -= min(self.appliedBytesSinceSnapshot, bytesCovered)
                 self.latestSnapshot = (meta, data)
                 self.lastSnapshotIndex = meta.index
                 self.core.compact(snapshot: meta, retain: retained)
@@ -767,6 +807,9 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
                 // Nothing changed: the snapshot file was not saved or the log record not written. Tried again later.
                 self.snapshotRetryAt = RaftServer.monotonicMillis() + 1000
                 self.raiseNoSpace("the disk is full: \(error.message)")
+            case .failure(let error as StorageNoDescriptorsError):
+                self.snapshotRetryAt = RaftServer.monotonicMillis() + 1000
+                self.log.warn("\(error); the snapshot is tried again in 1 s")
             case .failure(let error):
                 self.fatal(error)
             }

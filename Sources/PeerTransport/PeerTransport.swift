@@ -101,6 +101,11 @@ public final class PeerTransport: Sendable {
         /// ``SnapshotStaging``). The node uses `<db_root_dir>/incoming-snapshots`; `nil` picks a new directory under
         /// the system's temporary directory for this transport.
         public var snapshotStagingDirectory: String?
+        /// Inbound peer connections open at once; one more is closed at once (a cluster needs one per peer).
+        public var maxInboundConnections = 64
+        /// An inbound peer connection that carries nothing for this long is closed (a leader's link carries heartbeats;
+        /// the sender reconnects when it has something to say). `nil`: never.
+        public var inboundIdleTimeout: TimeAmount? = .seconds(60)
 
         public init() {}
     }
@@ -254,7 +259,12 @@ public final class PeerTransport: Sendable {
     ///   admitted as that node's. `nil` (plain TCP) trusts the hello's id, still subject to ``admit(members:leader:)``.
     public func inboundPipeline(channel: Channel, authenticatedNodeID: NodeID? = nil) -> EventLoopFuture<Void> {
         let maxFrameLength = configuration.maxFrameLength
+        let idleTimeout = configuration.inboundIdleTimeout
         return channel.eventLoop.makeCompletedFuture {
+            if let idleTimeout {
+                try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: idleTimeout))
+                try channel.pipeline.syncOperations.addHandler(PeerIdleCloser())
+            }
             try channel.pipeline.syncOperations.addHandler(
                 ByteToMessageHandler(PeerFrameDecoder(expectsPreamble: true, maxFrameLength: maxFrameLength))
             )
@@ -417,6 +427,10 @@ public final class PeerTransport: Sendable {
         }
         // A channel that already closed has run (or is about to run) `inboundClosed`; do not keep it.
         guard channel.isActive else { return }
+        guard state.value.inbound.count < configuration.maxInboundConnections else {
+            channel.close(promise: nil)
+            return
+        }
         state.value.inbound[ObjectIdentifier(channel)] = channel
     }
 
@@ -741,5 +755,19 @@ final class PeerChannelHandler: ChannelInboundHandler {
                 // follower tunnels many clients' requests over this one connection) leaves in one write(2).
                 channel.eventLoop.execute { channel.flush() }
             }
+    }
+}
+
+/// Closes an inbound peer connection that `IdleStateHandler` reports idle.
+final class PeerIdleCloser: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent {
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
     }
 }

@@ -11,10 +11,15 @@ import RaftCore
 /// ```
 ///
 /// A new directory is built under a hidden temporary name next to it and renamed into place, so a directory with
-/// a `DENGINE` file is always complete. A directory that exists, is not empty and has no `DENGINE` file is foreign
-/// and refused; nothing in it is touched.
+/// a `DENGINE` file is always complete. An existing empty directory (a mount point, say, which cannot be renamed
+/// onto) is filled in place instead: `.dengine-init` first, `DENGINE` last, then `.dengine-init` removed; a start
+/// that finds `.dengine-init` without `DENGINE` clears what the interrupted creation left and starts over. A
+/// directory that exists, is not empty (`lost+found` aside) and has no `DENGINE` file is foreign and refused; nothing
+/// in it is touched.
 public enum DataDirectory {
     public static let markerName = "DENGINE"
+    /// Present while an existing empty directory is being filled in place.
+    static let inPlaceMarkerName = ".dengine-init"
     public static let formatVersion = 1
 
     public enum Mode: Sendable, Equatable {
@@ -62,9 +67,20 @@ public enum DataDirectory {
                     .notADirectory, "data directory \(path) exists but is not a directory; nothing was changed",
                     path: path)
             case .directory:
-                let names = try fs.list(path)
+                var names = try fs.list(path)
+                if !names.contains(markerName), names.contains(inPlaceMarkerName) {
+                    // An in-place creation was interrupted: only its own files are here; clear them.
+                    for sub in ["wal", "snapshots"] { try fs.removeTree(path + "/" + sub) }
+                    try fs.remove(path + "/" + inPlaceMarkerName)
+                    names = try fs.list(path)
+                }
+                if names.contains(markerName), names.contains(inPlaceMarkerName) {
+                    // Complete (the identity file is written last); only the flag's removal was lost.
+                    try fs.remove(path + "/" + inPlaceMarkerName)
+                    try fs.syncDirectory(path)
+                }
                 if !names.contains(markerName) {
-                    guard names.isEmpty else {
+                    guard names.allSatisfy({ $0 == "lost+found" }) else {
                         throw StorageOpenError(
                             .foreignDirectory,
                             "data directory \(path) is not empty and has no \(markerName) file: it is not a dengine "
@@ -76,7 +92,7 @@ public enum DataDirectory {
                         throw StorageOpenError(
                             .missingDirectory, "data directory \(path) is empty (no \(markerName) file)", path: path)
                     }
-                    try create(path: path, nodeID: nodeID, fs: fs)
+                    try createInPlace(path: path, nodeID: nodeID, fs: fs)
                     created = true
                 }
             }
@@ -170,6 +186,20 @@ public enum DataDirectory {
         try fs.syncDirectory(temp)
         try fs.rename(temp, path)
         try fs.syncDirectory(parent)
+    }
+
+    /// Fills the existing empty directory `path` (a mount point cannot be renamed onto), marked by
+    /// `.dengine-init` until the identity file, written last, makes it complete.
+    private static func createInPlace(path: String, nodeID: NodeID, fs: any StorageFileSystem) throws {
+        let flag = path + "/" + inPlaceMarkerName
+        try fs.writeAtomically([], to: flag)
+        try fs.makeDirectory(path + "/wal")
+        try fs.makeDirectory(path + "/snapshots")
+        try WAL.initialize(directory: path + "/wal", fs: fs)
+        try fs.syncDirectory(path + "/snapshots")
+        try fs.writeAtomically(identityBytes(nodeID: nodeID), to: path + "/" + markerName)
+        try fs.remove(flag)
+        try fs.syncDirectory(path)
     }
 }
 

@@ -11,6 +11,8 @@ public struct StorageIOError: Error, Sendable, Equatable, CustomStringConvertibl
         case permissionDenied = "permission_denied"
         /// ENOENT.
         case notFound = "not_found"
+        /// EMFILE or ENFILE: no file descriptor left (the process's or the system's limit).
+        case noDescriptors = "no_descriptors"
         /// Anything else (EIO, ...).
         case other = "io_error"
     }
@@ -29,6 +31,7 @@ public struct StorageIOError: Error, Sendable, Equatable, CustomStringConvertibl
         case ENOSPC, EDQUOT: kind = .noSpace
         case EACCES, EPERM, EROFS: kind = .permissionDenied
         case ENOENT: kind = .notFound
+        case EMFILE, ENFILE: kind = .noDescriptors
         default: kind = .other
         }
     }
@@ -41,7 +44,7 @@ public struct StorageIOError: Error, Sendable, Equatable, CustomStringConvertibl
         case .permissionDenied:
             return "permission denied: \(operation) \(path) failed: \(reason) (errno \(errno)); the node's user needs "
                 + "read and write access to the data directory"
-        case .notFound, .other:
+        case .notFound, .noDescriptors, .other:
             return "\(operation) \(path) failed: \(reason) (errno \(errno))"
         }
     }
@@ -58,6 +61,22 @@ public struct StorageNoSpaceError: Error, Sendable, Equatable, CustomStringConve
 
     init(_ io: StorageIOError, context: String) {
         message = "disk full while \(context): \(io.operation) \(io.path) failed (errno \(io.errno)); nothing was written"
+    }
+
+    public var description: String { message }
+}
+
+// MARK: - No descriptor left
+
+/// Opening a file found no descriptor left (EMFILE, ENFILE) and nothing was changed: the same operation may be tried
+/// again once connections have closed. (The WAL keeps a spare descriptor for its next segment, so a log write rarely
+/// sees this; a snapshot may.)
+public struct StorageNoDescriptorsError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var message: String
+
+    init(_ io: StorageIOError, context: String) {
+        message = "no file descriptor left while \(context): \(io.operation) \(io.path) failed (errno \(io.errno)); "
+            + "nothing was written"
     }
 
     public var description: String { message }
@@ -129,7 +148,7 @@ public struct StorageOpenError: Error, Sendable, Equatable, CustomStringConverti
         case .noSpace: code = .noSpace
         case .permissionDenied: code = .permissionDenied
         case .notFound: code = .missingFiles
-        case .other: code = .ioError
+        case .noDescriptors, .other: code = .ioError
         }
         self.init(code, io.description, path: io.path)
     }

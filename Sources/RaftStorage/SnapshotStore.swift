@@ -151,6 +151,9 @@ public final class SnapshotStore: @unchecked Sendable {
             if io.kind == .noSpace, io.operation != "fsync" {
                 throw StorageNoSpaceError(io, context: "saving snapshot \(path)")
             }
+            if io.kind == .noDescriptors, io.operation != "fsync" {
+                throw StorageNoDescriptorsError(io, context: "saving snapshot \(path)")
+            }
             throw StorageFatalError(io, context: "saving snapshot \(path)")
         }
         try prune()

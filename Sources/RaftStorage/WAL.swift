@@ -82,16 +82,23 @@ public final class WAL: LogStorage, @unchecked Sendable {
     /// The file system the segments live on.
     let fs: any StorageFileSystem
 
+    /// A descriptor held in reserve (on /dev/null) and given up when the next segment finds none left, so that
+    /// connections using every other descriptor cannot stop the log from rotating. `-1` while given up.
+    private var spareDescriptor: Int32 = -1
+
     private init(directory: String, options: Options, fs: any StorageFileSystem) {
         self.directory = directory
         self.options = options
         self.fs = fs
+        spareDescriptor = Glibc.open("/dev/null", O_RDONLY | O_CLOEXEC)
     }
 
     deinit { close() }
 
     /// Closes the segment files. Later calls fail.
     public func close() {
+        if spareDescriptor >= 0 { _ = Glibc.close(spareDescriptor) }
+        spareDescriptor = -1
         for segment in segments { segment.file.close() }
         segments.removeAll()
         if failure == nil { failure = StorageFatalError(code: .other, message: "WAL \(directory) is closed") }
@@ -261,15 +268,32 @@ public final class WAL: LogStorage, @unchecked Sendable {
     private func rotate() throws {
         try sync()
         let next = (segments.last?.sequence ?? 0) + 1
+        let create = {
+            try Self.createSegment(
+                in: self.directory, sequence: next, firstIndex: self.lastIndex + 1, prologue: self.prologue(),
+                fs: self.fs)
+        }
         do {
-            let segment = try Self.createSegment(
-                in: directory, sequence: next, firstIndex: lastIndex + 1, prologue: prologue(), fs: fs)
+            let segment: Segment
+            do {
+                segment = try create()
+            } catch let io as StorageIOError where io.kind == .noDescriptors && spareDescriptor >= 0 {
+                // Every descriptor is taken (by connections, say): the spare one makes room for the segment.
+                try? fs.remove(directory + "/" + Self.segmentName(sequence: next, firstIndex: lastIndex + 1) + ".tmp")
+                _ = Glibc.close(spareDescriptor)
+                spareDescriptor = -1
+                segment = try create()
+            }
             segments.append(segment)
+            if spareDescriptor < 0 { spareDescriptor = Glibc.open("/dev/null", O_RDONLY | O_CLOEXEC) }
             // The prologue restates what is already in the index; replaying it changes nothing.
         } catch let io as StorageIOError {
             // The segment is created under a temporary name and renamed: a full disk leaves the log as it was.
-            if io.kind == .noSpace, io.operation != "fsync" {
+            if io.kind == .noSpace || io.kind == .noDescriptors, io.operation != "fsync" {
                 try? fs.remove(directory + "/" + Self.segmentName(sequence: next, firstIndex: lastIndex + 1) + ".tmp")
+                if io.kind == .noDescriptors {
+                    throw StorageNoDescriptorsError(io, context: "starting a new log segment")
+                }
                 throw StorageNoSpaceError(io, context: "starting a new log segment")
             }
             throw poison(io, "starting a new log segment")

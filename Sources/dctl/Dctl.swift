@@ -35,7 +35,7 @@ struct Dctl: AsyncParsableCommand {
             """,
         version: DctlVersion.text,
         subcommands: [
-            ClusterCommand.self, NodeCommand.self, Put.self, Get.self, Delete.self, Status.self, Leader.self,
+            ClusterCommand.self, NodeCommand.self, Put.self, Get.self, Scan.self, Delete.self, Status.self, Leader.self,
             Health.self, Wait.self, Completion.self, Version.self, Bench.self,
             Join.self, Promote.self, Remove.self, TransferLeader.self, Certs.self, Doctor.self, Alarm.self,
         ]

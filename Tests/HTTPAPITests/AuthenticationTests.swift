@@ -108,7 +108,7 @@ final class CallerRecordingBackend: ClientAPIBackend, @unchecked Sendable {
     func cas(_ request: CasRequest, context: ClientRequestContext) -> EventLoopFuture<CasResponse> {
         context.eventLoop.makeFailedFuture(APIError(code: .unavailable, message: "forwarded only"))
     }
-    func scan(prefix: String, limit: Int?, context: ClientRequestContext) -> EventLoopFuture<ScanResponse> {
+    func scan(_ request: ScanRequest, context: ClientRequestContext) -> EventLoopFuture<ScanResponse> {
         context.eventLoop.makeFailedFuture(APIError(code: .unavailable, message: "forwarded only"))
     }
     func cluster(context: ClientRequestContext) -> EventLoopFuture<ClusterResponse> {

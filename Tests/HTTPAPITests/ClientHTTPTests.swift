@@ -98,14 +98,25 @@ struct ClientHTTPTests {
                     try client.exchange("GET", "/scan"),
                     try client.exchange("GET", "/scan?prefix=a&limit=0"),
                     try client.exchange("GET", "/scan?prefix=a&limit=x"),
+                    try client.exchange("GET", "/scan?prefix=a%2F&limit=2&after=a%2F2"),
+                    try client.exchange("GET", "/scan?prefix=a&consistency=sometimes"),
+                    try client.exchange("GET", "/scan?prefix=a&after="),
                 ]
             }
             let limited = try WireJSON.decode(ScanResponse.self, from: Data(responses[0].body))
             #expect(limited.entries.map(\.key) == ["a/1", "a/2"])
             #expect(limited.index == 4)
-            #expect(try WireJSON.decode(ScanResponse.self, from: Data(responses[1].body)).entries.count == 4)
+            #expect(limited.next == "a/2")
+            let all = try WireJSON.decode(ScanResponse.self, from: Data(responses[1].body))
+            #expect(all.entries.count == 4)
+            #expect(all.next == nil)
             #expect(responses[2].status == 400)
             #expect(responses[3].status == 400)
+            let continued = try WireJSON.decode(ScanResponse.self, from: Data(responses[4].body))
+            #expect(continued.entries.map(\.key) == ["a/3"])
+            #expect(continued.next == nil)
+            #expect(responses[5].status == 400)
+            #expect(responses[6].status == 400)
         }
     }
 

@@ -140,6 +140,43 @@ struct KVStateMachineTests {
         #expect(sm.scan(prefix: []).count == keys.count + 4)
     }
 
+    @Test func pagesWalkEveryKeyOnceWithinTheirCaps() {
+        var sm = KVStateMachine()
+        var log = Log()
+        var rng = SeededRNG(state: 9)
+        for _ in 0..<2000 {
+            let k = "p/\(Int.random(in: 0..<3000, using: &rng))"
+            let size = Int.random(in: 0..<300, using: &rng)
+            _ = sm.apply(log.entry(.put(key: b(k), value: Array(repeating: 120, count: size), expiresAtMs: nil)))
+        }
+        for k in ["o", "p", "q/1"] { _ = sm.apply(log.entry(.put(key: b(k), value: b(k), expiresAtMs: nil))) }
+        let expected = sm.scan(prefix: b("p/")).map(\.key)
+        for (limit, maxBytes) in [(1, 1 << 20), (7, 1 << 20), (500, 4000), (10_000, 0)] {
+            var seen: [Bytes] = []
+            var after: Bytes?
+            var pages = 0
+            while true {
+                let page = sm.scanPage(prefix: b("p/"), after: after, limit: limit, maxBytes: maxBytes)
+                pages += 1
+                #expect(!page.rows.isEmpty || !page.more)
+                #expect(page.rows.count <= limit)
+                // Past its first row a page stays within the byte cap.
+                let sizes = page.rows.map { $0.key.count + $0.value.count }
+                #expect(sizes.reduce(0, +) <= max(maxBytes, sizes.first ?? 0))
+                seen += page.rows.map(\.key)
+                guard page.more, let last = page.rows.last else { break }
+                after = last.key
+            }
+            #expect(seen == expected, "limit \(limit), maxBytes \(maxBytes)")
+            #expect(pages > 1)
+        }
+        // `after` before the prefix starts at the prefix; after the prefix ends, nothing.
+        #expect(sm.scanPage(prefix: b("p/"), after: b("a"), limit: 3, maxBytes: 1 << 20).rows.map(\.key)
+            == Array(expected.prefix(3)))
+        #expect(sm.scanPage(prefix: b("p/"), after: b("p0"), limit: 3, maxBytes: 1 << 20).rows.isEmpty)
+        #expect(sm.scanPage(prefix: b("p/"), after: nil, limit: 0, maxBytes: 1 << 20).rows.isEmpty)
+    }
+
     @Test func snapshotRestoresTheSameState() throws {
         var sm = KVStateMachine()
         var log = Log()

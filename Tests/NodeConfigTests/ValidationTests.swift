@@ -251,9 +251,32 @@ import Testing
             "raft.replication.max_inflight_messages: must be at least 1, got 0"
         ),
         ("db_root_dir", "request_timeout_ms = 0\ndb_root_dir", "cluster.request_timeout_ms: must be at least 1, got 0"),
+        (
+            "db_root_dir", "max_client_connections = 0\ndb_root_dir",
+            "cluster.max_client_connections: must be between 1 and 1000000, got 0"
+        ),
+        (
+            "db_root_dir", "client_header_timeout_ms = 5\ndb_root_dir",
+            "cluster.client_header_timeout_ms: must be at least 100, got 5"
+        ),
     ])
     func sizesMustBePositive(old: String, new: String, message: String) {
         expectRejected(base(replacing: old, with: new), "test.toml: \(message)")
+    }
+
+    @Test func valueCapFitsOneEntryWithACompareAndSwap() {
+        // 64 MiB passes the key's own range but not the entry cap: a CAS of two such values could never be written.
+        expectRejected(
+            base(replacing: "[raft.election]", with: "[raft]\nmax_value_bytes = 67108864\n[raft.election]"),
+            "test.toml: raft.max_value_bytes: 67108864 bytes is too large: a compare-and-swap carries two values and "
+                + "the key, which with framing (2 x max_value_bytes + max_key_bytes + 64 KiB) must fit one WAL record "
+                + "and one peer frame (64 MiB); at most 33519616 with max_key_bytes = 4096")
+        let largest = NodeConfig.maxValueBytesAllowed(maxKeyBytes: 4096)
+        #expect(2 * largest + 4096 + NodeConfig.entryFramingAllowance <= NodeConfig.entryHardCap)
+        #expect(
+            (try? parse(
+                base(replacing: "[raft.election]", with: "[raft]\nmax_value_bytes = \(largest)\n[raft.election]")))
+                != nil)
     }
 
     @Test func flushThresholdWithinBuffer() {

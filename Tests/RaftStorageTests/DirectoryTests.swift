@@ -109,3 +109,69 @@ struct DirectoryTests {
         #expect(message.contains(dir.dataDir))
     }
 }
+
+/// An existing empty directory (a mount point cannot be renamed onto) is filled in place; a cut at any step of that
+/// leaves either a complete directory or one the next start clears and fills again.
+@Suite("Data directory: created in place")
+struct InPlaceCreationTests {
+    @Test func anEmptyDirectoryWithLostAndFoundIsFilledInPlaceAndSurvivesACut() throws {
+        let fs = PowerCutFileSystem()
+        try fs.makeDirectories("/mnt/db")
+        try fs.makeDirectory("/mnt/db/lost+found")
+        try fs.syncDirectory("/mnt/db")
+        let opened = try DataDirectory.open(path: "/mnt/db", nodeID: 4, fs: fs)
+        #expect(opened.created)
+        try LogWriter(wal: opened.wal, strategy: .diskFirst).persist(
+            entries: [], hardState: HardState(term: 2, vote: 4, commit: 0))
+        opened.wal.close()
+        fs.cutPower(.dropUnsynced)
+        let reopened = try DataDirectory.open(path: "/mnt/db", nodeID: 4, mode: .openExisting, fs: fs)
+        #expect(reopened.wal.hardState.term == 2 && reopened.wal.hardState.vote == 4)
+        #expect(try fs.list("/mnt/db").contains("lost+found"))
+        #expect(try !fs.list("/mnt/db").contains(DataDirectory.inPlaceMarkerName))
+    }
+
+    @Test(arguments: 0..<40)
+    func aCutAtAnyStepOfTheCreationLeavesAStartableDirectory(step: Int) throws {
+        let disk = PowerCutFileSystem()
+        try disk.makeDirectories("/mnt/db")
+        let failing = FailingFileSystem(disk, failAfter: step)
+        let first = Result { try DataDirectory.open(path: "/mnt/db", nodeID: 1, fs: failing) }
+        if case .success(let opened) = first { opened.wal.close() }
+        disk.cutPower(.dropUnsynced)
+        let again = try DataDirectory.open(path: "/mnt/db", nodeID: 1, fs: disk)
+        #expect(again.wal.hardState.term == 0 && again.wal.hardState.commit == 0)
+        #expect(try !disk.list("/mnt/db").contains(DataDirectory.inPlaceMarkerName))
+    }
+}
+
+/// Delegates to a disk, failing every mutation after the first `failAfter` (a process that died mid-way).
+private final class FailingFileSystem: StorageFileSystem, @unchecked Sendable {
+    // @unchecked Sendable: used from one test thread only.
+    let disk: PowerCutFileSystem
+    var remaining: Int
+
+    init(_ disk: PowerCutFileSystem, failAfter: Int) {
+        self.disk = disk
+        self.remaining = failAfter
+    }
+
+    struct Died: Error {}
+
+    private func mutate() throws {
+        guard remaining > 0 else { throw Died() }
+        remaining -= 1
+    }
+
+    func kind(of path: String) throws -> FileKind { try disk.kind(of: path) }
+    func list(_ path: String) throws -> [String] { try disk.list(path) }
+    func makeDirectory(_ path: String) throws { try mutate(); try disk.makeDirectory(path) }
+    func syncDirectory(_ path: String) throws { try mutate(); try disk.syncDirectory(path) }
+    func rename(_ from: String, _ to: String) throws { try mutate(); try disk.rename(from, to) }
+    func remove(_ path: String) throws { try mutate(); try disk.remove(path) }
+    func removeDirectory(_ path: String) throws { try mutate(); try disk.removeDirectory(path) }
+    func open(_ path: String, writable: Bool, create: Bool) throws -> any StorageFile {
+        if writable { try mutate() }
+        return try disk.open(path, writable: writable, create: create)
+    }
+}

@@ -70,11 +70,15 @@ final class DictionaryBackend: AsyncClientAPIBackend {
         }
     }
 
-    func scan(prefix: String, limit: Int?, deadline: NIODeadline) async -> Result<ScanResponse, APIError> {
+    func scan(_ request: ScanRequest, deadline: NIODeadline) async -> Result<ScanResponse, APIError> {
         state.withLock { state in
-            let matching = state.entries.filter { $0.key.hasPrefix(prefix) }.sorted { $0.key < $1.key }
-            let entries = matching.prefix(limit ?? Int.max).map { KeyValue(key: $0.key, value: $0.value) }
-            return .success(ScanResponse(entries: Array(entries), index: state.index))
+            let matching = state.entries.filter { $0.key.hasPrefix(request.prefix) && $0.key > (request.after ?? "") }
+                .sorted { $0.key < $1.key }
+            let limit = request.limit ?? Int.max
+            let entries = matching.prefix(limit).map { KeyValue(key: $0.key, value: $0.value) }
+            return .success(
+                ScanResponse(
+                    entries: Array(entries), index: state.index, next: matching.count > limit ? entries.last?.key : nil))
         }
     }
 
@@ -150,7 +154,7 @@ final class ForwardingBackend: ClientAPIBackend {
         context.eventLoop.makeSucceededFuture(CasResponse(succeeded: false, index: 1))
     }
 
-    func scan(prefix: String, limit: Int?, context: ClientRequestContext) -> EventLoopFuture<ScanResponse> {
+    func scan(_ request: ScanRequest, context: ClientRequestContext) -> EventLoopFuture<ScanResponse> {
         context.eventLoop.makeSucceededFuture(ScanResponse(entries: [], index: 1))
     }
 
