@@ -385,6 +385,14 @@ public struct KVStateMachine: Sendable {
         return w.bytes
     }
 
+    /// FNV-1a 64 of `bytes` as 16 hex digits: the `checksum` of a snapshot backup's header.
+    public static func checksumText(of bytes: Bytes) -> String {
+        var h = FNV1a64()
+        h.add(bytes)
+        let text = String(h.value, radix: 16)
+        return String(repeating: "0", count: 16 - text.count) + text
+    }
+
     /// Whether `bytes` look like an intact image: the magic and the trailing checksum (cheap; `restore` checks all).
     public static func isIntactImage(_ bytes: Bytes) -> Bool {
         guard bytes.count >= snapshotMagic.count + 1 + 8, bytes.starts(with: snapshotMagic) else { return false }

@@ -146,6 +146,9 @@ public enum NodeMain {
         settings.retainedEntries = UInt64(config.raft.snapshot.retainedLogEntries)
         settings.maxPendingWrites = max(1, config.raft.persistence.maxBufferedEntries)
         settings.quotaBackendBytes = UInt64(config.raft.persistence.quotaBackendBytes)
+        settings.watchHistory = WatchHub.Settings(
+            historyEntries: config.watch.historyEntries, historyBytes: config.watch.historyBytes)
+        settings.watchProgressMs = Int64(config.watch.progressIntervalMs)
         for member in config.cluster.initialCluster { settings.addresses[member.id] = member.address.description }
         // What clients and operators are shown: dialable (never the wildcard a node may listen on).
         settings.selfAddress = (config.cluster.selfMember?.address ?? config.cluster.listenAddress).dialAddress.description
@@ -185,7 +188,8 @@ public enum NodeMain {
         let backend = NodeBackend(
             raft: raft, transport: transport, defaultConsistency: config.raft.readConsistency.defaultPolicy,
             allowClientOverride: config.raft.readConsistency.allowClientOverride,
-            requestTimeout: .milliseconds(Int64(config.cluster.requestTimeoutMs)))
+            requestTimeout: .milliseconds(Int64(config.cluster.requestTimeoutMs)),
+            watchBufferBytes: config.watch.bufferBytes)
         raft.onLeadershipChange = { isLeader, leader, removed in
             backend.updateLeadership(isLeader: isLeader, leader: leader, removed: removed)
         }

@@ -1,5 +1,6 @@
 import ClusterAPI
 import Foundation
+import HTTPAPI
 import KVStore
 import NIOConcurrencyHelpers
 import NIOCore
@@ -41,6 +42,9 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
         public var quotaBackendBytes: UInt64 = 8 << 30
         /// How often the data directory's size is measured.
         public var usageCheckMs: UInt64 = 1000
+        /// `[watch]`: the change history and how often watchers get `event: progress`.
+        var watchHistory = WatchHub.Settings()
+        var watchProgressMs: Int64 = 1000
 
         public init(raft: RaftCore.RaftConfig) { self.raft = raft }
     }
@@ -76,6 +80,11 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
     private var readyScheduled = false
     /// Writes, reads, apply waiters and transfers awaiting an answer, with their deadlines.
     private var pending = PendingRequests()
+    /// Watches and the change history they resume from.
+    private var watches: WatchHub
+    private var progressTask: RepeatedTask?
+    /// The applied changes of the entry being applied (reused across entries).
+    private var changes: [KVChange] = []
     private var stagedSnapshots: [LogIndex: [UInt8]] = [:]
     private var latestSnapshot: (meta: SnapshotMetadata, data: [UInt8])?
     private var snapshotInProgress = false
@@ -136,6 +145,7 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
                     + "directory aside and let the node catch up from the leader.")
         }
         self.stateMachine = sm
+        self.watches = WatchHub(settings: settings.watchHistory, appliedIndex: sm.appliedIndex)
         logClock.observe(sm.clockMs, monotonicMs: RaftServer.monotonicMillis())
         self.writer = LogWriter(wal: wal, strategy: strategy, maxBufferedEntries: maxBufferedEntries)
         self.core = try RaftNode(config: settings.raft, storage: wal, now: RaftServer.monotonicMillis())
@@ -149,6 +159,10 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
         loop.execute {
             let tick = TimeAmount.milliseconds(self.settings.tickMs)
             self.tickTask = self.loop.scheduleRepeatedTask(initialDelay: tick, delay: tick) { _ in self.onTick() }
+            let progress = TimeAmount.milliseconds(self.settings.watchProgressMs)
+            self.progressTask = self.loop.scheduleRepeatedTask(initialDelay: progress, delay: progress) { _ in
+                self.watches.progress(appliedIndex: self.stateMachine.appliedIndex)
+            }
             if case .memFirst = self.writer.strategy {
                 let every = TimeAmount.milliseconds(self.settings.flushCheckMs)
                 self.flushTask = self.loop.scheduleRepeatedTask(initialDelay: every, delay: every) { _ in
@@ -165,6 +179,7 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
         loop.flatSubmit {
             self.stopped = true
             self.tickTask?.cancel()
+            self.progressTask?.cancel()
             self.flushTask?.cancel()
             Self.run(self.pending.failAll())
             let writer = self.writer
@@ -697,7 +712,9 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
     }
 
     private func apply(_ entry: Entry, now: UInt64) {
-        let result = stateMachine.apply(entry)
+        changes.removeAll(keepingCapacity: true)
+        let result = stateMachine.apply(entry, changes: &changes)
+        if !changes.isEmpty { watches.record(changes) }
         logClock.observe(stateMachine.clockMs, monotonicMs: now)
         metrics.applied += 1
         let (succeeded, answer) = pending.applied(index: entry.index, entryTerm: entry.term, result: result)
@@ -710,6 +727,7 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
 
     private func installSnapshot(_ meta: SnapshotMetadata, data: [UInt8], restored: KVStateMachine) {
         stateMachine = restored
+        watches.reset(appliedIndex: restored.appliedIndex)
         logClock.observe(restored.clockMs, monotonicMs: RaftServer.monotonicMillis())
         latestSnapshot = (meta, data)
         lastSnapshotIndex = meta.index
@@ -877,6 +895,34 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
         exit(74)
     }
 
+    // MARK: - Watches and backups
+
+    /// Starts a watch on this node's applied state (see `WatchHub.register`).
+    func watch(_ request: WatchRequest, stream: WatchStream) -> EventLoopFuture<Void> {
+        loop.submit {
+            guard !self.stopped else { throw APIError(code: .unavailable, message: "the node is shutting down") }
+            return try self.watches.register(request, stream: stream, appliedIndex: self.stateMachine.appliedIndex)
+                .get()
+        }
+    }
+
+    /// A consistent image of the leader's state for a backup: a linearizable read (the leader confirms it still
+    /// leads, then waits until it has applied what it committed) takes a copy-on-write copy of the state machine on
+    /// the loop; the image is serialised on the snapshot thread, so the loop never waits for it.
+    func backup() -> EventLoopFuture<(image: [UInt8], meta: SnapshotMetadata, keys: Int, stateHash: UInt64)> {
+        read(.linearizable) { sm -> (KVStateMachine, SnapshotMetadata?) in
+            (sm, self.core.snapshotMetadata(at: sm.appliedIndex))
+        }.flatMap { sm, meta in
+            guard let meta else {
+                return self.loop.makeFailedFuture(
+                    APIError(code: .unavailable, message: "the applied index was compacted meanwhile; retry"))
+            }
+            return self.snapshotIO.runIfActive(eventLoop: self.loop) {
+                (sm.snapshot(membership: meta.membership), meta, sm.count, sm.stateHash)
+            }
+        }
+    }
+
     // MARK: - Status
 
     /// The status document of SPEC (`/status`).
@@ -920,7 +966,10 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
             self.metrics.render(
                 node: self.settings.raft.id, core: self.core, applied: self.stateMachine.appliedIndex,
                 keys: self.stateMachine.count, pendingWrites: self.pending.writeCount,
-                pendingReads: self.pending.readCount, peerRefusals: self.transport.refusals())
+                pendingReads: self.pending.readCount, peerRefusals: self.transport.refusals(),
+                watch: NodeMetrics.WatchGauges(
+                    watchers: self.watches.watcherCount, bufferedBytes: WatchStream.totalBufferedBytes,
+                    firstIndex: self.watches.firstIndex))
         }
     }
 
