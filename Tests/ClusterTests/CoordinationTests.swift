@@ -156,7 +156,11 @@ struct CoordinationTests {
             #expect(text.contains("event: dropped"))
             #expect(text.contains("fell behind"))
             // What came before it is a gapless prefix: ids increase by one put per index.
-            let ids = text.split(separator: "\n").filter { $0.hasPrefix("id: ") }.compactMap { UInt64($0.dropFirst(4)) }
+            // (Split by bytes: "\r\n" of the chunked framing is one Character.)
+            let ids = Array(text.utf8).split(separator: UInt8(ascii: "\n"))
+                .map { String(decoding: $0, as: UTF8.self) }
+                .filter { $0.hasPrefix("id: ") }
+                .compactMap { UInt64($0.dropFirst(4)) }
             #expect(!ids.isEmpty)
             #expect(zip(ids, ids.dropFirst()).allSatisfy { $1 >= $0 && $1 <= $0 + 1 })
             #expect(try await Self.gauge(client, "dengine_watch_buffered_bytes") == 0)
