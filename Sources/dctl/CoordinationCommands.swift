@@ -45,8 +45,7 @@ struct Watch: AsyncParsableCommand {
             let outcome = await Self.follow(&watch, json: json, limit: limit, warn: context.warn)
             switch outcome {
             case .success:
-                // Every event was printed as it came.
-                return Outcome(text: "")
+                return Outcome(text: "", streamed: true)
             case .failure(let failure):
                 throw failure
             }

@@ -123,6 +123,8 @@ struct Outcome {
     var exit: ExitStatus = .ok
     var result: JSONValue?
     var text: String
+    /// The command printed its output as it went (`watch`: one line per event); nothing more is printed.
+    var streamed = false
 }
 
 /// The environment of one invocation: options, endpoints, terminal, output.
@@ -217,6 +219,7 @@ struct Context {
 
     /// Prints an outcome: the envelope in JSON, else the text.
     func emit(_ outcome: Outcome) {
+        guard !outcome.streamed else { return }
         let text = json
             ? Envelope.render(command: command, exit: outcome.exit, result: outcome.result ?? .null, error: nil) + "\n"
             : outcome.text
