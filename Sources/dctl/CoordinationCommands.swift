@@ -338,6 +338,8 @@ struct SnapshotRestore: AsyncParsableCommand {
             }
             let meta = SnapshotMetadata(index: verified.meta.index, term: verified.meta.term, membership: membership)
             let image = verified.machine.snapshot(membership: membership)
+            // A new cluster id: the restored nodes refuse the old cluster's nodes (and the other way round).
+            let clusterID = UInt64.random(in: 1...UInt64.max)
             var written: [String] = []
             for (id, config) in configs {
                 let path = config.cluster.dbRootDir
@@ -348,7 +350,7 @@ struct SnapshotRestore: AsyncParsableCommand {
                             + (written.isEmpty ? "" : "; already written: \(written.joined(separator: ", "))"))
                 }
                 do {
-                    let opened = try DataDirectory.open(path: path, nodeID: id)
+                    let opened = try DataDirectory.open(path: path, nodeID: id, clusterID: clusterID)
                     _ = try opened.snapshots.save(metadata: meta, data: image)
                     let writer = LogWriter(wal: opened.wal, strategy: .diskFirst)
                     try writer.persist(
@@ -363,10 +365,11 @@ struct SnapshotRestore: AsyncParsableCommand {
                     ("index", .uint(meta.index)), ("term", .uint(meta.term)),
                     ("key_count", .uint(UInt64(verified.header.keyCount))),
                     ("state_hash", .string(verified.header.stateHash)),
+                    ("cluster_id", .string(String(clusterID, radix: 16))),
                     ("data_dirs", .array(written.map { .string($0) })),
                 ]),
                 text: "restored index \(meta.index) (\(verified.header.keyCount) keys) into "
-                    + "\(written.joined(separator: ", "))\n")
+                    + "\(written.joined(separator: ", ")) as cluster \(String(clusterID, radix: 16))\n")
         }
     }
 }
