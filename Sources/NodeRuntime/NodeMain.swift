@@ -181,7 +181,7 @@ public enum NodeMain {
         transportConfiguration.maxSnapshotBytes = UInt64(config.raft.snapshot.maxReceiveBytes)
         // A restored cluster's nodes carry its id and talk to no node of another (`dctl snapshot restore`).
         transportConfiguration.clusterID = storage.clusterID ?? 0
-        if let clusterID = storage.clusterID { log.info("cluster id \(String(clusterID, radix: 16))") }
+        if let clusterID = storage.clusterID { log.always("cluster id \(String(clusterID, radix: 16)) (a restored cluster)") }
         let transport = PeerTransport(
             selfID: id, group: raftLoop, peers: peers, configuration: transportConfiguration, tls: security.peerTLS)
         let raft = try RaftServer(

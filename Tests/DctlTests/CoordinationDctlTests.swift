@@ -121,7 +121,7 @@ struct CoordinationDctlTests {
         // Destroy the cluster, restore into fresh data directories, start again.
         let stopped = try cluster.dctl(["cluster", "stop"])
         #expect(stopped.code == 0, "\(stopped)")
-        try FileManager.default.removeItem(atPath: cluster.root + "/db")
+        try FileManager.default.moveItem(atPath: cluster.root + "/db", toPath: cluster.root + "/db.old")
         let restored = try cluster.dctl(["snapshot", "restore", "backup.snap"])
         #expect(restored.code == 0, "\(restored)")
         let again = try cluster.dctl(["snapshot", "restore", "backup.snap"])
@@ -149,6 +149,33 @@ struct CoordinationDctlTests {
         }
         // And it takes writes.
         _ = try await kv.put(key: "after-restore", value: "1")
+
+        // An old node started by mistake (node 3 on its old data directory) is refused by the restored cluster: it
+        // never learns the new writes, and the restored nodes go on without it.
+        let killed = try cluster.dctl(["node", "kill", "3"])
+        #expect(killed.code == 0, "\(killed)")
+        let configPath = cluster.root + "/config/n3.toml"
+        let config = try String(contentsOfFile: configPath, encoding: .utf8)
+        try config.replacingOccurrences(of: "./db/3", with: "./db.old/3").write(toFile: configPath, atomically: true, encoding: .utf8)
+        _ = try cluster.dctl(["node", "start", "3", "--timeout", "5s"])
+        try await waitUntil("the old node 3 to answer /status", timeout: .seconds(10)) {
+            (try? await status(cluster, 3)) != nil
+        }
+        try await waitUntil("nodes 1 and 2 to elect a leader among themselves", timeout: .seconds(10)) {
+            let one = try? await status(cluster, 1)
+            return one?.leaderID == 1 || one?.leaderID == 2
+        }
+        _ = try await kv.put(key: "after-old-node", value: "1")
+        try await Task.sleep(for: .seconds(1))  // room for replication to the old node, which must not happen
+        let read = try await httpExchange(
+            method: "GET", endpoint: Endpoint(host: "127.0.0.1", port: cluster.clientPorts[2]),
+            path: "/get?key=after-old-node&consistency=eventual", timeout: .seconds(2))
+        #expect(read.status == 404, "the old node learned the restored cluster's write")
+        let old = try await status(cluster, 3)
+        #expect(old.stateHash != header.stateHash)
+        #expect(old.role != .leader || old.leaderID == 3)
+        let identity = (try? String(contentsOfFile: cluster.root + "/db/1/DENGINE", encoding: .utf8)) ?? ""
+        #expect(identity.contains("cluster_id = "), "\(identity)")
     }
 }
 
