@@ -235,8 +235,10 @@ public struct ResumingWatch: Sendable {
 
     /// Runs until `onEvent` returns `false` (then returns normally), or no node can serve (throws), or a node
     /// answers an error (`410 compacted`: thrown as `APIError`). `onNote` hears about reconnections.
+    ///
+    /// `onProgress` hears every `event: progress` index (every change up to it was handed over); `false` stops.
     public mutating func run(
-        onEvent: (WatchEvent) -> Bool, onNote: (String) -> Void
+        onEvent: (WatchEvent) -> Bool, onNote: (String) -> Void, onProgress: (UInt64) -> Bool = { _ in true }
     ) throws {
         var attempt = 0
         var failures = 0
@@ -252,8 +254,10 @@ public struct ResumingWatch: Sendable {
                 end = try WatchConnection.run(endpoint: target.client, path: path, connectTimeout: connectTimeout) {
                     event in
                     if event.event == "progress" {
-                        if let id = event.id.flatMap(UInt64.init) { self.next = max(self.next ?? 0, id + 1) }
-                        return true
+                        guard let id = event.id.flatMap(UInt64.init) else { return true }
+                        self.next = max(self.next ?? 0, id + 1)
+                        stop = !onProgress(id)
+                        return !stop
                     }
                     guard let decoded = try? WireJSON.decode(WatchEvent.self, from: Data(event.data.utf8)) else {
                         return true
