@@ -6,8 +6,8 @@ import Linearizability
 /// Issue #17 in the torture test: one watch per node on every workload key (prefix `k`), started at index 1 and
 /// resumed by `since` on the next node whenever its node is killed, paused away or partitioned off. After the run
 /// every stream is checked against the others and against the acknowledged writes of the history.
+// @unchecked Sendable: the mutable fields are touched only under `lock` (`threads` only in `init`).
 final class ChaosWatchers: @unchecked Sendable {
-    // @unchecked Sendable: `streams` and `stopping` are only touched under `lock`.
     private let lock = NSLock()
     private var streams: [Int: [WatchEvent]] = [:]
     private var progress: [Int: UInt64] = [:]

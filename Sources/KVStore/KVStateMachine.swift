@@ -268,6 +268,10 @@ public struct KVStateMachine: Sendable {
     /// The expiry of `key` (ms), if it has one.
     public func expiry(of key: Bytes) -> UInt64? { values[key]?.expiresAtMs }
 
+    /// The earliest expiry (ms, log time) of a key still held, if any (possibly of a key set again since: then the
+    /// next entry that passes it changes nothing).
+    public var nextExpiryMs: UInt64? { expiries.peek()?.0 }
+
     /// The index of the entry that last set `key` (0 when absent, or set before a version 4 image).
     public func modIndex(of key: Bytes) -> LogIndex { values[key]?.modIndex ?? 0 }
 

@@ -83,6 +83,8 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
     /// Watches and the change history they resume from.
     private var watches: WatchHub
     private var progressTask: RepeatedTask?
+    /// An empty transaction proposed to let expiries pass is in flight (`proposeExpiryTickIfDue`).
+    private var expiryTickInFlight = false
     /// The applied changes of the entry being applied (reused across entries).
     private var changes: [KVChange] = []
     private var stagedSnapshots: [LogIndex: [UInt8]] = [:]
@@ -202,7 +204,23 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
         if now >= lastUsageCheck + settings.usageCheckMs { measureUsage(now: now) }
         Self.run(pending.expire(now: now))
         Self.run(pending.completeTransfers(leader: core.leader, commitIndex: core.commitIndex, now: now))
+        proposeExpiryTickIfDue()
         scheduleReady()
+    }
+
+    /// Keys expire when an applied entry's stamp passes their expiry (the state machine's clock is the log's). On a
+    /// cluster without writes that would wait for the next write, and watchers would hear of the expiry late: the
+    /// leader proposes an empty transaction (it changes nothing but the clock) once a key's expiry has passed by log
+    /// time, one at a time.
+    private func proposeExpiryTickIfDue() {
+        guard core.role == .leader, !expiryTickInFlight, !noSpaceRaised, let due = stateMachine.nextExpiryMs,
+            logClock.now(wallMs: NodeBackend.wallClockMillis(), monotonicMs: RaftServer.monotonicMillis()) >= due
+        else { return }
+        expiryTickInFlight = true
+        let empty = KVCommand.txn(KVTransaction(compare: [], success: [], failure: []))
+        write { stamp in KVOperation(timestampMs: stamp, command: empty) }.whenComplete { _ in
+            self.expiryTickInFlight = false
+        }
     }
 
     private func scheduleFlush() {

@@ -105,6 +105,32 @@ struct CoordinationTests {
         }
     }
 
+    @Test("a key's TTL running out is reported as event: expire, without another write")
+    func expiryIsReportedOnAnIdleCluster() async throws {
+        try await withLocalCluster(nodes: 1) { cluster in
+            _ = try await cluster.waitForLeader()
+            let client = cluster.client(1)
+            let put = try NodeClient.require200(
+                try await client.send("POST", "/put", body: try WireJSON.encode(PutRequest(key: "ttl/a", value: "v", ttlSecs: 1))),
+                "put").decode(PutResponse.self)
+            let events = try await offloaded { () throws -> [ServerSentEvent] in
+                var events: [ServerSentEvent] = []
+                _ = try WatchConnection.run(
+                    endpoint: client.client.endpoint, path: "/watch?key=ttl%2Fa&since=\(put.index)",
+                    connectTimeout: .seconds(2)
+                ) { event in
+                    if event.event != "progress" { events.append(event) }
+                    return event.event != "expire"
+                }
+                return events
+            }
+            #expect(events.map(\.event) == ["put", "expire"])
+            let expired = try WireJSON.decode(WatchEvent.self, from: Data(events[1].data.utf8))
+            #expect(expired.type == .expire && expired.key == "ttl/a" && expired.index > put.index)
+            #expect(try await client.get("ttl/a").status == 404)
+        }
+    }
+
     @Test("a watcher that stops reading is ended with event: dropped while the node's buffered bytes stay bounded")
     func slowWatcherIsDropped() async throws {
         var options = LocalCluster.Options()
