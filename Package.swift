@@ -120,6 +120,8 @@ let package = Package(
             name: "dctl",
             dependencies: [
                 "ClusterAPI", "ClusterClient", "NodeConfig", "BenchKit", "NodeSecurity",
+                // `snapshot status|restore` read the state-machine image and write data directories.
+                "KVStore", "RaftCore", "RaftStorage",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -22,6 +22,8 @@ public struct ChaosRun: Sendable {
         public var checkTimeout: Duration = .seconds(120)
         /// Keep the run directory even when the verdict is valid.
         public var keepFiles = false
+        /// A watch per node on every workload key, checked against the history (issue #17).
+        public var watchers = true
         public init(dnodeBinary: String) { self.dnodeBinary = dnodeBinary }
     }
 
@@ -69,6 +71,7 @@ public struct ChaosRun: Sendable {
             return report
         }
 
+        let watchers = options.watchers ? ChaosWatchers(cluster: cluster) : nil
         let workload = Workload(cluster: cluster, seed: options.seed, options: options.workload)
         let nemesis = Nemesis(cluster: cluster, seed: options.seed, options: options.nemesis, log: log)
         report.notes += nemesis.notes
@@ -102,6 +105,11 @@ public struct ChaosRun: Sendable {
         )
         report.convergence = convergence.summary
         if !convergence.converged { report.problems.append("no convergence: \(convergence.summary)") }
+        if let watchers {
+            var applied: UInt64 = 0
+            for id in cluster.ids { applied = max(applied, await Convergence.probe(cluster, id)?.appliedIndex ?? 0) }
+            _ = await watchers.finish(through: applied, timeout: .seconds(15))
+        }
 
         // Checks.
         let history = workload.recorder.history()
@@ -127,6 +135,11 @@ public struct ChaosRun: Sendable {
         report.eventualReads = workload.eventual.count
         for violation in eventual.prefix(20) { report.violations.append("eventual read: \(violation)") }
         if eventual.count > 20 { report.violations.append("... \(eventual.count - 20) more eventual-read violations") }
+        if let watchers {
+            let (violations, summary) = watchers.check(history: history)
+            report.notes.append("watches: \(summary)")
+            report.violations += violations.map { "watch: \($0)" }
+        }
         report.lostWrites = LostWrites.check(history: history, finalValues: finalValues)
         for lost in report.lostWrites.prefix(20) { report.violations.append("acknowledged write lost: \(lost)") }
 

@@ -36,6 +36,8 @@ public enum APIErrorCode: String, Sendable, Hashable, Codable, CaseIterable, Cus
     /// 507: the node's disk is full or over its quota (the `NOSPACE` alarm): writes are refused, nothing was
     /// proposed; reads still work. Cleared by `dctl alarm disarm` once there is space.
     case noSpace = "no_space"
+    /// 410: a watch asked for history (`since`) older than the node keeps; the error names the oldest index it has.
+    case compacted
 
     /// The HTTP status this code is always sent with.
     public var httpStatus: Int {
@@ -44,6 +46,7 @@ public enum APIErrorCode: String, Sendable, Hashable, Codable, CaseIterable, Cus
         case .unauthenticated: return 401
         case .forbidden: return 403
         case .keyNotFound, .notFound: return 404
+        case .compacted: return 410
         case .notCaughtUp, .membershipChangeInProgress, .conflict: return 409
         case .tooLarge: return 413
         case .idempotencyKeyReused: return 422
@@ -59,7 +62,7 @@ public enum APIErrorCode: String, Sendable, Hashable, Codable, CaseIterable, Cus
         switch self {
         case .overloaded, .noLeader, .unavailable: return true
         case .invalidRequest, .unauthenticated, .forbidden, .keyNotFound, .notFound, .notCaughtUp,
-            .membershipChangeInProgress, .conflict, .tooLarge, .idempotencyKeyReused, .timeout, .noSpace:
+            .membershipChangeInProgress, .conflict, .tooLarge, .idempotencyKeyReused, .timeout, .noSpace, .compacted:
             return false
         }
     }
@@ -102,22 +105,26 @@ public struct APIError: Error, Sendable, Hashable, Codable, CustomStringConverti
     public var leaderAddress: String?
     /// Present on `not_caught_up`: the learner's replication progress.
     public var progress: CatchUpProgress?
+    /// Present on `compacted`: the oldest index a watch on this node can still start from.
+    public var oldestIndex: UInt64?
 
     public init(
         code: APIErrorCode, message: String, leaderID: UInt64? = nil, leaderAddress: String? = nil,
-        progress: CatchUpProgress? = nil
+        progress: CatchUpProgress? = nil, oldestIndex: UInt64? = nil
     ) {
         self.code = code
         self.message = message
         self.leaderID = leaderID
         self.leaderAddress = leaderAddress
         self.progress = progress
+        self.oldestIndex = oldestIndex
     }
 
     enum CodingKeys: String, CodingKey {
         case code, message, progress
         case leaderID = "leader_id"
         case leaderAddress = "leader_address"
+        case oldestIndex = "oldest_index"
     }
 
     /// The HTTP status of the response carrying this error.

@@ -81,13 +81,15 @@ public struct ScanResponse: Sendable, Hashable, Codable {
 // MARK: - Watch
 
 /// What happened to a key, in a `GET /watch` event.
-public enum WatchEventType: String, Sendable, Hashable, Codable {
+public enum WatchEventType: String, Sendable, Hashable, Codable, CaseIterable {
     case put
     case delete
+    /// The key's TTL ran out (by the log's clock).
+    case expire
 }
 
 /// One `data:` line of the `text/event-stream` served by `GET /watch`:
-/// `{"type":"put","key":"k","value":"v","index":12}`; `value` is omitted for a delete.
+/// `{"type":"put","key":"k","value":"v","index":12}`; `value` is omitted for a delete or an expiry.
 public struct WatchEvent: Sendable, Hashable, Codable {
     public var type: WatchEventType
     public var key: String

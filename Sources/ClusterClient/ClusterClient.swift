@@ -151,6 +151,42 @@ public struct ClusterClient: Sendable {
             idempotencyKey: idempotencyKey ?? UUID().uuidString)
     }
 
+    /// `POST /txn`, with `idempotencyKey` (a fresh UUID when `nil`).
+    public func txn(_ request: TxnRequest, idempotencyKey: String? = nil) async throws(CommandFailure) -> (
+        TxnResponse, NodeTarget
+    ) {
+        let body = try encode(request)
+        return try await send(
+            "txn", method: "POST", path: "/txn", body: body, isWrite: true,
+            idempotencyKey: idempotencyKey ?? UUID().uuidString)
+    }
+
+    /// `GET /snapshot` from the leader: the backup's bytes as sent (`SnapshotHeader`'s format). Nodes that do not
+    /// lead answer `503` and the next target is tried.
+    public func snapshotBackup() async throws(CommandFailure) -> (Data, NodeTarget) {
+        var skipped: [String] = []
+        for target in targets {
+            let response: HTTPResponse
+            do {
+                response = try await httpExchange(
+                    method: "GET", endpoint: target.client, path: "/snapshot", timeout: timeout)
+            } catch {
+                skipped.append("\(target.label): \(error.reason)")
+                continue
+            }
+            if response.status == 200 { return (response.body, target) }
+            let apiError = Self.apiError(response)
+            if apiError?.code == .noLeader || apiError?.code == .unavailable {
+                skipped.append("\(target.label): \(apiError.map { "\($0)" } ?? "HTTP \(response.status)")")
+                continue
+            }
+            throw Self.failure("snapshot", target: target, response: response, apiError: apiError)
+        }
+        throw CommandFailure(
+            .unavailable, code: "unreachable", "snapshot: no leader served it (\(skipped.joined(separator: "; ")))",
+            hint: "check the nodes with `dctl status`")
+    }
+
     // MARK: Membership
 
     /// `POST /join`: adds node `id`, reachable at `address`, as a learner.

@@ -40,7 +40,7 @@ public enum ExitStatus: Int32, Sendable, CaseIterable, CustomStringConvertible {
         case .overloaded, .noLeader, .unavailable: self = .unavailable
         case .timeout: self = .timeout
         case .invalidRequest, .unauthenticated, .forbidden, .notCaughtUp, .membershipChangeInProgress, .conflict,
-            .tooLarge, .idempotencyKeyReused, .noSpace:
+            .tooLarge, .idempotencyKeyReused, .noSpace, .compacted:
             self = .failed
         }
     }

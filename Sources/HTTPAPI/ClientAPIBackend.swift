@@ -70,7 +70,9 @@ public enum ClientCommand: Sendable, Hashable {
     case transferLeader(TransferLeaderRequest)
     case alarms
     case disarmAlarms
-
+    /// A validated transaction (`ClientRequestDecoder` checked its keys, values, sizes and compare targets).
+    case txn(TxnRequest)
+    case snapshot
 }
 
 // MARK: - Forwarding
@@ -166,6 +168,16 @@ public protocol ClientAPIBackend: Sendable {
     func alarms(context: ClientRequestContext) -> EventLoopFuture<AlarmsResponse>
     /// Clears this node's alarms if their cause is gone (`POST /alarm/disarm`), else `409 conflict`.
     func disarmAlarms(context: ClientRequestContext) -> EventLoopFuture<AlarmsResponse>
+    /// Applies a transaction atomically (`POST /txn`). The default answers `404 not_found`.
+    func txn(_ request: TxnRequest, context: ClientRequestContext) -> EventLoopFuture<TxnResponse>
+    /// A consistent snapshot of the leader's state (`GET /snapshot`). The default answers `404 not_found`.
+    func snapshot(context: ClientRequestContext) -> EventLoopFuture<SnapshotBackup>
+    /// Registers `stream` for the changes `request` selects (`GET /watch`): the future succeeds once the history
+    /// from `since` has been offered to it and live changes follow, or fails (`410 compacted`). The default answers
+    /// `404 not_found`.
+    func watch(_ request: WatchRequest, stream: WatchStream, context: ClientRequestContext) -> EventLoopFuture<Void>
+    /// The most bytes a watch stream may hold for a client that does not read (`[watch] buffer_bytes`).
+    var watchBufferBytes: Int { get }
 }
 
 extension ClientAPIBackend {
@@ -180,6 +192,22 @@ extension ClientAPIBackend {
     public func disarmAlarms(context: ClientRequestContext) -> EventLoopFuture<AlarmsResponse> {
         alarms(context: context)
     }
+
+    public func txn(_ request: TxnRequest, context: ClientRequestContext) -> EventLoopFuture<TxnResponse> {
+        context.eventLoop.makeFailedFuture(APIError(code: .notFound, message: "this server has no transactions"))
+    }
+
+    public func snapshot(context: ClientRequestContext) -> EventLoopFuture<SnapshotBackup> {
+        context.eventLoop.makeFailedFuture(APIError(code: .notFound, message: "this server has no snapshots"))
+    }
+
+    public func watch(
+        _ request: WatchRequest, stream: WatchStream, context: ClientRequestContext
+    ) -> EventLoopFuture<Void> {
+        context.eventLoop.makeFailedFuture(APIError(code: .notFound, message: "this server has no watches"))
+    }
+
+    public var watchBufferBytes: Int { 1 << 20 }
 }
 
 // MARK: - Async backend

@@ -61,6 +61,12 @@ public final class ClientHTTPHandler: ChannelInboundHandler, RemovableChannelHan
     private var authentication: ConnectionAuthentication?
     /// What the read deadlines see of this connection (shared with `ClientReadDeadlineHandler`).
     private let phase: ClientConnectionPhase
+    /// The watch this connection streams, once `GET /watch` was accepted (the connection serves nothing else after).
+    /// A connection with one is long-lived by design: idle timeouts skip it (`isStreaming`).
+    private var watch: WatchStream?
+
+    /// `true` while the connection streams a watch: no request is pending, yet it must stay open.
+    var isStreaming: Bool { watch != nil }
 
     public convenience init(
         backend: any ClientAPIBackend, limits: ClientHTTPLimits = ClientHTTPLimits(),
@@ -85,12 +91,14 @@ public final class ClientHTTPHandler: ChannelInboundHandler, RemovableChannelHan
     }
 
     public func handlerRemoved(context: ChannelHandlerContext) {
+        watch?.channelClosed()
         cancelTimers()
         machine.connectionClosed()
         self.context = nil
     }
 
     public func channelInactive(context: ChannelHandlerContext) {
+        watch?.channelClosed()
         cancelTimers()
         machine.connectionClosed()
         context.fireChannelInactive()
@@ -131,7 +139,7 @@ public final class ClientHTTPHandler: ChannelInboundHandler, RemovableChannelHan
     public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let channelEvent = event as? ChannelEvent, channelEvent == .inputClosed {
             inputClosed = true
-            if machine.isBetweenRequests { context.close(promise: nil) }
+            if machine.isBetweenRequests && !isStreaming { context.close(promise: nil) }
             return
         }
         context.fireUserInboundEventTriggered(event)
@@ -181,6 +189,10 @@ public final class ClientHTTPHandler: ChannelInboundHandler, RemovableChannelHan
             rejectRequest(refusal, sequence: sequence, context: context)
             return
         }
+        if target.route == .watch {
+            startWatch(target, head: head, sequence: sequence, context: context)
+            return
+        }
         let deadline = NIODeadline.now() + limits.requestTimeout
         var requestContext = ClientRequestContext(eventLoop: context.eventLoop, deadline: deadline)
         let body = body ?? context.channel.allocator.buffer(capacity: 0)
@@ -206,6 +218,46 @@ public final class ClientHTTPHandler: ChannelInboundHandler, RemovableChannelHan
         }
     }
 
+    /// `GET /watch`: registers a `WatchStream` with the backend, then answers `200 text/event-stream` and lets the
+    /// stream write the events (or answers the error: `400`, `410 compacted`). The connection then serves nothing else.
+    private func startWatch(
+        _ target: RoutedTarget, head: HTTPRequestHead, sequence: UInt64, context: ChannelHandlerContext
+    ) {
+        let request: WatchRequest
+        switch ClientRequestDecoder.decodeWatch(target, lastEventID: head.headers.first(name: "last-event-id")) {
+        case .success(let decoded): request = decoded
+        case .failure(let rejection):
+            guard let head = machine.completeRequest(sequence: sequence) else { return }
+            writeError(rejection, version: head.version, keepAlive: head.isKeepAlive, context: context)
+            return
+        }
+        let stream = WatchStream(channel: context.channel, bufferBytes: backend.watchBufferBytes)
+        watch = stream
+        let deadline = NIODeadline.now() + limits.requestTimeout
+        let requestContext = ClientRequestContext(eventLoop: context.eventLoop, deadline: deadline)
+        backend.watch(request, stream: stream, context: requestContext).hop(to: context.eventLoop).assumeIsolated()
+            .whenComplete { result in
+                guard let context = self.context, let head = self.machine.completeRequest(sequence: sequence) else {
+                    stream.channelClosed()
+                    return
+                }
+                switch result {
+                case .success:
+                    var headers = HTTPHeaders()
+                    headers.add(name: "content-type", value: ClientRoute.watch.contentType)
+                    headers.add(name: "cache-control", value: "no-cache")
+                    if let hint = self.backend.leaderHint { headers.add(name: "x-leader-id", value: String(hint.id)) }
+                    let response = HTTPResponseHead(version: head.version, status: .ok, headers: headers)
+                    context.writeAndFlush(self.wrapOutboundOut(.head(response)), promise: nil)
+                    stream.start()
+                case .failure(let error):
+                    self.watch = nil
+                    stream.channelClosed()
+                    self.writeBackendError(error, head: head, context: context)
+                }
+            }
+    }
+
     /// Answers request `sequence` with `error` at once (401, 403).
     private func rejectRequest(_ error: APIError, sequence: UInt64, context: ChannelHandlerContext) {
         guard let head = machine.completeRequest(sequence: sequence) else { return }
@@ -222,16 +274,17 @@ public final class ClientHTTPHandler: ChannelInboundHandler, RemovableChannelHan
         let context: ChannelHandlerContext
 
         func answer<Value: Sendable>(
-            _ future: EventLoopFuture<Value>, _ encode: @escaping @Sendable (Value, inout ByteBuffer) -> Void
+            _ future: EventLoopFuture<Value>, contentType: String,
+            _ encode: @escaping @Sendable (Value, inout ByteBuffer) -> Void
         ) {
-            handler.answer(future, sequence, deadline, context, encode)
+            handler.answer(future, sequence, deadline, context, contentType, encode)
         }
     }
 
     /// Answers request `sequence` with `future`'s value (encoded by `encode`) or error, or with `504` at `deadline`.
     private func answer<Value: Sendable>(
         _ future: EventLoopFuture<Value>, _ sequence: UInt64, _ deadline: NIODeadline, _ context: ChannelHandlerContext,
-        _ encode: @escaping (Value, inout ByteBuffer) -> Void
+        _ contentType: String, _ encode: @escaping (Value, inout ByteBuffer) -> Void
     ) {
         future.hop(to: context.eventLoop).assumeIsolated().whenComplete { result in
             guard let context = self.context, let head = self.machine.completeRequest(sequence: sequence) else {
@@ -242,8 +295,11 @@ public final class ClientHTTPHandler: ChannelInboundHandler, RemovableChannelHan
             case .success(let value):
                 var body = context.channel.allocator.buffer(capacity: 256)
                 encode(value, &body)
+                var extra = HTTPHeaders()
+                if contentType != "application/json" { extra.add(name: "content-type", value: contentType) }
                 self.writeResponse(
-                    status: .ok, body: body, version: head.version, keepAlive: head.isKeepAlive, context: context)
+                    status: .ok, body: body, version: head.version, keepAlive: head.isKeepAlive, extraHeaders: extra,
+                    context: context)
             case .failure(let error):
                 self.writeBackendError(error, head: head, context: context)
             }

@@ -1,4 +1,5 @@
 import ClusterAPI
+import Foundation
 import NIOCore
 import NIOHTTP1
 
@@ -165,6 +166,148 @@ enum ClientRequestDecoder {
             return .alarms
         case .disarmAlarms:
             return .disarmAlarms
+        case .txn:
+            return .txn(try decodeTxn(body, limits))
+        case .snapshot:
+            return .snapshot
+        case .watch:
+            throw ClientRequestRejection(
+                .invalidRequest, "a watch is a stream served by the node it is sent to; it cannot be relayed")
+        }
+    }
+
+    // MARK: Watch
+
+    /// `?key=K` or `?prefix=P` (exactly one), optional `since=INDEX` (a positive integer); a `Last-Event-ID: N` header
+    /// (what an SSE client sends when it reconnects) takes precedence and means `since = N + 1`.
+    static func decodeWatch(
+        _ target: RoutedTarget, lastEventID: String?
+    ) -> Result<WatchRequest, ClientRequestRejection> {
+        do throws(ClientRequestRejection) {
+            let parameters = try QueryParameters(target.query)
+            let filter: WatchRequest.Filter
+            switch (parameters["key"], parameters["prefix"]) {
+            case (let key?, nil):
+                guard !key.isEmpty else { throw ClientRequestRejection(.invalidRequest, "key must not be empty") }
+                guard key.utf8.count <= ClientHTTPLimits.defaultMaxKeyBytes else {
+                    throw ClientRequestRejection(.tooLarge, "key is over \(ClientHTTPLimits.defaultMaxKeyBytes) bytes")
+                }
+                filter = .key(Array(key.utf8))
+            case (nil, let prefix?):
+                guard prefix.utf8.count <= ClientHTTPLimits.defaultMaxKeyBytes else {
+                    throw ClientRequestRejection(
+                        .tooLarge, "prefix is over \(ClientHTTPLimits.defaultMaxKeyBytes) bytes")
+                }
+                filter = .prefix(Array(prefix.utf8))
+            case (nil, nil):
+                throw ClientRequestRejection(.invalidRequest, "give one of the query parameters \"key\" or \"prefix\"")
+            case (_?, _?):
+                throw ClientRequestRejection(.invalidRequest, "give \"key\" or \"prefix\", not both")
+            }
+            var since: UInt64?
+            if let text = parameters["since"] {
+                since = try positiveIndex(text, "since")
+            }
+            if let lastEventID {
+                let trimmed = lastEventID.trimmingSpaces
+                let last = try positiveIndex(trimmed, "Last-Event-ID")
+                guard last < UInt64.max else {
+                    throw ClientRequestRejection(.invalidRequest, "Last-Event-ID is out of range")
+                }
+                since = last + 1
+            }
+            return .success(WatchRequest(filter: filter, since: since))
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    private static func positiveIndex(_ text: String, _ name: String) throws(ClientRequestRejection) -> UInt64 {
+        guard !text.isEmpty, text.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let value = UInt64(text), value > 0
+        else {
+            throw ClientRequestRejection(.invalidRequest, "\(name) must be a positive integer index, not \"\(text)\"")
+        }
+        return value
+    }
+
+    // MARK: Transactions
+
+    /// The most operations (compares plus both branches) one transaction may have.
+    static let maxTxnOperations = 128
+
+    /// Decodes and validates a `POST /txn` body: keys non-empty and within `max_key_bytes`, each compare's target of
+    /// the type its `op` needs (`value`: string, `index`: integer, `exists`: boolean with `=` or `!=`), a value on
+    /// every put and none on other ops, at most `maxTxnOperations` in all, and keys plus values at most
+    /// `max_value_bytes + max_key_bytes` bytes (what one put may carry, so the entry fits the log's caps).
+    static func decodeTxn(_ body: ByteBuffer?, _ limits: ClientHTTPLimits) throws(ClientRequestRejection) -> TxnRequest {
+        guard let body, body.readableBytes > 0 else {
+            throw ClientRequestRejection(.invalidRequest, "malformed JSON: empty body, expected a JSON object")
+        }
+        let request: TxnRequest
+        do {
+            request = try WireJSON.makeDecoder().decode(TxnRequest.self, from: Data(body.readableBytesView))
+        } catch let error as DecodingError {
+            throw ClientRequestRejection(.invalidRequest, "malformed transaction: \(Self.describe(error))")
+        } catch {
+            throw ClientRequestRejection(.invalidRequest, "malformed JSON: \(error)")
+        }
+        let count = request.compare.count + request.success.count + request.failure.count
+        guard count <= maxTxnOperations else {
+            throw ClientRequestRejection(
+                .tooLarge, "the transaction has \(count) compares and operations, over the limit of \(maxTxnOperations)")
+        }
+        var total = 0
+        for (i, compare) in request.compare.enumerated() {
+            try checkKey(compare.key, limits)
+            total += compare.key.utf8.count
+            switch (compare.op, compare.target) {
+            case (.value, .string(let text)):
+                total += text.utf8.count
+            case (.index, .integer):
+                break
+            case (.exists, .bool):
+                guard compare.cmp == .equal || compare.cmp == .notEqual else {
+                    throw ClientRequestRejection(.invalidRequest, "compare[\(i)]: \"exists\" takes \"=\" or \"!=\"")
+                }
+            case (.value, _), (.index, _), (.exists, _):
+                let wanted = compare.op == .value ? "a string" : compare.op == .index ? "an integer" : "a boolean"
+                throw ClientRequestRejection(
+                    .invalidRequest, "compare[\(i)]: op \"\(compare.op.rawValue)\" needs \(wanted) target")
+            }
+        }
+        for (branch, ops) in [("success", request.success), ("failure", request.failure)] {
+            for (i, op) in ops.enumerated() {
+                try checkKey(op.key, limits)
+                total += op.key.utf8.count
+                switch (op.op, op.value) {
+                case (.put, let value?): total += value.utf8.count
+                case (.put, nil):
+                    throw ClientRequestRejection(.invalidRequest, "\(branch)[\(i)]: a put needs a \"value\"")
+                case (.delete, nil), (.get, nil): break
+                case (.delete, _?), (.get, _?):
+                    throw ClientRequestRejection(
+                        .invalidRequest, "\(branch)[\(i)]: a \(op.op.rawValue) takes no \"value\"")
+                }
+            }
+        }
+        let budget = limits.maxValueBytes + limits.maxKeyBytes
+        guard total <= budget else {
+            throw ClientRequestRejection(
+                .tooLarge, "the transaction's keys and values are \(total) bytes, over the \(budget)-byte limit")
+        }
+        return request
+    }
+
+    private static func describe(_ error: DecodingError) -> String {
+        func path(_ context: DecodingError.Context) -> String {
+            let path = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
+            return path.isEmpty ? "" : "at \(path.hasPrefix(".") ? String(path.dropFirst()) : path): "
+        }
+        switch error {
+        case .keyNotFound(let key, let context): return "\(path(context))missing field \"\(key.stringValue)\""
+        case .typeMismatch(_, let context), .valueNotFound(_, let context), .dataCorrupted(let context):
+            return "\(path(context))\(context.debugDescription)"
+        @unknown default: return "\(error)"
         }
     }
 
@@ -328,5 +471,15 @@ struct QueryParameters: Sendable {
         case UInt8(ascii: "A")...UInt8(ascii: "F"): return byte - UInt8(ascii: "A") + 10
         default: return nil
         }
+    }
+}
+
+extension String {
+    /// Without leading and trailing spaces and tabs.
+    var trimmingSpaces: String {
+        var text = Substring(self)
+        while text.first == " " || text.first == "\t" { text = text.dropFirst() }
+        while text.last == " " || text.last == "\t" { text = text.dropLast() }
+        return String(text)
     }
 }

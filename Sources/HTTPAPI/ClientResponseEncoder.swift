@@ -101,6 +101,10 @@ enum ClientResponseEncoder {
             buffer.writeDecimal(progress.lagEntries)
             buffer.writeStaticString("}")
         }
+        if let oldest = error.oldestIndex {
+            buffer.writeStaticString(",\"oldest_index\":")
+            buffer.writeDecimal(oldest)
+        }
         buffer.writeStaticString("}}")
     }
 }

@@ -22,8 +22,24 @@ public enum ClientRoute: String, CaseIterable, Sendable, Hashable {
     case alarms = "/alarms"
     /// Clears this node's alarms once the cause is gone (node-local, never forwarded).
     case disarmAlarms = "/alarm/disarm"
+    /// A stream of changes (`text/event-stream`) served by any node from its applied state, never forwarded; not a
+    /// `ClientCommand` (see `WatchStream`).
+    case watch = "/watch"
+    /// A multi-key transaction (etcd's Txn shape), one log entry.
+    case txn = "/txn"
+    /// A consistent snapshot backup, served by the leader (`SnapshotBackup`).
+    case snapshot = "/snapshot"
 
     public var path: String { rawValue }
+
+    /// The `Content-Type` of a `200` answer.
+    public var contentType: String {
+        switch self {
+        case .watch: return "text/event-stream"
+        case .snapshot: return "application/octet-stream"
+        default: return "application/json"
+        }
+    }
 
     init?(path: Substring) {
         self.init(rawValue: String(path))
@@ -32,32 +48,32 @@ public enum ClientRoute: String, CaseIterable, Sendable, Hashable {
     /// The one method the route accepts (any other is `405` with an `Allow` header).
     public var method: HTTPMethod {
         switch self {
-        case .get, .scan, .cluster, .alarms: return .GET
-        case .put, .delete, .cas, .join, .promote, .remove, .transferLeader, .disarmAlarms: return .POST
+        case .get, .scan, .cluster, .alarms, .watch, .snapshot: return .GET
+        case .put, .delete, .cas, .join, .promote, .remove, .transferLeader, .disarmAlarms, .txn: return .POST
         }
     }
 
     /// The least role allowed to use the route (secure mode).
     public var requiredRole: ClientRole {
         switch self {
-        case .get, .scan, .cluster, .alarms: return .readonly
-        case .put, .delete, .cas: return .readwrite
-        case .join, .promote, .remove, .transferLeader, .disarmAlarms: return .admin
+        case .get, .scan, .cluster, .alarms, .watch: return .readonly
+        case .put, .delete, .cas, .txn: return .readwrite
+        case .join, .promote, .remove, .transferLeader, .disarmAlarms, .snapshot: return .admin
         }
     }
 
     /// Changes the replicated state (a node that does not lead forwards it to the leader).
     public var isWrite: Bool {
         switch self {
-        case .put, .delete, .cas, .join, .promote, .remove, .transferLeader: return true
-        case .get, .scan, .cluster, .alarms, .disarmAlarms: return false
+        case .put, .delete, .cas, .txn, .join, .promote, .remove, .transferLeader: return true
+        case .get, .scan, .cluster, .alarms, .disarmAlarms, .watch, .snapshot: return false
         }
     }
 
     /// A key-value write: the routes that honour `Idempotency-Key`.
     public var isKeyValueWrite: Bool {
         switch self {
-        case .put, .delete, .cas: return true
+        case .put, .delete, .cas, .txn: return true
         default: return false
         }
     }
@@ -100,6 +116,8 @@ extension ClientCommand {
         case .transferLeader: return .transferLeader
         case .alarms: return .alarms
         case .disarmAlarms: return .disarmAlarms
+        case .txn: return .txn
+        case .snapshot: return .snapshot
         }
     }
 
@@ -115,9 +133,19 @@ extension ClientCommand {
 /// entry point encodes the body when it writes it (no extra future per request).
 protocol ClientAnswerSink {
     associatedtype Output
+    /// `contentType` is the `Content-Type` of a `200` answer (errors are always JSON).
+    func answer<Value: Sendable>(
+        _ future: EventLoopFuture<Value>, contentType: String,
+        _ encode: @escaping @Sendable (Value, inout ByteBuffer) -> Void
+    ) -> Output
+}
+
+extension ClientAnswerSink {
     func answer<Value: Sendable>(
         _ future: EventLoopFuture<Value>, _ encode: @escaping @Sendable (Value, inout ByteBuffer) -> Void
-    ) -> Output
+    ) -> Output {
+        answer(future, contentType: "application/json", encode)
+    }
 }
 
 /// Serves a decoded command: the one place where a route meets its backend method and its response encoder.
@@ -152,6 +180,12 @@ enum ClientRouter {
             return sink.answer(backend.alarms(context: context), writeWire)
         case .disarmAlarms:
             return sink.answer(backend.disarmAlarms(context: context), writeWire)
+        case .txn(let request):
+            return sink.answer(backend.txn(request, context: context), writeWire)
+        case .snapshot:
+            return sink.answer(
+                backend.snapshot(context: context), contentType: ClientRoute.snapshot.contentType,
+                SnapshotBackup.write)
         }
     }
 

@@ -57,12 +57,13 @@ public struct TunnelledRequestProcessor: Sendable {
         let processor: TunnelledRequestProcessor
 
         func answer<Value: Sendable>(
-            _ future: EventLoopFuture<Value>, _ encode: @escaping @Sendable (Value, inout ByteBuffer) -> Void
+            _ future: EventLoopFuture<Value>, contentType: String,
+            _ encode: @escaping @Sendable (Value, inout ByteBuffer) -> Void
         ) -> EventLoopFuture<(Int, [(String, String)], [UInt8])> {
             future.map { value in
                 var body = ByteBuffer()
                 encode(value, &body)
-                return (200, [("Content-Type", "application/json")], Array(body.readableBytesView))
+                return (200, [("Content-Type", contentType)], Array(body.readableBytesView))
             }.recover { error in
                 processor.errorResponse(
                     error as? APIError ?? APIError(code: .unavailable, message: "the leader failed to serve: \(error)"))

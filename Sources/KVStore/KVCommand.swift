@@ -12,10 +12,14 @@ public enum KVCommand: Sendable, Equatable, CustomStringConvertible {
     case delete(key: Bytes)
     /// Sets `key` to `value` only if its current value is `expected` (`nil`: only if absent).
     case cas(key: Bytes, expected: Bytes?, value: Bytes)
+    /// A multi-key transaction, applied atomically (`KVTransaction`).
+    case txn(KVTransaction)
 
+    /// The key the command is about (a transaction's first key, or empty).
     public var key: Bytes {
         switch self {
         case .put(let key, _, _), .delete(let key), .cas(let key, _, _): return key
+        case .txn(let txn): return txn.compare.first?.key ?? (txn.success + txn.failure).first?.key ?? []
         }
     }
 
@@ -27,6 +31,8 @@ public enum KVCommand: Sendable, Equatable, CustomStringConvertible {
         case .delete: return "delete \(k)"
         case .cas(_, let expected, let value):
             return "cas \(k) expected=\(expected.map { "\($0.count) bytes" } ?? "absent") (\(value.count) bytes)"
+        case .txn(let txn):
+            return "txn \(txn.compare.count) compares, \(txn.success.count) success, \(txn.failure.count) failure ops"
         }
     }
 }
@@ -91,6 +97,9 @@ public struct KVOperation: Sendable, Equatable {
             w.blob(key)
             w.optionalBlob(expected)
             w.blob(value)
+        case .txn(let txn):
+            w.u8(5)
+            txn.encode(into: &w)
         }
         if let idempotency {
             w.blob(idempotency.key)
@@ -118,6 +127,7 @@ public struct KVOperation: Sendable, Equatable {
             let key = try r.blob("key")
             let expected = try r.optionalBlob("expected")
             command = .cas(key: key, expected: expected, value: try r.blob("value"))
+        case 5: command = .txn(try KVTransaction.decode(&r))
         case let tag: throw KVDecodeError("unknown command tag \(tag)")
         }
         if version == Self.taggedVersion {
@@ -150,6 +160,9 @@ public enum KVResult: Sendable, Equatable, CustomStringConvertible {
     case idempotencyKeyReused(firstIndex: UInt64)
     /// A put whose expiry had already passed by the log's clock when it applied: nothing was applied (`400`).
     case expiredOnArrival
+    /// A transaction ran: `succeeded` tells whether every compare held (the success branch ran) or not (the failure
+    /// branch ran); `results` has one entry per operation of the branch that ran.
+    case txn(succeeded: Bool, results: [KVTxnOpResult])
 
     public var description: String {
         switch self {
@@ -162,6 +175,7 @@ public enum KVResult: Sendable, Equatable, CustomStringConvertible {
         case .replayed(let index, let result): return "replayed(\(result) at \(index))"
         case .idempotencyKeyReused(let first): return "idempotency-key-reused(first=\(first))"
         case .expiredOnArrival: return "expired-on-arrival"
+        case .txn(let ok, let results): return "txn(succeeded=\(ok), \(results.count) results)"
         }
     }
 
@@ -187,11 +201,16 @@ public enum KVResult: Sendable, Equatable, CustomStringConvertible {
             w.u64(first)
         case .expiredOnArrival:
             w.u8(11)
+        case .txn(let ok, let results):
+            w.u8(ok ? 13 : 12)
+            w.varint(UInt64(results.count))
+            for result in results { result.encode(into: &w) }
         }
     }
 
     static func decode(_ r: inout KVReader) throws -> KVResult {
-        switch try r.u8("result tag") {
+        let tag = try r.u8("result tag")
+        switch tag {
         case 1: return .stored
         case 2: return .deleted(existed: false)
         case 3: return .deleted(existed: true)
@@ -207,6 +226,10 @@ public enum KVResult: Sendable, Equatable, CustomStringConvertible {
             return .replayed(index: index, result: inner)
         case 10: return .idempotencyKeyReused(firstIndex: try r.u64("first index"))
         case 11: return .expiredOnArrival
+        case 12, 13:
+            var results: [KVTxnOpResult] = []
+            for _ in 0..<(try r.count("txn results", minSize: 1)) { results.append(try KVTxnOpResult.decode(&r)) }
+            return .txn(succeeded: tag == 13, results: results)
         case let tag: throw KVDecodeError("unknown result tag \(tag)")
         }
     }

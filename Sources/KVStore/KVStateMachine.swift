@@ -43,6 +43,8 @@ public struct KVStateMachine: Sendable {
     struct Record: Sendable, Equatable {
         var value: Bytes
         var expiresAtMs: UInt64?
+        /// The index of the entry that last set the key (0 for keys restored from an image older than version 4).
+        var modIndex: LogIndex = 0
     }
 
     struct Session: Sendable, Equatable {
@@ -74,6 +76,8 @@ public struct KVStateMachine: Sendable {
     /// oldest live one.
     private var idempotencyOrder: [Bytes] = []
     private var idempotencyHead = 0
+    /// While `apply(_:changes:)` runs: the changes made so far (not part of the state: never hashed or imaged).
+    private var recorded: [KVChange]?
 
     public init(options: Options = Options()) { self.options = options }
 
@@ -83,6 +87,16 @@ public struct KVStateMachine: Sendable {
     public var idempotencyKeyCount: Int { idempotency.count }
 
     // MARK: - Apply
+
+    /// `apply(_:)`, also appending to `changes` every key the entry changed (puts, deletes of present keys, expiries),
+    /// in the order they happened: what watches report.
+    public mutating func apply(_ entry: Entry, changes: inout [KVChange]) -> KVResult {
+        recorded = []
+        let result = apply(entry)
+        if let recorded { changes.append(contentsOf: recorded) }
+        recorded = nil
+        return result
+    }
 
     /// Applies a committed entry. `.noop` and `.config` entries advance the applied index and return `.none`.
     public mutating func apply(_ entry: Entry) -> KVResult {
@@ -131,32 +145,57 @@ public struct KVStateMachine: Sendable {
         case .put(let key, let value, let expiry):
             // Judged by the entry's own stamp (the clock has just advanced to it): the same rule as reads.
             if let expiry, expiry <= clockMs { return .expiredOnArrival }
-            store(key, Record(value: value, expiresAtMs: expiry))
+            store(key, Record(value: value, expiresAtMs: expiry, modIndex: appliedIndex))
             return .stored
         case .delete(let key):
             let existed = values[key] != nil
-            if existed { remove(key) }
+            if existed { remove(key, .delete) }
             return .deleted(existed: existed)
         case .cas(let key, let expected, let value):
             guard values[key]?.value == expected else { return .cas(succeeded: false) }
-            store(key, Record(value: value, expiresAtMs: nil))
+            store(key, Record(value: value, expiresAtMs: nil, modIndex: appliedIndex))
             return .cas(succeeded: true)
+        case .txn(let txn):
+            // Compares see the state before the transaction (keys expired by this entry's stamp are already purged).
+            let succeeded = txn.compare.allSatisfy { c in
+                let record = values[c.key]
+                return c.holds(current: record?.value, modIndex: record?.modIndex ?? 0)
+            }
+            var results: [KVTxnOpResult] = []
+            results.reserveCapacity(succeeded ? txn.success.count : txn.failure.count)
+            for op in succeeded ? txn.success : txn.failure {
+                switch op {
+                case .put(let key, let value):
+                    store(key, Record(value: value, expiresAtMs: nil, modIndex: appliedIndex))
+                    results.append(.put)
+                case .delete(let key):
+                    let existed = values[key] != nil
+                    if existed { remove(key, .delete) }
+                    results.append(.delete(existed: existed))
+                case .get(let key):
+                    let record = values[key]
+                    results.append(.get(value: record?.value, modIndex: record?.modIndex ?? 0))
+                }
+            }
+            return .txn(succeeded: succeeded, results: results)
         }
     }
 
     private mutating func store(_ key: Bytes, _ record: Record) {
         if let expiry = record.expiresAtMs, expiry <= clockMs {
             // Already expired by the log's clock: the put leaves the key absent.
-            if values[key] != nil { remove(key) }
+            if values[key] != nil { remove(key, .delete) }
             return
         }
         if values.updateValue(record, forKey: key) == nil { order.insert(key) }
         if let expiry = record.expiresAtMs { expiries.push(expiry, key) }
+        recorded?.append(KVChange(kind: .put, key: key, value: record.value, index: appliedIndex))
     }
 
-    private mutating func remove(_ key: Bytes) {
+    private mutating func remove(_ key: Bytes, _ kind: KVChange.Kind) {
         values[key] = nil
         order.remove(key)
+        recorded?.append(KVChange(kind: kind, key: key, value: [], index: appliedIndex))
     }
 
     private mutating func advanceClock(to timestamp: UInt64) {
@@ -164,7 +203,7 @@ public struct KVStateMachine: Sendable {
         clockMs = timestamp
         while let (expiry, key) = expiries.peek(), expiry <= clockMs {
             expiries.pop()
-            if let record = values[key], record.expiresAtMs == expiry { remove(key) }
+            if let record = values[key], record.expiresAtMs == expiry { remove(key, .expire) }
         }
         expireIdempotencyKeys()
     }
@@ -229,6 +268,13 @@ public struct KVStateMachine: Sendable {
     /// The expiry of `key` (ms), if it has one.
     public func expiry(of key: Bytes) -> UInt64? { values[key]?.expiresAtMs }
 
+    /// The earliest expiry (ms, log time) of a key still held, if any (possibly of a key set again since: then the
+    /// next entry that passes it changes nothing).
+    public var nextExpiryMs: UInt64? { expiries.peek()?.0 }
+
+    /// The index of the entry that last set `key` (0 when absent, or set before a version 4 image).
+    public func modIndex(of key: Bytes) -> LogIndex { values[key]?.modIndex ?? 0 }
+
     /// Keys starting with `prefix`, in byte order, at most `limit`.
     public func scan(prefix: Bytes, limit: Int = .max, nowMs: UInt64? = nil) -> [(key: Bytes, value: Bytes)] {
         var out: [(key: Bytes, value: Bytes)] = []
@@ -289,6 +335,7 @@ public struct KVStateMachine: Sendable {
             h.add(UInt64(record.value.count))
             h.add(record.value)
             h.add(record.expiresAtMs ?? UInt64.max)
+            h.add(record.modIndex)
         }
         for id in sessions.keys.sorted() {
             let s = sessions[id]!
@@ -318,8 +365,9 @@ public struct KVStateMachine: Sendable {
 
     static let snapshotMagic: Bytes = Array("DKVS".utf8)
     /// Version 2 added the members' address table after the learners, version 3 the idempotency keys after the
-    /// sessions; version 1 and 2 images still restore.
-    static let snapshotVersion: UInt8 = 3
+    /// sessions, version 4 each key's modification index after its expiry; version 1 to 3 images still restore
+    /// (their keys with modification index 0).
+    static let snapshotVersion: UInt8 = 4
 
     /// A consistent image of the whole state at `appliedIndex`, with `membership` (the configuration at that
     /// index, which the node knows) and a trailing FNV-1a checksum.
@@ -346,6 +394,7 @@ public struct KVStateMachine: Sendable {
             } else {
                 w.u8(0)
             }
+            w.u64(record.modIndex)
         }
         w.varint(UInt64(sessions.count))
         for id in sessions.keys.sorted() {
@@ -368,6 +417,14 @@ public struct KVStateMachine: Sendable {
         h.add(w.bytes)
         w.u64(h.value)
         return w.bytes
+    }
+
+    /// FNV-1a 64 of `bytes` as 16 hex digits: the `checksum` of a snapshot backup's header.
+    public static func checksumText(of bytes: Bytes) -> String {
+        var h = FNV1a64()
+        h.add(bytes)
+        let text = String(h.value, radix: 16)
+        return String(repeating: "0", count: 16 - text.count) + text
     }
 
     /// Whether `bytes` look like an intact image: the magic and the trailing checksum (cheap; `restore` checks all).
@@ -421,9 +478,10 @@ public struct KVStateMachine: Sendable {
             case 1: expiry = try r.u64("expiry")
             case let f: throw KVDecodeError("bad expiry flag \(f)")
             }
+            let modIndex = version >= 4 ? try r.u64("mod index") : 0
             if let previous, !SortedKeys.less(previous, key) { throw KVDecodeError("keys out of order") }
             previous = key
-            sm.values[key] = Record(value: value, expiresAtMs: expiry)
+            sm.values[key] = Record(value: value, expiresAtMs: expiry, modIndex: modIndex)
             sm.order.insert(key)
             if let expiry { sm.expiries.push(expiry, key) }
         }

@@ -99,7 +99,7 @@ extension NodeConfig {
 
 extension NodeConfig {
     /// The top-level tables of the file; an override path starting elsewhere is read below `[raft]`.
-    static let sections = ["cluster", "monitoring", "raft", "security"]
+    static let sections = ["cluster", "monitoring", "raft", "security", "watch"]
 
     /// The key path an override variable sets, e.g. `RAFT__RAFT__ELECTION__ELECTION_TIMEOUT_MIN` ->
     /// `["raft", "election", "election_timeout_min"]`. Case-insensitive; `nil` if `name` is not an override.
@@ -190,7 +190,19 @@ extension NodeConfig {
         let monitoring = try decodeMonitoring(try top.table("monitoring"))
         let raft = try decodeRaft(try top.table("raft"))
         let security = try decodeSecurity(try top.table("security"))
-        return NodeConfig(cluster: cluster, monitoring: monitoring, raft: raft, security: security)
+        let watch = try decodeWatch(try top.table("watch"))
+        return NodeConfig(cluster: cluster, monitoring: monitoring, raft: raft, security: security, watch: watch)
+    }
+
+    private static func decodeWatch(_ table: TableReader) throws(ConfigError) -> WatchConfig {
+        try table.rejectUnknownKeys(known: ["history_entries", "history_bytes", "buffer_bytes", "progress_interval_ms"])
+        let defaults = WatchConfig()
+        return WatchConfig(
+            historyEntries: try table.integer("history_entries", default: defaults.historyEntries, in: 1...10_000_000),
+            historyBytes: try table.integer("history_bytes", default: defaults.historyBytes, in: 1024...(1 << 40)),
+            bufferBytes: try table.integer("buffer_bytes", default: defaults.bufferBytes, in: 4096...(1 << 30)),
+            progressIntervalMs: try table.integer(
+                "progress_interval_ms", default: defaults.progressIntervalMs, in: 10...600_000))
     }
 
     private static func decodeSecurity(_ table: TableReader) throws(ConfigError) -> SecurityConfig {

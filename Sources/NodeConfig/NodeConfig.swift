@@ -10,15 +10,43 @@ public struct NodeConfig: Sendable, Equatable {
     public var monitoring: MonitoringConfig
     public var raft: RaftConfig
     public var security: SecurityConfig
+    public var watch: WatchConfig
 
     public init(
         cluster: ClusterConfig = ClusterConfig(), monitoring: MonitoringConfig = MonitoringConfig(),
-        raft: RaftConfig = RaftConfig(), security: SecurityConfig = SecurityConfig()
+        raft: RaftConfig = RaftConfig(), security: SecurityConfig = SecurityConfig(), watch: WatchConfig = WatchConfig()
     ) {
         self.cluster = cluster
         self.monitoring = monitoring
         self.raft = raft
         self.security = security
+        self.watch = watch
+    }
+}
+
+// MARK: - [watch]
+
+/// `[watch]`: the change history `GET /watch` resumes from, and how much a slow watcher may hold.
+public struct WatchConfig: Sendable, Equatable {
+    /// `history_entries`, default 10000: changes kept for `since` (a `since` older than the oldest is `410 compacted`).
+    public var historyEntries: Int
+    /// `history_bytes`, default 67108864 (64 MiB): the same history bounded by its keys' and values' bytes.
+    public var historyBytes: Int
+    /// `buffer_bytes`, default 4194304 (4 MiB): what one watch stream may hold for a client that does not read;
+    /// beyond it the watch ends with `event: dropped`. Must hold one largest change (`max_value_bytes` +
+    /// `max_key_bytes` + 64 KiB).
+    public var bufferBytes: Int
+    /// `progress_interval_ms`, default 1000: how often every stream gets `event: progress` with the applied index.
+    public var progressIntervalMs: Int
+
+    public init(
+        historyEntries: Int = 10_000, historyBytes: Int = 64 << 20, bufferBytes: Int = 4 << 20,
+        progressIntervalMs: Int = 1000
+    ) {
+        self.historyEntries = historyEntries
+        self.historyBytes = historyBytes
+        self.bufferBytes = bufferBytes
+        self.progressIntervalMs = progressIntervalMs
     }
 }
 

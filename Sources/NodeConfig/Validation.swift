@@ -114,6 +114,10 @@ extension NodeConfig {
             ("raft.snapshot.max_log_entries_before_snapshot", raft.snapshot.maxLogEntriesBeforeSnapshot, 1...Int.max),
             ("raft.snapshot.retained_log_entries", raft.snapshot.retainedLogEntries, 0...Int.max),
             ("raft.snapshot.max_receive_bytes", raft.snapshot.maxReceiveBytes, 1...Int.max),
+            ("watch.history_entries", watch.historyEntries, 1...10_000_000),
+            ("watch.history_bytes", watch.historyBytes, 1024...(1 << 40)),
+            ("watch.buffer_bytes", watch.bufferBytes, 4096...(1 << 30)),
+            ("watch.progress_interval_ms", watch.progressIntervalMs, 10...600_000),
         ]
         for (path, value, range) in checks where !range.contains(value) {
             throw context.error(.invalidValue, at: path, TableReader.rangeMessage(range, value))
@@ -129,6 +133,13 @@ extension NodeConfig {
                     .invalidValue, at: "raft.persistence.flush_policy",
                     "Batch interval_ms must be at least 1, got \(interval)")
             }
+        }
+        // A watch stream must hold one largest change, or a watcher of big values would be dropped at once.
+        let largestChange = raft.maxValueBytes + raft.maxKeyBytes + (64 << 10)
+        if watch.bufferBytes < largestChange {
+            throw context.error(
+                .invalidValue, at: "watch.buffer_bytes",
+                "must be at least max_value_bytes + max_key_bytes + 65536 = \(largestChange), got \(watch.bufferBytes)")
         }
     }
 

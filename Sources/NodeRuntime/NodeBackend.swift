@@ -24,10 +24,14 @@ final class NodeBackend: ClientAPIBackend, @unchecked Sendable {
     /// Set on the backend that serves requests tunnelled from followers: it never forwards again, so two nodes that
     /// disagree about the leader cannot bounce a request between them.
     let forwarding: Bool
+    /// `[watch] buffer_bytes`.
+    let watchBufferBytes: Int
 
     init(raft: RaftServer, transport: PeerTransport, defaultConsistency: ReadConsistency, allowClientOverride: Bool,
-        requestTimeout: TimeAmount, forwarding: Bool = true, leadership: NIOLockedValueBox<Leadership>? = nil)
+        requestTimeout: TimeAmount, forwarding: Bool = true, leadership: NIOLockedValueBox<Leadership>? = nil,
+        watchBufferBytes: Int = WatchConfig().bufferBytes)
     {
+        self.watchBufferBytes = watchBufferBytes
         self.raft = raft
         self.transport = transport
         self.defaultConsistency = defaultConsistency
@@ -53,7 +57,7 @@ final class NodeBackend: ClientAPIBackend, @unchecked Sendable {
         NodeBackend(
             raft: raft, transport: transport, defaultConsistency: defaultConsistency,
             allowClientOverride: allowClientOverride, requestTimeout: requestTimeout, forwarding: false,
-            leadership: leadershipBox)
+            leadership: leadershipBox, watchBufferBytes: watchBufferBytes)
     }
 
     func updateLeadership(isLeader: Bool, leader: NodeID?, removed: Bool) {
@@ -197,6 +201,92 @@ final class NodeBackend: ClientAPIBackend, @unchecked Sendable {
         return propose(request: fields, context: context) { _ in command }.map { index, result in
             if case .cas(let succeeded) = result { return CasResponse(succeeded: succeeded, index: index) }
             return CasResponse(succeeded: false, index: index)
+        }
+    }
+
+    // MARK: - Transactions
+
+    public func txn(_ request: TxnRequest, context: ClientRequestContext) -> EventLoopFuture<TxnResponse> {
+        let txn: KVTransaction
+        do {
+            txn = try Self.transaction(request)
+        } catch {
+            return context.eventLoop.makeFailedFuture(error)
+        }
+        let fields = [Array("txn".utf8), KVOperation(timestampMs: 0, command: .txn(txn)).encoded]
+        return propose(request: fields, context: context) { _ in .txn(txn) }.map { index, result in
+            guard case .txn(let succeeded, let results) = result else {
+                return TxnResponse(succeeded: false, results: [], index: index)
+            }
+            let ops = succeeded ? request.success : request.failure
+            return TxnResponse(
+                succeeded: succeeded,
+                results: zip(ops, results).map { op, result in
+                    switch result {
+                    case .put: return TxnOpResult(op: .put, key: op.key)
+                    case .delete(let existed): return TxnOpResult(op: .delete, key: op.key, deleted: existed)
+                    case .get(let value, let modIndex):
+                        return TxnOpResult(
+                            op: .get, key: op.key, value: value.map { String(decoding: $0, as: UTF8.self) },
+                            modIndex: modIndex)
+                    }
+                },
+                index: index)
+        }
+    }
+
+    /// The state-machine form of a transaction the decoder validated; a compare whose target does not fit its `op`
+    /// (which the decoder refuses) is a `400` here too.
+    static func transaction(_ request: TxnRequest) throws -> KVTransaction {
+        let compare = try request.compare.map { c -> KVCompare in
+            let target: KVCompare.Target
+            switch (c.op, c.target) {
+            case (.value, .string(let text)): target = .value(Array(text.utf8))
+            case (.index, .integer(let index)): target = .index(index)
+            case (.exists, .bool(let flag)): target = .exists(flag)
+            default:
+                throw APIError(code: .invalidRequest, message: "compare on '\(c.key)': the target does not fit op \(c.op)")
+            }
+            let op: KVCompare.Operator
+            switch c.cmp {
+            case .equal: op = .equal
+            case .notEqual: op = .notEqual
+            case .less: op = .less
+            case .greater: op = .greater
+            }
+            return KVCompare(key: Array(c.key.utf8), op: op, target: target)
+        }
+        func ops(_ list: [TxnOp]) -> [KVTxnOp] {
+            list.map { op in
+                switch op.op {
+                case .put: return .put(key: Array(op.key.utf8), value: Array((op.value ?? "").utf8))
+                case .delete: return .delete(key: Array(op.key.utf8))
+                case .get: return .get(key: Array(op.key.utf8))
+                }
+            }
+        }
+        return KVTransaction(compare: compare, success: ops(request.success), failure: ops(request.failure))
+    }
+
+    // MARK: - Watches and backups
+
+    public func watch(
+        _ request: WatchRequest, stream: WatchStream, context: ClientRequestContext
+    ) -> EventLoopFuture<Void> {
+        raft.watch(request, stream: stream).hop(to: context.eventLoop)
+    }
+
+    public func snapshot(context: ClientRequestContext) -> EventLoopFuture<SnapshotBackup> {
+        let nodeID = raft.settings.raft.id
+        return raft.backup().hop(to: context.eventLoop).map { image, meta, keys, stateHash in
+            var addresses: [String: String] = [:]
+            for (id, address) in meta.membership.addresses { addresses[String(id)] = address }
+            let header = SnapshotHeader(
+                index: meta.index, term: meta.term, voters: meta.membership.voters.sorted(),
+                learners: meta.membership.learners.sorted(), addresses: addresses, keyCount: keys,
+                stateHash: StatusReport.hashText(stateHash),
+                checksum: KVStateMachine.checksumText(of: image), imageBytes: image.count, nodeID: nodeID)
+            return SnapshotBackup(header: header, image: image)
         }
     }
 

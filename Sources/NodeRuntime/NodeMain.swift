@@ -146,6 +146,9 @@ public enum NodeMain {
         settings.retainedEntries = UInt64(config.raft.snapshot.retainedLogEntries)
         settings.maxPendingWrites = max(1, config.raft.persistence.maxBufferedEntries)
         settings.quotaBackendBytes = UInt64(config.raft.persistence.quotaBackendBytes)
+        settings.watchHistory = WatchHub.Settings(
+            historyEntries: config.watch.historyEntries, historyBytes: config.watch.historyBytes)
+        settings.watchProgressMs = Int64(config.watch.progressIntervalMs)
         for member in config.cluster.initialCluster { settings.addresses[member.id] = member.address.description }
         // What clients and operators are shown: dialable (never the wildcard a node may listen on).
         settings.selfAddress = (config.cluster.selfMember?.address ?? config.cluster.listenAddress).dialAddress.description
@@ -195,6 +198,9 @@ public enum NodeMain {
         var transportConfiguration = PeerTransport.Configuration()
         transportConfiguration.snapshotStagingDirectory = config.cluster.dbRootDir + "/incoming-snapshots"
         transportConfiguration.maxSnapshotBytes = UInt64(config.raft.snapshot.maxReceiveBytes)
+        // A restored cluster's nodes carry its id and talk to no node of another (`dctl snapshot restore`).
+        transportConfiguration.clusterID = storage.clusterID ?? 0
+        if let clusterID = storage.clusterID { log.always("cluster id \(String(clusterID, radix: 16)) (a restored cluster)") }
         let transport = PeerTransport(
             selfID: id, group: raftLoop, peers: peers, configuration: transportConfiguration, tls: security.peerTLS)
         let raft = try RaftServer(
@@ -204,7 +210,8 @@ public enum NodeMain {
         let backend = NodeBackend(
             raft: raft, transport: transport, defaultConsistency: config.raft.readConsistency.defaultPolicy,
             allowClientOverride: config.raft.readConsistency.allowClientOverride,
-            requestTimeout: .milliseconds(Int64(config.cluster.requestTimeoutMs)))
+            requestTimeout: .milliseconds(Int64(config.cluster.requestTimeoutMs)),
+            watchBufferBytes: config.watch.bufferBytes)
         raft.onLeadershipChange = { isLeader, leader, removed in
             backend.updateLeadership(isLeader: isLeader, leader: leader, removed: removed)
         }

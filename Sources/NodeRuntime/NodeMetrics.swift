@@ -27,7 +27,7 @@ struct NodeMetrics {
 
     func render(
         node: NodeID, core: RaftNode, applied: LogIndex, keys: Int, pendingWrites: Int, pendingReads: Int,
-        peerRefusals: [String: Int] = [:]
+        peerRefusals: [String: Int] = [:], watch: WatchGauges = WatchGauges()
     ) -> String {
         var out = PrometheusText()
         let labels: PrometheusText.Labels = [("node", "\(node)")]
@@ -81,7 +81,19 @@ struct NodeMetrics {
             out.gauge("dengine_peer_match_index", help: "Leader's view of the peer's match index", samples: match)
             out.gauge("dengine_peer_lag_entries", help: "Entries the peer is behind the leader", samples: lag)
         }
+        gauge("dengine_watchers", "Watch streams registered on this node", Double(watch.watchers))
+        gauge(
+            "dengine_watch_buffered_bytes", "Bytes watch streams hold for their clients (queued or being written)",
+            Double(watch.bufferedBytes))
+        gauge("dengine_watch_history_first_index", "The oldest index a watch can start from", Double(watch.firstIndex))
         return out.output
+    }
+
+    /// The watch gauges of `/metrics`.
+    struct WatchGauges {
+        var watchers = 0
+        var bufferedBytes = 0
+        var firstIndex: LogIndex = 0
     }
 }
 

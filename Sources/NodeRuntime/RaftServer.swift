@@ -1,5 +1,6 @@
 import ClusterAPI
 import Foundation
+import HTTPAPI
 import KVStore
 import NIOConcurrencyHelpers
 import NIOCore
@@ -49,6 +50,9 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
         public var quotaBackendBytes: UInt64 = 8 << 30
         /// How often the data directory's size is measured.
         public var usageCheckMs: UInt64 = 1000
+        /// `[watch]`: the change history and how often watchers get `event: progress`.
+        var watchHistory = WatchHub.Settings()
+        var watchProgressMs: Int64 = 1000
 
         public init(raft: RaftCore.RaftConfig) { self.raft = raft }
     }
@@ -84,6 +88,13 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
     private var readyScheduled = false
     /// Writes, reads, apply waiters and transfers awaiting an answer, with their deadlines.
     private var pending = PendingRequests()
+    /// Watches and the change history they resume from.
+    private var watches: WatchHub
+    private var progressTask: RepeatedTask?
+    /// An empty transaction proposed to let expiries pass is in flight (`proposeExpiryTickIfDue`).
+    private var expiryTickInFlight = false
+    /// The applied changes of the entry being applied (reused across entries).
+    private var changes: [KVChange] = []
     private var stagedSnapshots: [LogIndex: [UInt8]] = [:]
     private var latestSnapshot: (meta: SnapshotMetadata, data: [UInt8])?
     private var snapshotInProgress = false
@@ -149,6 +160,7 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
                     + "directory aside and let the node catch up from the leader.")
         }
         self.stateMachine = sm
+        self.watches = WatchHub(settings: settings.watchHistory, appliedIndex: sm.appliedIndex)
         logClock.observe(sm.clockMs, monotonicMs: RaftServer.monotonicMillis())
         self.writer = LogWriter(wal: wal, strategy: strategy, maxBufferedEntries: maxBufferedEntries)
         self.core = try RaftNode(config: settings.raft, storage: wal, now: RaftServer.monotonicMillis())
@@ -162,6 +174,10 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
         loop.execute {
             let tick = TimeAmount.milliseconds(self.settings.tickMs)
             self.tickTask = self.loop.scheduleRepeatedTask(initialDelay: tick, delay: tick) { _ in self.onTick() }
+            let progress = TimeAmount.milliseconds(self.settings.watchProgressMs)
+            self.progressTask = self.loop.scheduleRepeatedTask(initialDelay: progress, delay: progress) { _ in
+                self.watches.progress(appliedIndex: self.stateMachine.appliedIndex)
+            }
             if case .memFirst = self.writer.strategy {
                 let every = TimeAmount.milliseconds(self.settings.flushCheckMs)
                 self.flushTask = self.loop.scheduleRepeatedTask(initialDelay: every, delay: every) { _ in
@@ -178,6 +194,7 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
         loop.flatSubmit {
             self.stopped = true
             self.tickTask?.cancel()
+            self.progressTask?.cancel()
             self.flushTask?.cancel()
             Self.run(self.pending.failAll())
             let writer = self.writer
@@ -200,7 +217,23 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
         if now >= lastUsageCheck + settings.usageCheckMs { measureUsage(now: now) }
         Self.run(pending.expire(now: now))
         Self.run(pending.completeTransfers(leader: core.leader, commitIndex: core.commitIndex, now: now))
+        proposeExpiryTickIfDue()
         scheduleReady()
+    }
+
+    /// Keys expire when an applied entry's stamp passes their expiry (the state machine's clock is the log's). On a
+    /// cluster without writes that would wait for the next write, and watchers would hear of the expiry late: the
+    /// leader proposes an empty transaction (it changes nothing but the clock) once a key's expiry has passed by log
+    /// time, one at a time.
+    private func proposeExpiryTickIfDue() {
+        guard core.role == .leader, !expiryTickInFlight, !noSpaceRaised, let due = stateMachine.nextExpiryMs,
+            logClock.now(wallMs: NodeBackend.wallClockMillis(), monotonicMs: RaftServer.monotonicMillis()) >= due
+        else { return }
+        expiryTickInFlight = true
+        let empty = KVCommand.txn(KVTransaction(compare: [], success: [], failure: []))
+        write { stamp in KVOperation(timestampMs: stamp, command: empty) }.whenComplete { _ in
+            self.expiryTickInFlight = false
+        }
     }
 
     private func scheduleFlush() {
@@ -728,7 +761,9 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
     }
 
     private func apply(_ entry: Entry, now: UInt64) {
-        let result = stateMachine.apply(entry)
+        changes.removeAll(keepingCapacity: true)
+        let result = stateMachine.apply(entry, changes: &changes)
+        if !changes.isEmpty { watches.record(changes) }
         let size = UInt64(entry.data.count)
         appliedBytesSinceSnapshot += size
         unappliedBytes = entry.index >= core.lastIndex ? 0 : unappliedBytes - min(unappliedBytes, size)
@@ -744,6 +779,7 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
 
     private func installSnapshot(_ meta: SnapshotMetadata, data: [UInt8], restored: KVStateMachine) {
         stateMachine = restored
+        watches.reset(appliedIndex: restored.appliedIndex)
         logClock.observe(restored.clockMs, monotonicMs: RaftServer.monotonicMillis())
         latestSnapshot = (meta, data)
         lastSnapshotIndex = meta.index
@@ -920,6 +956,34 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
         exit(74)
     }
 
+    // MARK: - Watches and backups
+
+    /// Starts a watch on this node's applied state (see `WatchHub.register`).
+    func watch(_ request: WatchRequest, stream: WatchStream) -> EventLoopFuture<Void> {
+        loop.submit {
+            guard !self.stopped else { throw APIError(code: .unavailable, message: "the node is shutting down") }
+            return try self.watches.register(request, stream: stream, appliedIndex: self.stateMachine.appliedIndex)
+                .get()
+        }
+    }
+
+    /// A consistent image of the leader's state for a backup: a linearizable read (the leader confirms it still
+    /// leads, then waits until it has applied what it committed) takes a copy-on-write copy of the state machine on
+    /// the loop; the image is serialised on the snapshot thread, so the loop never waits for it.
+    func backup() -> EventLoopFuture<(image: [UInt8], meta: SnapshotMetadata, keys: Int, stateHash: UInt64)> {
+        read(.linearizable) { sm -> (KVStateMachine, SnapshotMetadata?) in
+            (sm, self.core.snapshotMetadata(at: sm.appliedIndex))
+        }.flatMap { sm, meta in
+            guard let meta else {
+                return self.loop.makeFailedFuture(
+                    APIError(code: .unavailable, message: "the applied index was compacted meanwhile; retry"))
+            }
+            return self.snapshotIO.runIfActive(eventLoop: self.loop) {
+                (sm.snapshot(membership: meta.membership), meta, sm.count, sm.stateHash)
+            }
+        }
+    }
+
     // MARK: - Status
 
     /// The status document of SPEC (`/status`).
@@ -963,7 +1027,10 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
             self.metrics.render(
                 node: self.settings.raft.id, core: self.core, applied: self.stateMachine.appliedIndex,
                 keys: self.stateMachine.count, pendingWrites: self.pending.writeCount,
-                pendingReads: self.pending.readCount, peerRefusals: self.transport.refusals())
+                pendingReads: self.pending.readCount, peerRefusals: self.transport.refusals(),
+                watch: NodeMetrics.WatchGauges(
+                    watchers: self.watches.watcherCount, bufferedBytes: WatchStream.totalBufferedBytes,
+                    firstIndex: self.watches.firstIndex))
         }
     }
 

@@ -54,10 +54,17 @@ struct PeerConnectionStateMachine {
     /// The node id the connection's transport authenticated (the TLS certificate's), if any: the hello must name it.
     let authenticatedNodeID: NodeID?
     private(set) var state: State = .awaitingHello
+    /// This node's cluster id (0: none); a hello with another is refused (a restored cluster and the old one's nodes).
+    let clusterID: UInt64
 
-    init(role: Role, authenticatedNodeID: NodeID? = nil) {
+    init(role: Role, authenticatedNodeID: NodeID? = nil, clusterID: UInt64 = 0) {
         self.role = role
         self.authenticatedNodeID = authenticatedNodeID
+        self.clusterID = clusterID
+    }
+
+    static func describe(_ clusterID: UInt64) -> String {
+        clusterID == 0 ? "(none: bootstrapped from config files)" : String(clusterID, radix: 16)
     }
 
     /// - Parameter admission: who may speak right now (read afresh for every frame).
@@ -67,6 +74,13 @@ struct PeerConnectionStateMachine {
             return .none
         case (.awaitingHello, .hello(let hello)):
             guard hello.version == PeerWire.protocolVersion else { return close(.unsupportedVersion(hello.version)) }
+            guard hello.clusterID == clusterID else {
+                return close(
+                    .unexpectedFrame(
+                        "hello from node \(hello.nodeID) of cluster \(Self.describe(hello.clusterID)), but this node "
+                            + "belongs to cluster \(Self.describe(clusterID)) (a restored cluster does not mix with "
+                            + "the nodes of the cluster it was backed up from)"))
+            }
             if let authenticated = authenticatedNodeID, authenticated != hello.nodeID {
                 return close(.unexpectedFrame("hello names node \(hello.nodeID) but the connection is node \(authenticated)'s"))
             }

@@ -39,10 +39,14 @@ public enum PeerFrame: Sendable, Equatable, CustomStringConvertible {
 public struct PeerHello: Sendable, Equatable {
     public var nodeID: NodeID
     public var version: UInt16
+    /// The sender's cluster id (a restored cluster's, from its data directory), 0 for none: sent only when not 0,
+    /// so the hellos of clusters without one are unchanged. Peers with different ids refuse each other.
+    public var clusterID: UInt64
 
-    public init(nodeID: NodeID, version: UInt16 = PeerWire.protocolVersion) {
+    public init(nodeID: NodeID, version: UInt16 = PeerWire.protocolVersion, clusterID: UInt64 = 0) {
         self.nodeID = nodeID
         self.version = version
+        self.clusterID = clusterID
     }
 }
 

@@ -95,6 +95,9 @@ public final class PeerTransport: Sendable {
         /// Snapshot data above this size travels as ``SnapshotChunk``s of this size, one queued at a time, so that
         /// other frames to the same peer (heartbeats, appends) slip in between and no frame limit caps a snapshot.
         public var snapshotChunkBytes = 1024 * 1024
+        /// This node's cluster id (`DataDirectory.Opened.clusterID`, 0 for none): sent in hellos, and peers with
+        /// another are refused.
+        public var clusterID: UInt64 = 0
         /// The largest chunked snapshot a receiver stages; a transfer announcing more is dropped at its first chunk.
         public var maxSnapshotBytes: UInt64 = 4 << 30
         /// Where a receiver stages chunked snapshots while they arrive (one file per sender; see
@@ -523,7 +526,7 @@ public final class PeerTransport: Sendable {
         case .start(let channel):
             var opening = allocator.buffer(capacity: PeerWire.preamble.count + PeerWire.frameHeaderLength + 10)
             PeerWire.writePreamble(into: &opening)
-            PeerWire.encode(.hello(PeerHello(nodeID: selfID)), into: &opening)
+            PeerWire.encode(.hello(PeerHello(nodeID: selfID, clusterID: configuration.clusterID)), into: &opening)
             channel.write(opening, promise: nil)
             channel.flush()
             drain(peer: peer)
@@ -619,7 +622,8 @@ final class PeerChannelHandler: ChannelInboundHandler {
         authenticatedNodeID: NodeID? = nil
     ) {
         self.transport = transport
-        self.machine = PeerConnectionStateMachine(role: role, authenticatedNodeID: authenticatedNodeID)
+        self.machine = PeerConnectionStateMachine(
+            role: role, authenticatedNodeID: authenticatedNodeID, clusterID: transport.configuration.clusterID)
         if case .dialer(let peer) = role {
             self.dialled = (peer, attempt)
         } else {
@@ -638,7 +642,8 @@ final class PeerChannelHandler: ChannelInboundHandler {
         case .replyHello(let remote):
             guard certified(remote, context: context) else { return }
             let hello = PeerWire.encode(
-                .hello(PeerHello(nodeID: transport.selfID)), allocator: context.channel.allocator)
+                .hello(PeerHello(nodeID: transport.selfID, clusterID: transport.configuration.clusterID)),
+                allocator: context.channel.allocator)
             context.writeAndFlush(wrapOutboundOut(hello), promise: nil)
         case .helloConfirmed:
             guard let dialled, certified(dialled.peer, context: context) else { return }

@@ -122,6 +122,7 @@ public enum PeerWire {
             buffer.writeInteger(FrameType.hello.rawValue)
             buffer.writeInteger(hello.nodeID)
             buffer.writeInteger(hello.version)
+            if hello.clusterID != 0 { buffer.writeInteger(hello.clusterID) }
         case .raft(let message, let snapshotData):
             buffer.writeInteger(FrameType.raft.rawValue)
             writeMessage(message, into: &buffer)
@@ -168,8 +169,8 @@ public enum PeerWire {
     /// The exact payload length (after the type byte) of `frame`.
     static func payloadLength(of frame: PeerFrame) -> Int {
         switch frame {
-        case .hello:
-            return 8 + 2
+        case .hello(let hello):
+            return 8 + 2 + (hello.clusterID != 0 ? 8 : 0)
         case .raft(let message, let snapshotData):
             return messageLength(message) + 1 + (snapshotData.map { 4 + $0.count } ?? 0)
         case .forwardRequest(_, let request):
@@ -343,7 +344,10 @@ public enum PeerWire {
         let frame: PeerFrame
         switch frameType {
         case .hello:
-            frame = .hello(PeerHello(nodeID: try payload.wireU64(), version: try payload.wireU16()))
+            let nodeID = try payload.wireU64()
+            let version = try payload.wireU16()
+            let clusterID = payload.readableBytes >= 8 ? try payload.wireU64() : 0
+            frame = .hello(PeerHello(nodeID: nodeID, version: version, clusterID: clusterID))
         case .raft:
             let message = try readMessage(from: &payload)
             let snapshotData = try payload.wireBool(field: "snapshotData.present") ? try payload.wireBytes() : nil

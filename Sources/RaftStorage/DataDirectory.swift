@@ -5,7 +5,7 @@ import RaftCore
 /// A node's data directory (`db_root_dir`): its identity file, the WAL and the snapshots.
 ///
 /// ```
-/// <db_root_dir>/DENGINE         identity: format version and node id, checksummed
+/// <db_root_dir>/DENGINE         identity: format version, node id and (a restored cluster's) cluster id, checksummed
 /// <db_root_dir>/wal/*.seg       log segments (see `WAL`)
 /// <db_root_dir>/snapshots/*.snap
 /// ```
@@ -41,17 +41,24 @@ public enum DataDirectory {
         public var created: Bool
         /// Repairs made while opening (torn tails truncated, temporary files removed), for the node to log.
         public var warnings: [String]
+        /// The cluster this directory belongs to, when it was written for a restored cluster (`dctl snapshot
+        /// restore`); `nil` for a cluster bootstrapped from config files. Peers only talk to peers with the same id.
+        public var clusterID: UInt64? = nil
     }
 
     /// Opens (or creates) the data directory of node `nodeID` at `path`.
     ///
     /// Throws `StorageOpenError` with a message fit for an operator: missing, not a directory, foreign, belonging
     /// to another node, unsupported format, permission denied, disk full, corruption (file and offset).
+    ///
+    /// `clusterID` is written into the identity of a directory this call creates (a restore); an existing
+    /// directory keeps its own.
     public static func open(
         path: String, nodeID: NodeID, mode: Mode = .createIfMissing, walOptions: WAL.Options = WAL.Options(),
-        retainSnapshots: Int = 3, fs: any StorageFileSystem = POSIXFileSystem()
+        retainSnapshots: Int = 3, fs: any StorageFileSystem = POSIXFileSystem(), clusterID: UInt64? = nil
     ) throws -> Opened {
         var created = false
+        var identity: UInt64?
         do {
             switch try fs.kind(of: path) {
             case .missing:
@@ -60,7 +67,7 @@ public enum DataDirectory {
                         .missingDirectory, "data directory \(path) does not exist (db_root_dir); nothing was created",
                         path: path)
                 }
-                try create(path: path, nodeID: nodeID, fs: fs)
+                try create(path: path, nodeID: nodeID, clusterID: clusterID, fs: fs)
                 created = true
             case .file, .other:
                 throw StorageOpenError(
@@ -92,11 +99,11 @@ public enum DataDirectory {
                         throw StorageOpenError(
                             .missingDirectory, "data directory \(path) is empty (no \(markerName) file)", path: path)
                     }
-                    try createInPlace(path: path, nodeID: nodeID, fs: fs)
+                    try createInPlace(path: path, nodeID: nodeID, clusterID: clusterID, fs: fs)
                     created = true
                 }
             }
-            try checkIdentity(path: path, nodeID: nodeID, fs: fs)
+            identity = try checkIdentity(path: path, nodeID: nodeID, fs: fs)
             for sub in ["wal", "snapshots"] where try fs.kind(of: path + "/" + sub) != .directory {
                 throw StorageOpenError(
                     .missingFiles, "\(path)/\(sub) is missing: the data directory is incomplete; refusing to start",
@@ -127,18 +134,21 @@ public enum DataDirectory {
             warnings.append("recorded snapshot \(latest.metadata.index) in the log (saved just before a stop)")
         }
         return Opened(
-            path: path, wal: wal, snapshots: snapshots, latestSnapshot: latest, created: created, warnings: warnings)
+            path: path, wal: wal, snapshots: snapshots, latestSnapshot: latest, created: created, warnings: warnings,
+            clusterID: identity)
     }
 
     // MARK: - Identity
 
-    static func identityBytes(nodeID: NodeID) -> [UInt8] {
-        let body = "dengine data directory\nformat_version = \(formatVersion)\nnode_id = \(nodeID)\n"
+    static func identityBytes(nodeID: NodeID, clusterID: UInt64? = nil) -> [UInt8] {
+        var body = "dengine data directory\nformat_version = \(formatVersion)\nnode_id = \(nodeID)\n"
+        if let clusterID { body += "cluster_id = \(String(clusterID, radix: 16))\n" }
         let crc = String(CRC32C.checksum(Array(body.utf8)), radix: 16)
         return Array((body + "checksum = \(crc)\n").utf8)
     }
 
-    private static func checkIdentity(path: String, nodeID: NodeID, fs: any StorageFileSystem) throws {
+    /// Checks the identity file and returns its cluster id, if it has one.
+    private static func checkIdentity(path: String, nodeID: NodeID, fs: any StorageFileSystem) throws -> UInt64? {
         let markerPath = path + "/" + markerName
         let bytes = try fs.open(markerPath, writable: false).readAll()
         let text = String(decoding: bytes, as: UTF8.self)
@@ -168,11 +178,18 @@ public enum DataDirectory {
                 "data directory \(path) belongs to node \(owner), but this is node \(nodeID); check node_id and "
                     + "db_root_dir in the config", path: path)
         }
+        guard let text = fields["cluster_id"] else { return nil }
+        guard let clusterID = UInt64(text, radix: 16), clusterID != 0 else {
+            throw StorageOpenError(
+                .corruption, "identity file \(markerPath) has a malformed cluster_id; refusing to start",
+                path: markerPath, offset: 0)
+        }
+        return clusterID
     }
 
     /// Builds a complete directory under a temporary sibling name and renames it into place (replacing an empty
     /// directory, which rename(2) allows), then fsyncs the parent.
-    private static func create(path: String, nodeID: NodeID, fs: any StorageFileSystem) throws {
+    private static func create(path: String, nodeID: NodeID, clusterID: UInt64?, fs: any StorageFileSystem) throws {
         let parent = FileSystem.parentDirectory(of: path)
         try fs.makeDirectories(parent)
         let temp = parent + "/." + FileSystem.lastComponent(of: path) + ".init-\(getpid())"
@@ -182,7 +199,7 @@ public enum DataDirectory {
         try fs.makeDirectory(temp + "/snapshots")
         try WAL.initialize(directory: temp + "/wal", fs: fs)
         try fs.syncDirectory(temp + "/snapshots")
-        try fs.writeAtomically(identityBytes(nodeID: nodeID), to: temp + "/" + markerName)
+        try fs.writeAtomically(identityBytes(nodeID: nodeID, clusterID: clusterID), to: temp + "/" + markerName)
         try fs.syncDirectory(temp)
         try fs.rename(temp, path)
         try fs.syncDirectory(parent)
@@ -190,14 +207,14 @@ public enum DataDirectory {
 
     /// Fills the existing empty directory `path` (a mount point cannot be renamed onto), marked by
     /// `.dengine-init` until the identity file, written last, makes it complete.
-    private static func createInPlace(path: String, nodeID: NodeID, fs: any StorageFileSystem) throws {
+    private static func createInPlace(path: String, nodeID: NodeID, clusterID: UInt64?, fs: any StorageFileSystem) throws {
         let flag = path + "/" + inPlaceMarkerName
         try fs.writeAtomically([], to: flag)
         try fs.makeDirectory(path + "/wal")
         try fs.makeDirectory(path + "/snapshots")
         try WAL.initialize(directory: path + "/wal", fs: fs)
         try fs.syncDirectory(path + "/snapshots")
-        try fs.writeAtomically(identityBytes(nodeID: nodeID), to: path + "/" + markerName)
+        try fs.writeAtomically(identityBytes(nodeID: nodeID, clusterID: clusterID), to: path + "/" + markerName)
         try fs.remove(flag)
         try fs.syncDirectory(path)
     }

@@ -38,6 +38,7 @@ struct Dctl: AsyncParsableCommand {
             ClusterCommand.self, NodeCommand.self, Put.self, Get.self, Scan.self, Delete.self, Status.self, Leader.self,
             Health.self, Wait.self, Completion.self, Version.self, Bench.self,
             Join.self, Promote.self, Remove.self, TransferLeader.self, Certs.self, Doctor.self, Alarm.self,
+            Watch.self, Txn.self, Snapshot.self,
         ]
     )
 }
@@ -122,6 +123,8 @@ struct Outcome {
     var exit: ExitStatus = .ok
     var result: JSONValue?
     var text: String
+    /// The command printed its output as it went (`watch`: one line per event); nothing more is printed.
+    var streamed = false
 }
 
 /// The environment of one invocation: options, endpoints, terminal, output.
@@ -216,6 +219,7 @@ struct Context {
 
     /// Prints an outcome: the envelope in JSON, else the text.
     func emit(_ outcome: Outcome) {
+        guard !outcome.streamed else { return }
         let text = json
             ? Envelope.render(command: command, exit: outcome.exit, result: outcome.result ?? .null, error: nil) + "\n"
             : outcome.text

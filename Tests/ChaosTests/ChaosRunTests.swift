@@ -37,6 +37,9 @@ struct ChaosRunTests {
         #expect(
             (report.faults["kill"] ?? 0) + (report.faults["kill-majority"] ?? 0) + (report.faults["pause"] ?? 0) > 0)
         #expect(report.faults.values.reduce(0, +) >= 5, "faults: \(report.faults)")
+        // The watches (one per node, resumed across the faults) saw the writes and agreed with the history.
+        let watches = report.notes.first { $0.hasPrefix("watches:") } ?? ""
+        #expect(!watches.isEmpty && !watches.contains(" 0 events"), "\(watches)")
     }
 
     @Test("5 nodes under the same faults: linearizable, converged, nothing lost")

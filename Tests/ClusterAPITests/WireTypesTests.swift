@@ -160,7 +160,7 @@ private let sampleStatus = NodeStatus(
         (APIErrorCode.invalidRequest, 400), (.unauthenticated, 401), (.forbidden, 403), (.keyNotFound, 404),
         (.notFound, 404), (.notCaughtUp, 409), (.membershipChangeInProgress, 409), (.conflict, 409), (.tooLarge, 413),
         (.idempotencyKeyReused, 422), (.overloaded, 429),
-        (.noLeader, 503), (.unavailable, 503), (.timeout, 504), (.noSpace, 507),
+        (.noLeader, 503), (.unavailable, 503), (.timeout, 504), (.noSpace, 507), (.compacted, 410),
     ])
     func statusMapping(code: APIErrorCode, status: Int) {
         #expect(code.httpStatus == status)
@@ -173,7 +173,7 @@ private let sampleStatus = NodeStatus(
             names == [
                 "invalid_request", "unauthenticated", "forbidden", "key_not_found", "not_found", "not_caught_up",
                 "membership_change_in_progress", "conflict", "too_large", "idempotency_key_reused", "overloaded",
-                "no_leader", "unavailable", "timeout", "no_space",
+                "no_leader", "unavailable", "timeout", "no_space", "compacted",
             ])
     }
 

@@ -24,7 +24,7 @@ extension Tag {
     @Tag static var faults: Self
 }
 
-private let clusterTestsEnabled: Bool = {
+let clusterTestsEnabled: Bool = {
     guard let value = ProcessInfo.processInfo.environment["SKIP_CLUSTER_TESTS"] else { return true }
     return value.isEmpty || value == "0"
 }()

@@ -71,6 +71,26 @@ struct PeerAdmissionTests {
         #expect(right.received(.hello(PeerHello(nodeID: 3)), admission: Self.members) == .replyHello(remote: 3))
     }
 
+    @Test("a restored cluster's nodes and the old cluster's refuse each other (issue #17)")
+    func clusterIDsMustAgree() {
+        for (mine, theirs) in [(UInt64(0), UInt64(7)), (7, 0), (7, 8)] {
+            var machine = PeerConnectionStateMachine(role: .acceptor, clusterID: mine)
+            guard case .close = machine.received(.hello(PeerHello(nodeID: 2, clusterID: theirs)), admission: Self.members)
+            else {
+                Issue.record("cluster \(theirs) was let into cluster \(mine)")
+                continue
+            }
+            var dialer = PeerConnectionStateMachine(role: .dialer(expected: 2), clusterID: mine)
+            guard case .close = dialer.received(.hello(PeerHello(nodeID: 2, clusterID: theirs)), admission: Self.members)
+            else {
+                Issue.record("a dialer of cluster \(mine) accepted cluster \(theirs)'s answer")
+                continue
+            }
+        }
+        var same = PeerConnectionStateMachine(role: .acceptor, clusterID: 7)
+        #expect(same.received(.hello(PeerHello(nodeID: 2, clusterID: 7)), admission: Self.members) == .replyHello(remote: 2))
+    }
+
     @Test("snapshot chunks only from the leader this node follows")
     func chunksFromTheLeaderOnly() {
         let meta = SnapshotMetadata(index: 9, term: 1, membership: Membership(voters: [1, 2, 3]))

@@ -37,6 +37,7 @@ struct PeerWireTests {
         var rng = SeededRNG(seed: 7)
         try expectRoundTrip(.hello(PeerHello(nodeID: 3)))
         try expectRoundTrip(.hello(PeerHello(nodeID: .max, version: 9)))
+        try expectRoundTrip(.hello(PeerHello(nodeID: 3, clusterID: 0xDEAD_BEEF)))
         for _ in 0..<50 {
             let request = TunnelledRequest(
                 method: ["GET", "POST", "DELETE"][Int.random(in: 0..<3, using: &rng)],

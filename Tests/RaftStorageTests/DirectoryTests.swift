@@ -6,6 +6,17 @@ import Testing
 
 @Suite("Data directory: missing, foreign, unreadable, full")
 struct DirectoryTests {
+    @Test func aRestoredDirectoryKeepsItsClusterID() throws {
+        let dir = TempDir("cluster-id")
+        defer { dir.cleanup() }
+        #expect(try DataDirectory.open(path: dir.dataDir, nodeID: 2, clusterID: 0xABC).clusterID == 0xABC)
+        // Reopened (the id given now is ignored: the directory keeps its own).
+        #expect(try DataDirectory.open(path: dir.dataDir, nodeID: 2, clusterID: 5).clusterID == 0xABC)
+        let plain = dir.path + "/plain"
+        #expect(try DataDirectory.open(path: plain, nodeID: 2).clusterID == nil)
+        #expect(try DataDirectory.open(path: plain, nodeID: 2, mode: .openExisting).clusterID == nil)
+    }
+
     @Test func missingDirectoryIsRefusedWhenItMustExist() throws {
         let dir = TempDir("dirs")
         defer { dir.cleanup() }
