@@ -73,7 +73,7 @@ import Testing
     @Test func aStoppedLeaderThatStillBelievesItLeadsDisagreesInTheGrid() {
         var model = DashboardModel(endpoints: Fixture.endpoints)
         model.apply(Fixture.healthyRound(leader: 1, term: 7), nowMs: Fixture.t0)
-        #expect(model.perspectives(nowMs: Fixture.t0).allSatisfy(\.agrees))
+        #expect(model.perspectives(nowMs: Fixture.t0).allSatisfy { $0.agrees })
         // Node 1 stops answering (SIGSTOP); 2 and 3 elect 2 at term 8.
         let two = Fixture.status(2, role: .leader, term: 8, leader: 2, peers: [Fixture.peer(3)])
         let three = Fixture.status(3, role: .follower, term: 8, leader: 2)
