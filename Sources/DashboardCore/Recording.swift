@@ -86,12 +86,15 @@ public struct RecordingError: Error, CustomStringConvertible, Sendable {
 /// A loaded recording, and the model at any point of it (`dtop --replay`). Pure.
 public struct Recording: Sendable {
     public var endpoints: [Endpoint]
+    /// The poll interval of the recorded session (shown in the replay's header).
+    public var intervalMs: UInt64 = 1000
     public var lines: [RecordedLine]
 
     /// Parses a recording: the first line names the endpoints (`{"v":1,"endpoints":[...]}`), the rest are
     /// `RecordedLine`s. Blank lines are skipped; a line that does not parse is an error naming it.
     public static func parse(_ text: String) throws -> Recording {
         var endpoints: [Endpoint]?
+        var intervalMs: UInt64 = 1000
         var lines: [RecordedLine] = []
         for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             let trimmed = line.trimmingCharacters(in: .whitespaces)
@@ -105,6 +108,7 @@ public struct Recording: Sendable {
                     throw RecordingError(description: "recording format \(header.version) is newer than this dtop reads")
                 }
                 endpoints = try Endpoint.parseList(header.endpoints.joined(separator: ","))
+                intervalMs = header.intervalMs
                 continue
             }
             do {
@@ -114,7 +118,7 @@ public struct Recording: Sendable {
             }
         }
         guard let endpoints else { throw RecordingError(description: "the recording is empty") }
-        return Recording(endpoints: endpoints, lines: lines)
+        return Recording(endpoints: endpoints, intervalMs: intervalMs, lines: lines)
     }
 
     /// The model after the first `count` lines.

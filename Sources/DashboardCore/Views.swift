@@ -116,7 +116,7 @@ extension DashboardModel {
             var why: [String] = []
             let reachable = track.reachable == true
             if let status {
-                if !reachable { why.append("unreachable; last belief shown") }
+                if !reachable { why.append("down (last belief)") }
                 if let term, status.term < term { why.append("stuck at term \(status.term) (cluster at \(term))") }
                 if status.role == .leader && status.nodeID != leaderID {
                     why.append("thinks it leads term \(status.term)")
@@ -129,7 +129,7 @@ extension DashboardModel {
                     why.append("commit \(leaderStatus.commitIndex - status.commitIndex) behind the leader's")
                 }
                 // An unreachable node whose last belief matches the cluster's still cannot be trusted to agree now.
-                if !reachable && why.count == 1 { why = ["unreachable; its last belief agreed"] }
+                if !reachable && why.count == 1 { why = ["down (its last belief agreed)"] }
             } else if track.reachable == false {
                 why.append("unreachable; never answered")
             }

@@ -143,10 +143,10 @@ struct Dtop: ParsableCommand {
                 throw ExitCode(66)
             }
             if framesText || once {
-                print(Self.replayFrames(recording, intervalMs: intervalMs, lastOnly: once), terminator: "")
+                print(Self.replayFrames(recording, intervalMs: recording.intervalMs, lastOnly: once), terminator: "")
                 return
             }
-            try runCurses(ReplayPlayer(recording: recording, speed: speed, intervalMs: intervalMs))
+            try runCurses(ReplayPlayer(recording: recording, speed: speed, intervalMs: recording.intervalMs))
             return
         }
         var recorder: FileHandle?

@@ -88,7 +88,7 @@ import Testing
         options.view = .grid
         let text = FrameRenderer.plainText(model, options)
         #expect(text.contains("PERSPECTIVES: each node's belief (cluster: term 8, leader node 2)"))
-        #expect(text.contains("n1    DOWN   7      leader      n1      100        DISAGREES: unreachable"))
+        #expect(text.contains("n1    DOWN   7      leader      n1      100        DISAGREES: down (last belief)"))
         #expect(text.contains("n2    up     8      leader      n2      100        agrees"))
     }
 

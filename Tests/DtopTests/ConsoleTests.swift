@@ -19,7 +19,7 @@ struct ConsoleTests {
         try TmuxSession(
             command: DtopTests.dashboardCommand(
                 ["--endpoints", DtopTests.metricsEndpoints(cluster), "--interval", "200ms"] + extra),
-            width: 140, height: 45)
+            width: 180, height: 45)
     }
 
     /// Moves the selection to the row of node `id` (rows are sorted by id; the selection starts on the first).
@@ -188,10 +188,10 @@ struct ConsoleTests {
         defer { tmux.kill() }
         try await tmux.waitForScreen("the replay's last frame") { screen in
             let lines = screenLines(screen)
-            // The selection marks the first row with `>` in place of its marker: compare from the second character.
-            let trimmed = lines.map { String($0.dropFirst()).trimmingCharacters(in: .whitespaces) }
-            return screen.contains("REPLAY")
-                && rows.allSatisfy { trimmed.contains(String($0.dropFirst()).trimmingCharacters(in: .whitespaces)) }
+            // The selection marks the first row with `>` in place of its marker, and the trend column is drawn in
+            // blocks on a UTF-8 terminal: compare from the second character to the trend column.
+            func cells(_ line: String) -> String { String(line.dropFirst().prefix(100)) }
+            return screen.contains("REPLAY") && rows.allSatisfy { row in lines.contains { cells($0) == cells(row) } }
         }
     }
 }
