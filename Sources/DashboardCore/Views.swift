@@ -122,8 +122,6 @@ extension DashboardModel {
                     why.append("thinks it leads term \(status.term)")
                 } else if let leaderID, status.leaderID != leaderID, status.role != .removed {
                     why.append(status.leaderID.map { "follows node \($0), not node \(leaderID)" } ?? "knows no leader")
-                } else if leaderID == nil, status.leaderID != nil, reachable {
-                    why.append("follows node \(status.leaderID ?? 0), which no other node sees leading")
                 }
                 if let leaderStatus, leaderStatus.commitIndex > status.commitIndex + Self.commitDisagreementEntries {
                     why.append("commit \(leaderStatus.commitIndex - status.commitIndex) behind the leader's")
