@@ -88,19 +88,18 @@ final class Poller: DashboardSource, @unchecked Sendable {
         let group = DispatchGroup()
         for (index, (endpoint, after)) in targets.enumerated() {
             DispatchQueue.global().async(group: group) {
-                let started = ContinuousClock.now
                 let outcome = StatusFetcher.fetch(endpoint, timeoutMs: timeoutMs)
                 var events: NodeEventsResponse?
+                // Its own deadline: a node slow to answer /status still gets its events read (a round can take
+                // two deadlines at most; the wait below allows for that).
                 if case .status = outcome {
-                    let spent = started.duration(to: .now).components.seconds * 1000
-                        + started.duration(to: .now).components.attoseconds / 1_000_000_000_000_000
-                    events = StatusFetcher.fetchEvents(endpoint, after: after, timeoutMs: timeoutMs - Int(spent))
+                    events = StatusFetcher.fetchEvents(endpoint, after: after, timeoutMs: timeoutMs)
                 }
                 results.set(index, PollResult(endpoint: endpoint, outcome: outcome, events: events))
             }
         }
-        // Each fetch ends by its own deadline; the margin covers scheduling only.
-        _ = group.wait(timeout: .now() + .milliseconds(timeoutMs + 250))
+        // Each fetch (status, then events) ends by its own deadline; the margin covers scheduling only.
+        _ = group.wait(timeout: .now() + .milliseconds(2 * timeoutMs + 250))
         return targets.map(\.endpoint).enumerated().map { index, endpoint in
             results.get(index) ?? PollResult(endpoint: endpoint, outcome: .failure("timed out"))
         }
