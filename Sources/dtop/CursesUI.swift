@@ -31,7 +31,8 @@ final class CursesUI {
     private var showHelp = false
     private var paused: DashboardModel?
     private var view = DashboardView.table
-    private var selectedRow = 0
+    /// No row is selected until a key or a click selects one (the table then looks as it always did).
+    private var selectedRow: Int?
     private var eventsScroll = 0
     /// An action waiting for `y`.
     private var confirming: ActionPlan?
@@ -118,10 +119,10 @@ final class CursesUI {
         }
         switch key {
         case dtop_key_up():
-            selectedRow = max(0, selectedRow - 1)
+            selectedRow = max(0, (selectedRow ?? 1) - 1)
             return .handled
         case dtop_key_down():
-            selectedRow = min(max(rowCount - 1, 0), selectedRow + 1)
+            selectedRow = min(max(rowCount - 1, 0), selectedRow.map { $0 + 1 } ?? 0)
             return .handled
         case dtop_key_ppage():
             eventsScroll = max(0, eventsScroll - 5)
@@ -150,9 +151,9 @@ final class CursesUI {
         case "q", "Q":
             return .quit
         case "j":
-            selectedRow = min(max(rowCount - 1, 0), selectedRow + 1)
+            selectedRow = min(max(rowCount - 1, 0), selectedRow.map { $0 + 1 } ?? 0)
         case "k":
-            selectedRow = max(0, selectedRow - 1)
+            selectedRow = max(0, (selectedRow ?? 1) - 1)
         case "g":
             view = view == .grid ? .table : .grid
         case "T":
@@ -188,11 +189,12 @@ final class CursesUI {
     /// The node of the selected row, if it has an id.
     private func selectedNode(_ model: DashboardModel) -> UInt64? {
         let rows = model.rows(nowMs: 0, order: sort)
-        guard rows.indices.contains(selectedRow) else { return nil }
+        guard let selectedRow, rows.indices.contains(selectedRow) else { return nil }
         return rows[selectedRow].nodeID
     }
 
     private func openDetail(_ model: DashboardModel) {
+        if selectedRow == nil { selectedRow = 0 }
         guard view == .table, let id = selectedNode(model) else { return }
         view = .detail(id)
         eventsScroll = 0
@@ -264,7 +266,7 @@ final class CursesUI {
         let height = Int(dtop_lines())
         let width = Int(dtop_cols())
         let rowCount = model.rows(nowMs: 0, order: sort).count
-        selectedRow = min(selectedRow, max(rowCount - 1, 0))
+        selectedRow = selectedRow.map { min($0, max(rowCount - 1, 0)) }
         var options = FrameOptions(
             width: max(width - 1, 1), height: height, nowMs: poller.frameTimeMs ?? wallClockMs(),
             utcOffsetSeconds: TimeZone.current.secondsFromGMT(), intervalMs: poller.interval)
