@@ -31,5 +31,14 @@ import Testing
         #expect(degraded.code == 2, "\(degraded)")
         #expect(degraded.stderr.contains("node 3") && degraded.stderr.contains("unreachable"), "\(degraded)")
         #expect(degraded.stdout.contains("node 1") && degraded.stdout.contains("node 2"))
+
+        // The leader reports the stopped node lost once it has been silent for an election timeout.
+        let deadline = ContinuousClock.now + .seconds(10)
+        var lost = false
+        while !lost && ContinuousClock.now < deadline {
+            let run = try cluster.dctl(["events"])
+            lost = run.stdout.split(separator: "\n").contains { $0.contains("peer_lost") && $0.contains("lost node 3") }
+        }
+        #expect(lost, "a peer_lost event for node 3 within 10 s")
     }
 }
