@@ -69,6 +69,34 @@ extension DtopTests {
             }
         }
 
+        /// An xterm SGR mouse report (`kmous=\E[<` in the `xterm-256color` terminfo): `ESC [ < button ; column ;
+        /// row M` (1-based), `m` for a release.
+        static func mouse(_ button: Int, row: Int, column: Int = 0, release: Bool = false) -> String {
+            "\u{1b}[<\(button);\(column + 1);\(row + 1)" + (release ? "m" : "M")
+        }
+
+        @Test("a click selects a row, a second click opens it; the wheel scrolls the events pane", .tags(.terminal))
+        func mouse() async throws {
+            #expect(TmuxSession.available, "tmux is needed (apt-get install -y tmux)")
+            try await withLocalCluster { cluster in
+                try await cluster.waitForLeader(requireMajority: true)
+                let tmux = try Self.start(cluster)
+                defer { tmux.kill() }
+                try await tmux.waitForScreen("the table with events") { $0.contains("election_won") }
+                // Row 2 of the table is screen line 4 + 1 (header, status, blank, headings, row 1).
+                try tmux.sendKeys("-l", Self.mouse(0, row: 5))
+                try tmux.sendKeys("-l", Self.mouse(0, row: 5, release: true))
+                try await tmux.waitForScreen("row 2 selected by the click") { screen in
+                    screenLines(screen).contains { $0.hasPrefix(">2 ") }
+                }
+                try tmux.sendKeys("-l", Self.mouse(65, row: 15))
+                try await tmux.waitForScreen("the events pane scrolled by the wheel") { $0.contains(", scrolled 3)") }
+                try tmux.sendKeys("-l", Self.mouse(0, row: 5))
+                try tmux.sendKeys("-l", Self.mouse(0, row: 5, release: true))
+                try await tmux.waitForScreen("node 2's detail from the second click") { $0.contains("NODE 2  ") }
+            }
+        }
+
         @Test("t on a follower asks with the quorum afterwards; y moves the leader (checked on /status)", .tags(.terminal))
         func transferFromTheTable() async throws {
             #expect(TmuxSession.available, "tmux is needed (apt-get install -y tmux)")
