@@ -169,7 +169,8 @@ let package = Package(
         .testTarget(name: "DashboardCoreTests", dependencies: ["DashboardCore", "ClusterAPI"], exclude: ["testdata"]),
         // Runs the built `dtop` in tmux against real `dnode` processes (never linked in).
         .testTarget(
-            name: "DtopTests", dependencies: ["Chaos", "ClusterAPI", "ClusterClient", "DashboardCore", "ClusterTestSupport"]),
+            name: "DtopTests", dependencies: ["Chaos", "ClusterAPI", "ClusterClient", "DashboardCore", "ClusterTestSupport"],
+            exclude: ["testdata"]),
         .testTarget(name: "NodeConfigTests", dependencies: ["NodeConfig", "ClusterAPI"]),
         // Process-level tests: run the built `dnode` binaries (never linked in) as a local cluster.
         // Shared by the process-level suites: LocalCluster (real dnode processes on free ports), HTTP client, waits.

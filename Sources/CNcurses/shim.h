@@ -23,6 +23,32 @@ static inline int dtop_lines(void) { return LINES; }
 static inline int dtop_cols(void) { return COLS; }
 static inline int dtop_key_resize(void) { return KEY_RESIZE; }
 static inline int dtop_err(void) { return ERR; }
+static inline int dtop_key_up(void) { return KEY_UP; }
+static inline int dtop_key_down(void) { return KEY_DOWN; }
+static inline int dtop_key_enter(void) { return KEY_ENTER; }
+static inline int dtop_key_npage(void) { return KEY_NPAGE; }
+static inline int dtop_key_ppage(void) { return KEY_PPAGE; }
+static inline int dtop_key_mouse(void) { return KEY_MOUSE; }
+
+/// Clicks and the wheel (xterm reports the wheel as buttons 4 and 5).
+static inline void dtop_enable_mouse(void) {
+    mousemask(BUTTON1_CLICKED | BUTTON1_PRESSED | BUTTON4_PRESSED | BUTTON5_PRESSED, 0);
+    mouseinterval(0);
+}
+
+/// The last mouse event: 1 click or press of button 1, 4 wheel up, 5 wheel down, 0 other or none; the cell in y, x.
+static inline int dtop_mouse_event(int *y, int *x) {
+    MEVENT event;
+    if (getmouse(&event) != OK) return 0;
+    *y = event.y;
+    *x = event.x;
+    if (event.bstate & (BUTTON1_CLICKED | BUTTON1_PRESSED)) return 1;
+    if (event.bstate & BUTTON4_PRESSED) return 4;
+#ifdef BUTTON5_PRESSED
+    if (event.bstate & BUTTON5_PRESSED) return 5;
+#endif
+    return 0;
+}
 
 /// True when the current locale encodes text as UTF-8 (call after setlocale).
 static inline int dtop_locale_is_utf8(void) {

@@ -26,11 +26,17 @@ public struct PeerStatus: Sendable, Hashable, Codable {
     /// Milliseconds since the peer last acknowledged anything; `null` if it never has.
     public var lastAckMsAgo: UInt64?
     public var state: PeerReplicationState
+    /// The next index the leader will send the peer. Optional: omitted by nodes that do not report it.
+    public var nextIndex: UInt64?
+    /// Append messages sent to the peer and not yet acknowledged. Optional, like `nextIndex`.
+    public var inflight: UInt64?
 
     public init(
         id: UInt64, address: String, matchIndex: UInt64, lagEntries: UInt64, lastAckMsAgo: UInt64?,
-        state: PeerReplicationState
+        state: PeerReplicationState, nextIndex: UInt64? = nil, inflight: UInt64? = nil
     ) {
+        self.nextIndex = nextIndex
+        self.inflight = inflight
         self.id = id
         self.address = address
         self.matchIndex = matchIndex
@@ -44,6 +50,8 @@ public struct PeerStatus: Sendable, Hashable, Codable {
         case matchIndex = "match_index"
         case lagEntries = "lag_entries"
         case lastAckMsAgo = "last_ack_ms_ago"
+        case nextIndex = "next_index"
+        case inflight
     }
 
     public init(from decoder: any Decoder) throws {
@@ -54,6 +62,8 @@ public struct PeerStatus: Sendable, Hashable, Codable {
         lagEntries = try container.decode(UInt64.self, forKey: .lagEntries)
         lastAckMsAgo = try container.decodeIfPresent(UInt64.self, forKey: .lastAckMsAgo)
         state = try container.decode(PeerReplicationState.self, forKey: .state)
+        nextIndex = try container.decodeIfPresent(UInt64.self, forKey: .nextIndex)
+        inflight = try container.decodeIfPresent(UInt64.self, forKey: .inflight)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -64,6 +74,8 @@ public struct PeerStatus: Sendable, Hashable, Codable {
         try container.encode(lagEntries, forKey: .lagEntries)
         try container.encode(lastAckMsAgo, forKey: .lastAckMsAgo)
         try container.encode(state, forKey: .state)
+        try container.encodeIfPresent(nextIndex, forKey: .nextIndex)
+        try container.encodeIfPresent(inflight, forKey: .inflight)
     }
 }
 
@@ -132,6 +144,9 @@ public struct NodeStatus: Sendable, Hashable, Codable {
     public var node: NodeFacts?
     /// Alarms raised on this node (`NOSPACE`: writes refused); absent or empty when none.
     public var alarms: [NodeAlarm]?
+    /// The node's log and disk: fsync latency, snapshot, space used against the quota. Optional: omitted by nodes
+    /// that do not report it.
+    public var storage: StorageStatus?
 
     public init(
         schemaVersion: Int = NodeStatus.currentSchemaVersion, nodeID: UInt64, address: String, role: NodeRole,
@@ -175,6 +190,7 @@ public struct NodeStatus: Sendable, Hashable, Codable {
         case security
         case node
         case alarms
+        case storage
     }
 
     public init(from decoder: any Decoder) throws {
@@ -200,6 +216,7 @@ public struct NodeStatus: Sendable, Hashable, Codable {
         security = try container.decodeIfPresent(SecurityStatus.self, forKey: .security)
         alarms = try container.decodeIfPresent([NodeAlarm].self, forKey: .alarms)
         node = try container.decodeIfPresent(NodeFacts.self, forKey: .node)
+        storage = try container.decodeIfPresent(StorageStatus.self, forKey: .storage)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -225,6 +242,7 @@ public struct NodeStatus: Sendable, Hashable, Codable {
         try container.encodeIfPresent(security, forKey: .security)
         try container.encodeIfPresent(node, forKey: .node)
         try container.encodeIfPresent(alarms, forKey: .alarms)
+        try container.encodeIfPresent(storage, forKey: .storage)
     }
 }
 
@@ -359,6 +377,49 @@ public struct AlarmsResponse: Sendable, Hashable, Codable {
     enum CodingKeys: String, CodingKey {
         case nodeID = "node_id"
         case alarms
+        case backendBytes = "backend_bytes"
+        case quotaBytes = "quota_bytes"
+    }
+}
+
+/// `NodeStatus.storage`: `{"fsync_p50_ms":1,"fsync_p99_ms":5,"fsyncs":120,"snapshot_index":..,...}`.
+public struct StorageStatus: Sendable, Hashable, Codable {
+    /// Latency of log writes that ended in an fsync (write plus fsync of one batch), in ms, over the node's life:
+    /// the upper bound of the histogram bucket holding the quantile.
+    public var fsyncP50Ms: Double
+    public var fsyncP99Ms: Double
+    /// Log writes that ended in an fsync.
+    public var fsyncs: UInt64
+    /// The latest snapshot: its index (0 for none) and its size in bytes.
+    public var snapshotIndex: UInt64
+    public var snapshotBytes: UInt64
+    /// The first log index still held (entries before it are compacted into the snapshot).
+    public var firstLogIndex: UInt64
+    /// Bytes the data directory uses, as last measured, and `quota_backend_bytes` (the NOSPACE alarm's limit).
+    public var backendBytes: UInt64
+    public var quotaBytes: UInt64
+
+    public init(
+        fsyncP50Ms: Double, fsyncP99Ms: Double, fsyncs: UInt64, snapshotIndex: UInt64, snapshotBytes: UInt64,
+        firstLogIndex: UInt64, backendBytes: UInt64, quotaBytes: UInt64
+    ) {
+        self.fsyncP50Ms = fsyncP50Ms
+        self.fsyncP99Ms = fsyncP99Ms
+        self.fsyncs = fsyncs
+        self.snapshotIndex = snapshotIndex
+        self.snapshotBytes = snapshotBytes
+        self.firstLogIndex = firstLogIndex
+        self.backendBytes = backendBytes
+        self.quotaBytes = quotaBytes
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case fsyncP50Ms = "fsync_p50_ms"
+        case fsyncP99Ms = "fsync_p99_ms"
+        case fsyncs
+        case snapshotIndex = "snapshot_index"
+        case snapshotBytes = "snapshot_bytes"
+        case firstLogIndex = "first_log_index"
         case backendBytes = "backend_bytes"
         case quotaBytes = "quota_bytes"
     }

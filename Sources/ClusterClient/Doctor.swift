@@ -39,12 +39,16 @@ public enum DoctorChecks {
     /// Free space below this share of the data directory's file system, or below 1 GiB, is a warning.
     public static let diskFreeWarnShare = 0.10
     public static let diskFreeWarnBytes: UInt64 = 1 << 30
+    /// A data directory above this share of its `quota_backend_bytes` is a warning (the NOSPACE alarm comes at 100%).
+    public static let quotaWarnShare = 0.80
+    /// A WAL fsync p99 above this (ms) is a warning: commits wait for it, and heartbeats queue behind slow writes.
+    public static let fsyncP99WarnMs = 100.0
 
     public static func checks(view: ClusterView, probes: [NodeProbe], now: Date = Date()) -> [DoctorCheck] {
         let answered = probes.filter { $0.status != nil }
         return [
             quorum(view), clocks(answered), settings(answered), security(answered, now: now), disks(answered),
-            versions(answered),
+            wal(answered), versions(answered),
         ]
     }
 
@@ -167,11 +171,48 @@ public enum DoctorChecks {
         let low = disks.filter { _, disk in
             disk.freeBytes < diskFreeWarnBytes || Double(disk.freeBytes) < Double(disk.totalBytes) * diskFreeWarnShare
         }
-        let text = disks.map { "node \($0.0) \(formatBytes($0.1.freeBytes)) free" }.joined(separator: ", ")
+        // Each node's data directory against its quota, and its alarms (NOSPACE refuses writes: a failure).
+        var quota: [String] = []
+        var nearQuota: [String] = []
+        var alarmed: [String] = []
+        for probe in probes {
+            guard let status = probe.status else { continue }
+            for alarm in status.alarms ?? [] { alarmed.append("node \(status.nodeID) \(alarm.type): \(alarm.reason)") }
+            guard let storage = status.storage, storage.quotaBytes > 0 else { continue }
+            let share = Double(storage.backendBytes) / Double(storage.quotaBytes)
+            let text = "node \(status.nodeID) \(formatBytes(storage.backendBytes)) of quota \(formatBytes(storage.quotaBytes))"
+            quota.append(text)
+            if share >= quotaWarnShare { nearQuota.append("\(text) (\(Int((share * 100).rounded()))%)") }
+        }
+        var text = disks.map { "node \($0.0) \(formatBytes($0.1.freeBytes)) free" }.joined(separator: ", ")
+        if !quota.isEmpty { text += "; data " + quota.joined(separator: ", ") }
+        if !alarmed.isEmpty {
+            return DoctorCheck("disk", .fail, "alarm raised, writes refused: \(alarmed.joined(separator: "; ")) (`dctl alarm`); \(text)")
+        }
         if !low.isEmpty {
             return DoctorCheck("disk", .warn, "low space on node \(low.map { String($0.0) }.joined(separator: ",")): \(text)")
         }
+        if !nearQuota.isEmpty {
+            return DoctorCheck("disk", .warn, "near quota_backend_bytes: \(nearQuota.joined(separator: ", "))")
+        }
         return DoctorCheck("disk", .ok, text)
+    }
+
+    /// Each node's WAL fsync latency (p50/p99 of log writes that ended in an fsync, from `/status` `storage`).
+    static func wal(_ probes: [NodeProbe]) -> DoctorCheck {
+        let reports = probes.compactMap { probe in probe.status.flatMap { status in status.storage.map { (status.nodeID, $0) } } }
+        guard !reports.isEmpty else { return DoctorCheck("wal", .skip, "no node reports its fsync latency") }
+        func ms(_ value: Double) -> String { value == value.rounded() ? "\(Int(value))" : String(format: "%.1f", value) }
+        let text = reports.map { id, storage in
+            "node \(id) p50 \(ms(storage.fsyncP50Ms)) ms p99 \(ms(storage.fsyncP99Ms)) ms (\(storage.fsyncs) fsyncs)"
+        }.joined(separator: ", ")
+        let slow = reports.filter { $0.1.fsyncP99Ms > fsyncP99WarnMs }.map { String($0.0) }
+        if !slow.isEmpty {
+            return DoctorCheck(
+                "wal", .warn,
+                "slow fsync on node \(slow.joined(separator: ",")) (p99 above \(Int(fsyncP99WarnMs)) ms): \(text)")
+        }
+        return DoctorCheck("wal", .ok, "fsync \(text)")
     }
 
     static func versions(_ probes: [NodeProbe]) -> DoctorCheck {

@@ -13,10 +13,13 @@ public enum PollOutcome: Sendable, Hashable {
 public struct PollResult: Sendable, Hashable {
     public var endpoint: Endpoint
     public var outcome: PollOutcome
+    /// The node's new events (`GET /events?follow=false&after=...`), when it has the route and answered.
+    public var events: NodeEventsResponse?
 
-    public init(endpoint: Endpoint, outcome: PollOutcome) {
+    public init(endpoint: Endpoint, outcome: PollOutcome, events: NodeEventsResponse? = nil) {
         self.endpoint = endpoint
         self.outcome = outcome
+        self.events = events
     }
 }
 
@@ -193,6 +196,8 @@ public struct DashboardModel: Sendable, Hashable {
     public static let historyLength = 24
     /// Events kept; older ones are dropped.
     public static let eventLimit = 200
+    /// Node-reported events kept (all nodes together); older ones are dropped.
+    public static let nodeEventLimit = 1000
 
     public private(set) var tracks: [NodeTrack]
     /// Newest first.
@@ -213,6 +218,10 @@ public struct DashboardModel: Sendable, Hashable {
     private var membershipKnown = false
     /// The leader term the replication views belong to.
     private var replicationTerm: UInt64?
+    /// What the nodes themselves reported (`GET /events`) and the console's own actions, oldest first.
+    public private(set) var nodeEvents: [NodeEvent] = []
+    /// The newest event id seen from each node (the next `after`).
+    public private(set) var eventCursors: [UInt64: UInt64] = [:]
 
     public init(endpoints: [Endpoint]) {
         tracks = endpoints.map { NodeTrack(endpoint: $0) }
@@ -227,6 +236,7 @@ public struct DashboardModel: Sendable, Hashable {
     public mutating func apply(_ results: [PollResult], nowMs: UInt64) {
         for result in results {
             applyOne(result, nowMs: nowMs)
+            if let events = result.events { applyEvents(events) }
         }
         updateLeadership(nowMs: nowMs)
         updateMembership(nowMs: nowMs)
@@ -502,6 +512,35 @@ public struct DashboardModel: Sendable, Hashable {
             health: health, leaderID: leaderID, term: term, voters: voters.isEmpty ? members.sorted() : voters,
             learners: learners, votersUp: votersUp, tolerates: votersUp - quorum, security: security)
     }
+
+    // MARK: Node events
+
+    /// The `after` to ask `endpoint` for: the newest event id seen from the node that answers there.
+    public func eventCursor(for endpoint: Endpoint) -> UInt64 {
+        guard let id = tracks.first(where: { $0.endpoint == endpoint })?.nodeID else { return 0 }
+        return eventCursors[id] ?? 0
+    }
+
+    /// Merges one node's new events (ids above its cursor only: a repeated answer adds nothing).
+    mutating func applyEvents(_ response: NodeEventsResponse) {
+        let cursor = eventCursors[response.nodeID] ?? 0
+        let fresh = response.events.filter { $0.seq > cursor }
+        guard let newest = fresh.map(\.seq).max() else { return }
+        eventCursors[response.nodeID] = newest
+        nodeEvents.append(contentsOf: fresh)
+        nodeEvents.sort(by: NodeEvent.timelineOrder)
+        if nodeEvents.count > Self.nodeEventLimit { nodeEvents.removeFirst(nodeEvents.count - Self.nodeEventLimit) }
+    }
+
+    /// An operator action and its result (node 0: the console), shown in the events pane.
+    public mutating func recordAction(_ message: String, atMs: UInt64) {
+        nodeEvents.append(
+            NodeEvent(seq: 0, nodeID: 0, atMs: atMs, kind: .action, term: term ?? 0, message: message))
+        if nodeEvents.count > Self.nodeEventLimit { nodeEvents.removeFirst(nodeEvents.count - Self.nodeEventLimit) }
+    }
+
+    /// Whether any node reports its own events (else the pane shows what dtop inferred from polls).
+    public var nodesReportEvents: Bool { !eventCursors.isEmpty }
 
     // MARK: Helpers
 

@@ -14,6 +14,8 @@ public enum TextStyle: Sendable, Hashable {
     case leader
     case dim
     case alert
+    /// The selected row (reverse video; the `>` marker carries it without attributes).
+    case selected
 }
 
 public struct Span: Sendable, Hashable {
@@ -74,6 +76,18 @@ public struct FrameOptions: Sendable {
     public var unicode = true
     /// Hides the key hints (the `--once` frame has no keys).
     public var interactive = true
+    /// The screen shown.
+    public var view: DashboardView = .table
+    /// The selected row of the table (an index into the sorted rows), when the table has a selection.
+    public var selectedRow: Int?
+    /// Events pane lines scrolled past (0: the newest at the top).
+    public var eventsScroll = 0
+    /// A confirmation or notice shown in place of the events pane (actions).
+    public var prompt: [StyledLine] = []
+    /// Actions are disabled (`--read-only`).
+    public var readOnly = false
+    /// Replaying a recording: `replay 3/120 x2.0` in the status line.
+    public var replay: String?
 
     public init(width: Int, height: Int?, nowMs: UInt64, utcOffsetSeconds: Int = 0, intervalMs: UInt64) {
         self.width = width
@@ -97,18 +111,37 @@ public enum FrameRenderer {
         var lines: [StyledLine] = []
         lines.append(header(model, options))
         lines.append(statusLine(model, options))
+        lines += alarmLines(model)
         lines.append(StyledLine())
+        switch options.view {
+        case .table: break
+        case .detail(let id): return fit(lines + detailLines(model, nodeID: id, options), options, width: width)
+        case .grid: return fit(lines + gridLines(model, options), options, width: width)
+        case .timeline: return fit(lines + timelineLines(model, options), options, width: width)
+        }
         let columns = Column.fitting(width: width)
         lines.append(StyledLine([Span(Column.headings(columns), .heading)]))
         let rows = model.rows(nowMs: options.nowMs, order: options.sort)
-        var rowLines = rows.map { rowLine($0, columns: columns, options: options) }
+        var rowLines = rows.enumerated().map { index, row in
+            var line = rowLine(row, columns: columns, options: options)
+            if index == options.selectedRow, let first = line.spans.first {
+                line.spans[0] = Span(">" + first.text.dropFirst(), .selected)
+            }
+            return line
+        }
         var tail: [StyledLine] = []
-        if options.showHelp {
+        if !options.prompt.isEmpty {
+            tail = options.prompt
+        } else if options.showHelp {
             tail = helpLines()
         } else if options.showEvents {
-            tail.append(StyledLine([Span("EVENTS (newest first)", .heading)]))
-            if model.events.isEmpty { tail.append(StyledLine([Span("  none yet", .dim)])) }
-            tail += model.events.map { eventLine($0, options) }
+            let events = model.paneEvents
+            let source = model.nodesReportEvents ? "from the nodes" : "inferred from polls"
+            let scroll = min(options.eventsScroll, max(events.count - 1, 0))
+            let scrolled = scroll > 0 ? ", scrolled \(scroll)" : ""
+            tail.append(StyledLine([Span("EVENTS (newest first, \(source)\(scrolled))", .heading)]))
+            if events.isEmpty { tail.append(StyledLine([Span("  none yet", .dim)])) }
+            tail += events.dropFirst(scroll).map { paneLine($0, options) }
         }
         if let height = options.height {
             let available = max(height - lines.count, 0)
@@ -183,7 +216,12 @@ public enum FrameRenderer {
         }
         if !spans.isEmpty { spans.append(Span("  ")) }
         var info = "sort \(options.sort.rawValue)  trend \(options.spark.rawValue)  rounds \(model.rounds)"
-        if options.interactive { info += "  keys: q quit  p pause  +/- interval  s sort  e events  ? help" }
+        if let replay = options.replay { info = "\(replay)  " + info }
+        if options.interactive {
+            info += options.view == .table
+                ? "  keys: q quit  p pause  Enter detail  g grid  T timeline  \(options.readOnly ? "" : "t/P/r actions  ")? help"
+                : "  view \(options.view.name)  keys: Esc back  q quit  ? help"
+        }
         spans.append(Span(info, .dim))
         return StyledLine(spans)
     }
@@ -305,16 +343,16 @@ public enum FrameRenderer {
     // MARK: Events and help
 
     static func eventLine(_ event: DashboardEvent, _ options: FrameOptions) -> StyledLine {
-        let style: TextStyle
-        switch event.kind {
-        case .election, .leaderChange, .learnerPromoted, .memberAdded: style = .leader
-        case .nodeDown, .leaderLost, .memberRemoved: style = .bad
-        case .nodeUp: style = .good
-        case .lagChange: style = .warn
-        }
-        let kind = event.kind.rawValue.padding(toLength: 16)
-        return StyledLine([
-            Span("  \(clock(event.atMs, offset: options.utcOffsetSeconds))  ", .dim), Span(kind, style),
+        paneLine(
+            PaneEvent(
+                atMs: event.atMs, source: "dtop", kind: event.kind.rawValue, message: event.message,
+                style: DashboardModel.style(of: event.kind)), options)
+    }
+
+    static func paneLine(_ event: PaneEvent, _ options: FrameOptions) -> StyledLine {
+        StyledLine([
+            Span("  \(clock(event.atMs, offset: options.utcOffsetSeconds))  ", .dim),
+            Span(event.source.padding(toLength: 5), .dim), Span(event.kind.padding(toLength: 19), event.style),
             Span(event.message),
         ])
     }
@@ -326,7 +364,13 @@ public enum FrameRenderer {
             ("+ / -", "poll interval up / down (100ms to 10s)"),
             ("s", "sort rows: id, role, lag"),
             ("l", "sparkline: ops/s or lag entries"),
-            ("e", "show or hide the events pane"),
+            ("e", "show or hide the events pane (PgUp/PgDn or the mouse wheel scroll it)"),
+            ("Up/Down", "select a row (or click it); Enter: the node's detail; Esc: back to the table"),
+            ("g", "perspective grid: each node's term, leader and commit; disagreements marked"),
+            ("T", "election timeline: who led which term, leaderless gaps"),
+            ("t", "transfer leadership to the selected node (asks first; not with --read-only)"),
+            ("P", "promote the selected learner (asks first)"),
+            ("r", "remove the selected member (asks first; refused if the quorum would be lost)"),
             ("?", "this help (any key closes it)"),
         ]
         var lines = [StyledLine([Span("HELP", .heading)])]

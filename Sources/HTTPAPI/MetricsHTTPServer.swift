@@ -46,21 +46,26 @@ public struct MetricsEndpoints: Sendable {
     public var status: @Sendable () async -> NodeStatus
     /// `GET /health`.
     public var health: @Sendable () async -> HealthReport
+    /// `GET /events`: the node's events with an id above the argument, oldest first. Called on the connection's
+    /// event loop, so it must not block (a locked ring). `nil`: the route answers `404`.
+    public var events: (@Sendable (_ after: UInt64) -> NodeEventsResponse)?
 
     public init(
         metrics: @escaping @Sendable () async -> String,
         status: @escaping @Sendable () async -> NodeStatus,
-        health: @escaping @Sendable () async -> HealthReport
+        health: @escaping @Sendable () async -> HealthReport,
+        events: (@Sendable (_ after: UInt64) -> NodeEventsResponse)? = nil
     ) {
         self.metrics = metrics
         self.status = status
         self.health = health
+        self.events = events
     }
 }
 
 // MARK: - Server
 
-/// The metrics port: `GET /metrics`, `GET /status`, `GET /health`. Other paths are `404 not_found` and other
+/// The metrics port: `GET /metrics`, `GET /status`, `GET /health`, `GET /events` (`EventStream`). Other paths are `404 not_found` and other
 /// methods `405` (code `invalid_request`), in the client API's error envelope.
 public enum MetricsHTTPServer {
     /// Adds the HTTP codec and the metrics handler to `channel`.
@@ -98,6 +103,8 @@ final class MetricsHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var head: HTTPRequestHead?
     private var context: ChannelHandlerContext?
     private var authentication: ConnectionAuthentication?
+    /// The `/events` stream of this connection, once one is open (it then owns the connection until it closes).
+    private var stream: EventStream?
 
     init(endpoints: MetricsEndpoints, authenticator: (any ClientAuthenticator)? = nil) {
         self.endpoints = endpoints
@@ -110,6 +117,14 @@ final class MetricsHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
+        stream?.stop()
+        stream = nil
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        stream?.stop()
+        stream = nil
+        context.fireChannelInactive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -136,8 +151,12 @@ final class MetricsHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             respondError(error, status: .unauthorized, head: head, context: context)
             return
         }
-        let path = ClientRequestDecoder.splitTarget(head.uri).path
+        let (path, query) = ClientRequestDecoder.splitTarget(head.uri)
         let endpoints = self.endpoints
+        if path == "/events", head.method == .GET, let events = endpoints.events {
+            serveEvents(events, query: query, head: head, context: context)
+            return
+        }
         switch path {
         case "/metrics", "/status", "/health":
             guard head.method == .GET else {
@@ -175,6 +194,42 @@ final class MetricsHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             guard let context = self.context else { return }
             self.respond(status: status, contentType: contentType, body: body, head: head, context: context)
         }
+    }
+
+    /// `GET /events[?after=ID][&follow=false]`: the history after `after` (or `Last-Event-ID`), then, unless
+    /// `follow=false`, every new event as it is recorded (`text/event-stream`). With `follow=false` the answer is
+    /// one JSON document (`NodeEventsResponse`).
+    private func serveEvents(
+        _ events: @escaping @Sendable (UInt64) -> NodeEventsResponse, query: Substring, head: HTTPRequestHead,
+        context: ChannelHandlerContext
+    ) {
+        guard let request = EventStreamRequest(query: query, lastEventID: head.headers.first(name: "last-event-id"))
+        else {
+            respondError(
+                APIError(code: .invalidRequest, message: "after must be an event id and follow true or false"),
+                status: .badRequest, head: head, context: context)
+            return
+        }
+        if !request.follow {
+            var body = context.channel.allocator.buffer(capacity: 4096)
+            if !ClientResponseEncoder.writeWireJSON(events(request.after), into: &body) {
+                body.writeStaticString("{}")
+            }
+            respond(status: .ok, contentType: "application/json", body: body, head: head, context: context)
+            return
+        }
+        var headers = HTTPHeaders()
+        headers.add(name: "content-type", value: "text/event-stream")
+        headers.add(name: "cache-control", value: "no-cache")
+        context.writeAndFlush(
+            wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .ok, headers: headers))),
+            promise: nil)
+        let stream = EventStream(after: request.after, source: events) { [weak self] buffer in
+            guard let self, let context = self.context else { return }
+            context.writeAndFlush(self.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+        }
+        self.stream = stream
+        stream.start(on: context.eventLoop, allocator: context.channel.allocator)
     }
 
     private func respondError(

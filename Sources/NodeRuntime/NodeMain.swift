@@ -281,6 +281,9 @@ public enum NodeMain {
                 return HealthReport(
                     healthy: healthy, nodeID: status.nodeID, role: status.role, leaderID: status.leaderID,
                     reason: healthy ? nil : reason)
+            },
+            events: { [events = raft.events] after in
+                NodeEventsResponse(nodeID: events.nodeID, events: events.events(after: after))
             })
         do {
             metricsChannel = try ServerBootstrap(group: group)

@@ -13,6 +13,8 @@ struct NodeMetrics {
     var snapshots: UInt64 = 0
     var leaderChanges: UInt64 = 0
     var persistMs = LatencyHistogram()
+    /// Log writes that ended in an fsync (write plus fsync of one batch, or a MemFirst flush).
+    var fsyncMs = LatencyHistogram()
     var writeLatencyMs = LatencyHistogram()
     private var proposedAt: [LogIndex: UInt64] = [:]
 
@@ -70,6 +72,7 @@ struct NodeMetrics {
         }
         summary("dengine_write_latency_ms", "Propose-to-apply latency on the leader", writeLatencyMs)
         summary("dengine_persist_latency_ms", "Time to persist one Ready", persistMs)
+        summary("dengine_fsync_latency_ms", "Log writes that ended in an fsync (write and fsync of one batch)", fsyncMs)
         var match: [(labels: PrometheusText.Labels, value: Double)] = []
         var lag: [(labels: PrometheusText.Labels, value: Double)] = []
         for (peer, pr) in core.progress.sorted(by: { $0.key < $1.key }) {

@@ -124,6 +124,10 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
     /// The last leadership published through `onLeadershipChange`.
     private var leadership: (isLeader: Bool, leader: NodeID?) = (false, nil)
     var metrics = NodeMetrics()
+    /// What this node saw (`GET /events`): written on the loop, read by the metrics port under its lock.
+    let events: EventRing
+    /// Derives role, election, peer and fsync events (`RaftServer+Events.swift`). Loop-confined.
+    var eventRecorder = EventRecorder()
     /// `state_hash` of `/status`, cached per applied index (the hash is a function of it).
     private var stateHashCache: (index: LogIndex, hash: String)?
     /// Called on the loop whenever the role, the known leader or the removal of this node changes.
@@ -142,6 +146,7 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
         self.loop = loop
         self.log = log
         self.addressBook = NIOLockedValueBox(settings.addresses)
+        self.events = EventRing(nodeID: settings.raft.id, bootWallMs: NodeBackend.wallClockMillis())
         self.io = NIOThreadPool(numberOfThreads: 1)
         self.snapshotIO = NIOThreadPool(numberOfThreads: 1)
         self.snapshots = storage.snapshots
@@ -185,6 +190,7 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
                 }
             }
             self.log.info("node \(self.settings.raft.id) started: \(self.core.hardState), last index \(self.core.lastIndex)")
+            self.recordEvent(.started, "started at term \(self.core.term), last index \(self.core.lastIndex)")
         }
     }
 
@@ -215,6 +221,7 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
         let now = RaftServer.monotonicMillis()
         core.tick(now: now)
         if now >= lastUsageCheck + settings.usageCheckMs { measureUsage(now: now) }
+        recordPeerChanges(now: now)
         Self.run(pending.expire(now: now))
         Self.run(pending.completeTransfers(leader: core.leader, commitIndex: core.commitIndex, now: now))
         proposeExpiryTickIfDue()
@@ -238,14 +245,17 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
 
     private func scheduleFlush() {
         let writer = self.writer
-        io.runIfActive(eventLoop: loop) { () -> (index: LogIndex, term: Term)? in
-            try writer.flushIfDue(now: RaftServer.monotonicMillis()) == nil ? nil : writer.syncedPoint
+        io.runIfActive(eventLoop: loop) { () -> (point: (index: LogIndex, term: Term)?, ms: UInt64)? in
+            let began = RaftServer.monotonicMillis()
+            guard try writer.flushIfDue(now: began) != nil else { return nil }
+            return (writer.syncedPoint, RaftServer.monotonicMillis() - began)
         }.whenComplete { result in
             switch result {
             case .failure(let error): self.fatal(error)
-            case .success(let point):
+            case .success(let flushed):
+                if let flushed, !self.stopped { self.recordFsync(ms: flushed.ms) }
                 // A MemFirst leader counts its own entries toward commit once they are fsynced.
-                guard let point, !self.stopped else { return }
+                guard let point = flushed?.point, !self.stopped else { return }
                 self.core.markSynced(through: point.index, term: point.term)
                 self.scheduleReady()
             }
@@ -271,7 +281,12 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
                 self.core.step(message)
                 // Staged only if the core took it: a snapshot it ignored (older than one it took before this Ready)
                 // must not replace the image the next Ready will ask for.
-                if self.core.snapshotMetadata == meta { self.stagedSnapshots = [meta.index: data] }
+                if self.core.snapshotMetadata == meta {
+                    self.stagedSnapshots = [meta.index: data]
+                    self.recordEvent(
+                        .snapshotReceived, "received snapshot at index \(meta.index) (\(data.count) bytes) from node "
+                            + "\(message.from)", peer: message.from, index: meta.index, bytes: UInt64(data.count))
+                }
                 self.scheduleReady()
                 return
             }
@@ -586,7 +601,10 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
     /// learns that it was removed.
     private func syncMembership() {
         guard let change = membershipTracker.update(core) else { return }
-        if let line = change.changedLine { log.always(line) }
+        if let line = change.changedLine {
+            log.always(line)
+            recordEvent(.membershipChanged, line)
+        }
         let book = addressBook.withLockedValue { book -> [NodeID: String] in
             for (id, address) in change.membership.addresses { book[id] = address }
             return book
@@ -631,6 +649,7 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
         publishAdmission()
         if let soft = rd.softState {
             logRoleChange(soft)
+            recordSoftState(soft)
             leadership = (soft.role == .leader, soft.leader)
             onLeadershipChange?(leadership.isLeader, leadership.leader, removed)
             Self.run(
@@ -667,7 +686,7 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
         let snapshots = self.snapshots
         let lock = snapshotLock
         let started = RaftServer.monotonicMillis()
-        let write = { @Sendable () throws -> (KVStateMachine?, LogIndex) in
+        let write = { @Sendable () throws -> (KVStateMachine?, LogIndex, UInt64?) in
             // A received snapshot is decoded here, off the Raft loop (a large image takes a while), before it is
             // recorded: an image that does not decode never reaches the WAL.
             var restored: KVStateMachine?
@@ -683,9 +702,11 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
                 if case .appendResponse(.success, _) = $0.body { return true }
                 return false
             }
+            let (syncs, began) = (writer.fsyncCount, RaftServer.monotonicMillis())
             let durability = try writer.persist(
                 entries: rd.entries, hardState: rd.hardState, snapshot: rd.snapshot, acknowledges: acknowledges)
-            return (restored, durability.synced)
+            let fsyncMs = writer.fsyncCount > syncs ? RaftServer.monotonicMillis() - began : nil
+            return (restored, durability.synced, fsyncMs)
         }
         // A full disk undoes the write and leaves the log usable: the same write is tried again until there is space
         // (the Ready stays in progress meanwhile: nothing it would acknowledge goes out).
@@ -708,7 +729,8 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
                     self.loop.assumeIsolated().scheduleTask(in: .milliseconds(200)) { attempt() }
                 case .failure(let error):
                     self.fatal(error)
-                case .success(let (restored, synced)):
+                case .success(let (restored, synced, fsyncMs)):
+                    if let fsyncMs { self.recordFsync(ms: fsyncMs) }
                     if self.persistWaitingForSpace {
                         self.persistWaitingForSpace = false
                         self.log.warn("the log write that waited for space went through")
@@ -752,6 +774,9 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
         if case .installSnapshot(let meta) = message.body {
             if let latest = latestSnapshot, latest.meta.index == meta.index {
                 transport.send(message, snapshotData: latest.data)
+                recordEvent(
+                    .snapshotSent, "sent snapshot at index \(meta.index) (\(latest.data.count) bytes) to node \(message.to)",
+                    peer: message.to, index: meta.index, bytes: UInt64(latest.data.count))
             } else {
                 core.reportSnapshot(message.to, success: false)
             }
@@ -784,6 +809,9 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
         latestSnapshot = (meta, data)
         lastSnapshotIndex = meta.index
         log.info("installed snapshot \(meta) (\(data.count) bytes)")
+        recordEvent(
+            .snapshotInstalled, "installed snapshot at index \(meta.index) (\(data.count) bytes)", index: meta.index,
+            bytes: UInt64(data.count))
     }
 
     private func maybeSnapshot() {
@@ -839,6 +867,9 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
                 self.core.compact(snapshot: meta, retain: retained)
                 self.metrics.snapshots += 1
                 self.log.info("snapshot at \(meta.index) (\(data.count) bytes); log compacted")
+                self.recordEvent(
+                    .snapshotTaken, "took snapshot at index \(meta.index) (\(data.count) bytes); log compacted",
+                    index: meta.index, bytes: UInt64(data.count))
             case .failure(let error as StorageNoSpaceError):
                 // Nothing changed: the snapshot file was not saved or the log record not written. Tried again later.
                 self.snapshotRetryAt = RaftServer.monotonicMillis() + 1000
@@ -879,6 +910,7 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
         }
         if raised {
             noSpaceRaised = true
+            recordEvent(.alarmRaised, "NOSPACE alarm raised: \(reason)")
             log.always("Alarm NOSPACE raised node=\(settings.raft.id): \(reason); writes are refused (507) until "
                 + "`dctl alarm disarm`")
             maybeSnapshot()
@@ -917,6 +949,7 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
             }
             self.alarmBox.withLockedValue { $0 = nil }
             self.noSpaceRaised = false
+            self.recordEvent(.alarmCleared, "NOSPACE alarm disarmed: \(used) bytes used")
             self.log.always("Alarm NOSPACE disarmed node=\(self.settings.raft.id): \(used) bytes used; writes accepted")
             return self.alarmsResponse()
         }
@@ -998,8 +1031,17 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
             ).status(
                 appliedIndex: self.stateMachine.appliedIndex, stateHash: self.stateHashCache?.hash,
                 uptimeMs: RaftServer.monotonicMillis() - self.startedAt, metrics: self.metrics,
-                alarms: self.alarmBox.withLockedValue { $0.map { [$0] } ?? [] })
+                alarms: self.alarmBox.withLockedValue { $0.map { [$0] } ?? [] },
+                storage: self.storageStatus())
         }
+    }
+
+    private func storageStatus() -> StorageStatus {
+        StorageStatus(
+            fsyncP50Ms: metrics.fsyncMs.quantile(0.5), fsyncP99Ms: metrics.fsyncMs.quantile(0.99),
+            fsyncs: metrics.fsyncMs.total, snapshotIndex: latestSnapshot?.meta.index ?? 0,
+            snapshotBytes: UInt64(latestSnapshot?.data.count ?? 0), firstLogIndex: core.firstIndex,
+            backendBytes: backendBytes, quotaBytes: settings.quotaBackendBytes)
     }
 
     /// `status()`, or a minimal document while the loop is shutting down (the metrics port never fails).

@@ -22,7 +22,8 @@ struct StatusReport {
 
     /// The status document of SPEC (`/status`); a leader lists its peers' replication progress.
     func status(
-        appliedIndex: LogIndex, stateHash: String?, uptimeMs: UInt64, metrics: NodeMetrics, alarms: [NodeAlarm] = []
+        appliedIndex: LogIndex, stateHash: String?, uptimeMs: UInt64, metrics: NodeMetrics, alarms: [NodeAlarm] = [],
+        storage: StorageStatus? = nil
     ) -> NodeStatus {
         var peers: [PeerStatus] = []
         if core.role == .leader {
@@ -38,7 +39,7 @@ struct StatusReport {
                         id: id, address: address(id) ?? "", matchIndex: pr.match,
                         lagEntries: core.lastIndex > pr.match ? core.lastIndex - pr.match : 0,
                         lastAckMsAgo: pr.hasAnswered ? (now > pr.lastAckAt ? now - pr.lastAckAt : 0) : nil,
-                        state: state))
+                        state: state, nextIndex: pr.next, inflight: UInt64(pr.inflightCount)))
             }
         }
         var status = NodeStatus(
@@ -52,6 +53,7 @@ struct StatusReport {
                 writeP99Ms: metrics.writeLatencyMs.quantile(0.99)))
         status.stateHash = stateHash
         status.alarms = alarms.isEmpty ? nil : alarms
+        status.storage = storage
         status.members = core.membership.members.sorted().map { id in
             MemberAddress(id: id, address: id == selfID ? selfAddress : address(id) ?? "")
         }

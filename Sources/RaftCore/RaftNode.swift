@@ -39,6 +39,8 @@ public struct RaftNode: Sendable {
     // MARK: candidate state
     private var votes: [NodeID: Bool] = [:]
     private var campaignIsTransfer = false
+    /// The last election this node decided by counting votes (won, or lost by refusals), for the shell's events.
+    public private(set) var lastElection: ElectionTally?
 
     // MARK: leader state
     public private(set) var progress: [NodeID: Progress] = [:]
@@ -601,7 +603,15 @@ public struct RaftNode: Sendable {
 
     /// Counts votes; returns true when the election is decided.
     private mutating func tallyVotes() -> Bool {
-        switch Quorum.voteResult(voters: log.membership.voters, votes: votes) {
+        let result = Quorum.voteResult(voters: log.membership.voters, votes: votes)
+        if result != .pending {
+            let granted = log.membership.voters.filter { votes[$0] == true }.count
+            let refused = log.membership.voters.filter { votes[$0] == false }.count
+            lastElection = ElectionTally(
+                term: role == .preCandidate ? term + 1 : term, preVote: role == .preCandidate, won: result == .won,
+                granted: granted, refused: refused, voters: log.membership.voters.count)
+        }
+        switch result {
         case .won:
             if role == .preCandidate {
                 campaign(transfer: campaignIsTransfer, skipPreVote: true)
@@ -997,4 +1007,15 @@ public struct RaftNode: Sendable {
         }
         precondition(vote == nil || term > 0, "a vote needs a term")
     }
+}
+
+/// How an election (or a pre-vote) was decided: the votes counted when the result was known.
+public struct ElectionTally: Sendable, Hashable {
+    /// The term campaigned for.
+    public var term: Term
+    public var preVote: Bool
+    public var won: Bool
+    public var granted: Int
+    public var refused: Int
+    public var voters: Int
 }

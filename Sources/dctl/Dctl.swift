@@ -38,7 +38,7 @@ struct Dctl: AsyncParsableCommand {
             ClusterCommand.self, NodeCommand.self, Put.self, Get.self, Scan.self, Delete.self, Status.self, Leader.self,
             Health.self, Wait.self, Completion.self, Version.self, Bench.self,
             Join.self, Promote.self, Remove.self, TransferLeader.self, Certs.self, Doctor.self, Alarm.self,
-            Watch.self, Txn.self, Snapshot.self,
+            Watch.self, Txn.self, Snapshot.self, Events.self,
         ]
     )
 }

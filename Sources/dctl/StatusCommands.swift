@@ -190,7 +190,7 @@ private extension Duration {
 
 struct Doctor: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Check the cluster and explain: quorum and lag, clocks, settings, security, disk, versions.",
+        abstract: "Check the cluster and explain: quorum and lag, clocks, settings, security, disk, WAL fsync, versions.",
         discussion: """
             One line per check with its verdict (ok, warn, fail, skip). Exit 0 when every check is ok, 2 with a \
             warning, 1 with a failure (nodes disagree on settings, an expired certificate), 4 without a quorum.

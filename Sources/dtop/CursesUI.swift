@@ -18,9 +18,10 @@ private let pendingSignal = Atomic<Int32>(0)
 /// It draws the latest model the poller published and never waits for a poll. A frame is `erase()`, the lines of
 /// `FrameRenderer`, `refresh()`: curses sends only the cells that changed, so ticks and resizes do not flicker.
 final class CursesUI {
-    private let poller: Poller
+    private let poller: any DashboardSource
     private let frameLimit: Int?
     private let color: Bool
+    private let readOnly: Bool
     private var unicode = true
     private var colorsOn = false
 
@@ -29,14 +30,23 @@ final class CursesUI {
     private var showEvents = true
     private var showHelp = false
     private var paused: DashboardModel?
+    private var view = DashboardView.table
+    /// No row is selected until a key or a click selects one (the table then looks as it always did).
+    private var selectedRow: Int?
+    private var eventsScroll = 0
+    /// An action waiting for `y`.
+    private var confirming: ActionPlan?
+    /// A refusal or notice shown until the next key.
+    private var notice: String?
 
     /// Interval steps for `+` and `-`, in milliseconds.
     static let steps: [UInt64] = [100, 200, 250, 500, 1000, 2000, 5000, 10_000]
 
-    init(poller: Poller, frameLimit: Int?, color: Bool) {
+    init(poller: any DashboardSource, frameLimit: Int?, color: Bool, readOnly: Bool = false) {
         self.poller = poller
         self.frameLimit = frameLimit
         self.color = color
+        self.readOnly = readOnly
     }
 
     /// Runs until `q`, a terminating signal or the frame limit; returns the exit code (128 + signal, or 0).
@@ -58,6 +68,9 @@ final class CursesUI {
         cbreak()
         noecho()
         keypad(dtop_stdscr(), true)
+        // Esc alone must not wait a second for an escape sequence.
+        set_escdelay(25)
+        dtop_enable_mouse()
         _ = curs_set(0)
         // getch waits at most this long: the loop notices new rounds, keys and signals within 50 ms.
         timeout(50)
@@ -96,11 +109,62 @@ final class CursesUI {
 
     private func handle(_ key: Int32) -> KeyResult {
         if key == dtop_key_resize() { return .handled }
+        let model = paused ?? poller.latest.model
+        let rowCount = model.rows(nowMs: 0, order: sort).count
+        notice = nil
+        if let plan = confirming {
+            confirming = nil
+            if key == Int32(UInt8(ascii: "y")) || key == Int32(UInt8(ascii: "Y")) { perform(plan) }
+            return .handled
+        }
+        switch key {
+        case dtop_key_up():
+            selectedRow = max(0, (selectedRow ?? 1) - 1)
+            return .handled
+        case dtop_key_down():
+            selectedRow = min(max(rowCount - 1, 0), selectedRow.map { $0 + 1 } ?? 0)
+            return .handled
+        case dtop_key_ppage():
+            eventsScroll = max(0, eventsScroll - 5)
+            return .handled
+        case dtop_key_npage():
+            eventsScroll += 5
+            return .handled
+        case dtop_key_enter(), 10, 13:
+            openDetail(model)
+            return .handled
+        case 27:
+            view = .table
+            showHelp = false
+            eventsScroll = 0
+            return .handled
+        case dtop_key_mouse():
+            mouse(model)
+            return .handled
+        default:
+            break
+        }
         guard let scalar = UnicodeScalar(UInt32(max(key, 0))) else { return .handled }
-        switch Character(scalar) {
+        let character = Character(scalar)
+        if poller.replayStatus != nil, poller.replayKey(character) { return .handled }
+        switch character {
         case "q", "Q":
             return .quit
-        case "p", "P", " ":
+        case "j":
+            selectedRow = min(max(rowCount - 1, 0), selectedRow.map { $0 + 1 } ?? 0)
+        case "k":
+            selectedRow = max(0, (selectedRow ?? 1) - 1)
+        case "g":
+            view = view == .grid ? .table : .grid
+        case "T":
+            view = view == .timeline ? .table : .timeline
+        case "t":
+            plan(.transfer, model)
+        case "P":
+            plan(.promote, model)
+        case "r":
+            plan(.remove, model)
+        case "p", " ":
             paused = paused == nil ? poller.latest.model : nil
         case "+", "=":
             let current = poller.interval
@@ -122,11 +186,89 @@ final class CursesUI {
         return .handled
     }
 
+    /// The node of the selected row, if it has an id.
+    private func selectedNode(_ model: DashboardModel) -> UInt64? {
+        let rows = model.rows(nowMs: 0, order: sort)
+        guard let selectedRow, rows.indices.contains(selectedRow) else { return nil }
+        return rows[selectedRow].nodeID
+    }
+
+    private func openDetail(_ model: DashboardModel) {
+        if selectedRow == nil { selectedRow = 0 }
+        guard view == .table, let id = selectedNode(model) else { return }
+        view = .detail(id)
+        eventsScroll = 0
+    }
+
+    /// A click selects the row under it (a second click on the selected row opens it); the wheel scrolls the events.
+    private func mouse(_ model: DashboardModel) {
+        var y: Int32 = 0
+        var x: Int32 = 0
+        switch dtop_mouse_event(&y, &x) {
+        case 1:
+            guard view == .table else { return }
+            let first = FrameRenderer.firstRowLine(model)
+            let row = Int(y) - first
+            let count = model.rows(nowMs: 0, order: sort).count
+            guard row >= 0, row < count else { return }
+            if row == selectedRow { openDetail(model) } else { selectedRow = row }
+        case 4:
+            eventsScroll = max(0, eventsScroll - 3)
+        case 5:
+            eventsScroll += 3
+        default:
+            break
+        }
+    }
+
+    /// `t`, `P`, `r`: the what-if, then a confirmation (or the refusal).
+    private func plan(_ action: ConsoleAction, _ model: DashboardModel) {
+        if readOnly || poller.replayStatus != nil {
+            notice = poller.replayStatus != nil
+                ? "a replay cannot act on the cluster" : "read-only: actions are disabled (--read-only)"
+            return
+        }
+        guard let node = selectedNode(model) else {
+            notice = "select a node first (Up/Down or a click)"
+            return
+        }
+        let plan = model.plan(action, node: node)
+        if plan.allowed {
+            confirming = plan
+        } else {
+            notice = plan.text
+            poller.recordAction("refused: " + plan.text)
+        }
+    }
+
+    /// Sends the confirmed action on a background thread; its result goes to the events pane.
+    private func perform(_ plan: ActionPlan) {
+        let source = poller
+        source.recordAction("\(plan.action.rawValue) node \(plan.node): sent")
+        let thread = Thread { source.recordAction(StatusFetcher.perform(plan)) }
+        thread.name = "dtop-action"
+        thread.start()
+    }
+
+    private var prompt: [StyledLine] {
+        if let plan = confirming {
+            return [
+                StyledLine([Span("CONFIRM", .heading)]),
+                StyledLine([Span("  " + plan.text, .warn)]),
+                StyledLine([Span("  press y to do it, any other key to cancel", .title)]),
+            ]
+        }
+        if let notice { return [StyledLine([Span("NOTICE", .heading)]), StyledLine([Span("  " + notice, .bad)])] }
+        return []
+    }
+
     private func draw(_ model: DashboardModel) {
         let height = Int(dtop_lines())
         let width = Int(dtop_cols())
+        let rowCount = model.rows(nowMs: 0, order: sort).count
+        selectedRow = selectedRow.map { min($0, max(rowCount - 1, 0)) }
         var options = FrameOptions(
-            width: max(width - 1, 1), height: height, nowMs: wallClockMs(),
+            width: max(width - 1, 1), height: height, nowMs: poller.frameTimeMs ?? wallClockMs(),
             utcOffsetSeconds: TimeZone.current.secondsFromGMT(), intervalMs: poller.interval)
         options.sort = sort
         options.spark = spark
@@ -134,6 +276,12 @@ final class CursesUI {
         options.showHelp = showHelp
         options.paused = paused != nil
         options.unicode = unicode
+        options.view = view
+        options.selectedRow = rowCount > 0 ? selectedRow : nil
+        options.eventsScroll = eventsScroll
+        options.prompt = prompt
+        options.readOnly = readOnly
+        options.replay = poller.replayStatus
         erase()
         for (row, line) in FrameRenderer.render(model, options).enumerated() {
             var column = 0
@@ -180,6 +328,7 @@ final class CursesUI {
         case .leader: return dtop_a_bold() | pair(.accent)
         case .dim: return dtop_a_dim()
         case .alert: return dtop_a_reverse() | dtop_a_bold() | pair(.alert)
+        case .selected: return dtop_a_reverse()
         }
     }
 }

@@ -10,7 +10,11 @@ struct Dtop: ParsableCommand {
         abstract: "Live dashboard of a dengine cluster: leader, terms, indexes, replication lag, events.",
         discussion: """
             Polls GET /status on every metrics endpoint (and on members it discovers) in parallel.
-            Keys: q quit, p pause, +/- interval, s sort, l sparkline source, e events pane, ? help.
+            Keys: q quit, p pause, +/- interval, s sort, l sparkline source, e events pane, ? help; Up/Down or a \
+            click selects a row, Enter opens its node's detail, Esc returns; g perspective grid, T election \
+            timeline; t transfer leadership, P promote, r remove (each asks first; --read-only disables them).
+            --record FILE appends every round and event (JSON lines); --replay FILE plays it back: space pause, \
+            +/- speed, [ ] seek 10 s, { } seek 1 min, 0 restart.
             With --once, prints one frame without curses and exits: 0 healthy, 2 degraded, 4 unavailable.
             Usage errors exit 64. NO_COLOR disables colour (every colour also has a word or symbol).
             """
@@ -52,6 +56,21 @@ struct Dtop: ParsableCommand {
     @Option(help: "Bearer token (env DCTL_TOKEN).")
     var token: String?
 
+    @Flag(name: .long, help: "Disable the actions (t transfer, P promote, r remove).")
+    var readOnly = false
+
+    @Option(name: .long, help: "Append every polled status and event to FILE (compact JSON lines).")
+    var record: String?
+
+    @Option(name: .long, help: "Play back a recording made with --record instead of polling.")
+    var replay: String?
+
+    @Option(name: .long, help: "Replay speed (e.g. 0.5, 1, 4).")
+    var speed: Double = 1
+
+    @Flag(name: .long, help: "With --replay: print every frame of the recording as text and exit.")
+    var framesText = false
+
     static let defaultEndpoints = "127.0.0.1:8081,127.0.0.1:8082,127.0.0.1:8083"
     static let intervalRange: ClosedRange<UInt64> = 100...10_000
 
@@ -60,6 +79,9 @@ struct Dtop: ParsableCommand {
         _ = try parsedInterval()
         if let frames, frames < 1 { throw ValidationError("-n must be at least 1") }
         if output == .json && !once { throw ValidationError("-o json needs --once") }
+        if record != nil && replay != nil { throw ValidationError("--record and --replay exclude each other") }
+        if framesText && replay == nil { throw ValidationError("--frames-text needs --replay") }
+        if !(speed > 0 && speed <= 64) { throw ValidationError("--speed must be above 0 and at most 64") }
     }
 
     func parsedEndpoints() throws -> [Endpoint] {
@@ -112,15 +134,63 @@ struct Dtop: ParsableCommand {
             endpoints = try Endpoint.parseList(configured.joined(separator: ","))
         }
         let intervalMs = try parsedInterval()
-        let poller = Poller(endpoints: endpoints, intervalMs: intervalMs, clock: wallClockMs)
+        if let replay {
+            let recording: Recording
+            do {
+                recording = try Recording.parse(try String(contentsOfFile: replay, encoding: .utf8))
+            } catch {
+                FileHandle.standardError.write(Data("dtop: cannot replay \(replay): \(error)\n".utf8))
+                throw ExitCode(66)
+            }
+            if framesText || once {
+                print(Self.replayFrames(recording, intervalMs: recording.intervalMs, lastOnly: once), terminator: "")
+                return
+            }
+            try runCurses(ReplayPlayer(recording: recording, speed: speed, intervalMs: recording.intervalMs))
+            return
+        }
+        var recorder: FileHandle?
+        if let record {
+            if !FileManager.default.fileExists(atPath: record) {
+                FileManager.default.createFile(atPath: record, contents: nil)
+            }
+            guard let handle = FileHandle(forWritingAtPath: record) else {
+                FileHandle.standardError.write(Data("dtop: cannot write the recording \(record)\n".utf8))
+                throw ExitCode(73)
+            }
+            handle.seekToEndOfFile()
+            recorder = handle
+        }
+        let poller = Poller(endpoints: endpoints, intervalMs: intervalMs, clock: wallClockMs, recorder: recorder)
         if once {
             throw ExitCode(runOnce(poller, intervalMs: intervalMs))
         }
+        try runCurses(poller)
+    }
+
+    /// Every frame of a recording as plain text, each at its recorded time (UTC), with a separator line; or the last.
+    static func replayFrames(_ recording: Recording, intervalMs: UInt64, lastOnly: Bool) -> String {
+        var model = DashboardModel(endpoints: recording.endpoints)
+        var out = ""
+        for (index, line) in recording.lines.enumerated() {
+            line.apply(to: &model)
+            if lastOnly && index < recording.lines.count - 1 { continue }
+            var options = FrameOptions(
+                width: 120, height: nil, nowMs: line.atMs, utcOffsetSeconds: 0, intervalMs: intervalMs)
+            options.interactive = false
+            options.unicode = false
+            out += "=== frame \(index + 1)/\(recording.lines.count) at \(FrameRenderer.clock(line.atMs, offset: 0)) UTC ===\n"
+            out += FrameRenderer.plainText(model, options)
+        }
+        return out
+    }
+
+    private func runCurses(_ source: any DashboardSource) throws {
         guard isatty(STDOUT_FILENO) == 1, isatty(STDIN_FILENO) == 1 else {
             FileHandle.standardError.write(Data("dtop: not a terminal; use --once [-o json] for scripts\n".utf8))
             throw ExitCode(64)
         }
-        let ui = CursesUI(poller: poller, frameLimit: frames, color: Self.colorAllowed)
+        let ui = CursesUI(poller: source, frameLimit: frames, color: Self.colorAllowed, readOnly: readOnly)
         let code = ui.run()
         if code > 128 {
             // The terminal is restored; now die of the signal, as the parent (a shell, tmux) expects.

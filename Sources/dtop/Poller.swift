@@ -1,3 +1,4 @@
+import ClusterAPI
 import DashboardCore
 import Foundation
 
@@ -6,19 +7,45 @@ import Foundation
 /// One round: every target is fetched at once (one Dispatch work item each) with a deadline shorter than the
 /// interval, so a slow or dead node delays nothing beyond its deadline. The next round starts one interval after
 /// the previous one started. The curses thread never waits on this: it reads `latest` (a copy) under a lock.
-// @unchecked Sendable: the model, version, interval and stop flag are under `lock` (an NSCondition).
-final class Poller: @unchecked Sendable {
+/// With a recorder (`--record FILE`), every round and every action is appended to the file as it is applied.
+// @unchecked Sendable: the model, version, interval, stop flag and recorder are under `lock` (an NSCondition).
+final class Poller: DashboardSource, @unchecked Sendable {
     private let lock = NSCondition()
     private var model: DashboardModel
     private var version = 0
     private var intervalMs: UInt64
     private var stopped = false
     private let clock: @Sendable () -> UInt64
+    private let recorder: FileHandle?
 
-    init(endpoints: [Endpoint], intervalMs: UInt64, clock: @escaping @Sendable () -> UInt64) {
+    init(endpoints: [Endpoint], intervalMs: UInt64, clock: @escaping @Sendable () -> UInt64, recorder: FileHandle? = nil) {
         self.model = DashboardModel(endpoints: endpoints)
         self.intervalMs = intervalMs
         self.clock = clock
+        self.recorder = recorder
+        if let recorder, let header = try? WireJSON.encode(RecordingHeader(endpoints: endpoints, intervalMs: intervalMs)) {
+            recorder.write(header + Data("\n".utf8))
+        }
+    }
+
+    var frameTimeMs: UInt64? { nil }
+    var replayStatus: String? { nil }
+    func replayKey(_ key: Character) -> Bool { false }
+
+    /// An action's result, into the events pane (and the recording).
+    func recordAction(_ message: String) {
+        let now = clock()
+        lock.withLock {
+            model.recordAction(message, atMs: now)
+            version += 1
+            write(RecordedLine(action: message, atMs: now))
+        }
+    }
+
+    /// Appends one line to the recording (under `lock`).
+    private func write(_ line: RecordedLine) {
+        guard let recorder, let text = try? line.encodedLine() else { return }
+        recorder.write(Data((text + "\n").utf8))
     }
 
     /// The per-request deadline for `interval`: 80% of it, at most 2 s.
@@ -43,27 +70,37 @@ final class Poller: @unchecked Sendable {
 
     /// One round, synchronously (used by `--once` and by the polling thread).
     func pollOnce() {
-        let (targets, interval) = lock.withLock { (model.pollTargets, intervalMs) }
+        let (targets, interval) = lock.withLock {
+            (model.pollTargets.map { ($0, model.eventCursor(for: $0)) }, intervalMs)
+        }
         let results = Self.fetchAll(targets, timeoutMs: Self.deadlineMs(intervalMs: interval))
         let now = clock()
         lock.withLock {
             model.apply(results, nowMs: now)
             version += 1
+            write(RecordedLine(round: results, atMs: now))
         }
     }
 
-    static func fetchAll(_ targets: [Endpoint], timeoutMs: Int) -> [PollResult] {
+    /// Every target's status, then (when it answered) its events after the cursor, all targets at once.
+    static func fetchAll(_ targets: [(endpoint: Endpoint, after: UInt64)], timeoutMs: Int) -> [PollResult] {
         let results = ResultBox(count: targets.count)
         let group = DispatchGroup()
-        for (index, endpoint) in targets.enumerated() {
+        for (index, (endpoint, after)) in targets.enumerated() {
             DispatchQueue.global().async(group: group) {
                 let outcome = StatusFetcher.fetch(endpoint, timeoutMs: timeoutMs)
-                results.set(index, PollResult(endpoint: endpoint, outcome: outcome))
+                var events: NodeEventsResponse?
+                // Its own deadline: a node slow to answer /status still gets its events read (a round can take
+                // two deadlines at most; the wait below allows for that).
+                if case .status = outcome {
+                    events = StatusFetcher.fetchEvents(endpoint, after: after, timeoutMs: timeoutMs)
+                }
+                results.set(index, PollResult(endpoint: endpoint, outcome: outcome, events: events))
             }
         }
-        // Each fetch ends by its own deadline; the margin covers scheduling only.
-        _ = group.wait(timeout: .now() + .milliseconds(timeoutMs + 250))
-        return targets.enumerated().map { index, endpoint in
+        // Each fetch (status, then events) ends by its own deadline; the margin covers scheduling only.
+        _ = group.wait(timeout: .now() + .milliseconds(2 * timeoutMs + 250))
+        return targets.map(\.endpoint).enumerated().map { index, endpoint in
             results.get(index) ?? PollResult(endpoint: endpoint, outcome: .failure("timed out"))
         }
     }

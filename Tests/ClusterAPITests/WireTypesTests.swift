@@ -311,7 +311,7 @@ private let sampleStatus = NodeStatus(
         var text = try json(sampleStatus)
         text.removeLast()
         text += #","region":"eu","raft":{"pre_vote":true},"tags":[1,2]}"#
-        text = text.replacingOccurrences(of: #""state":"probe""#, with: #""state":"probe","inflight":3"#)
+        text = text.replacingOccurrences(of: #""state":"probe""#, with: #""state":"probe","paused":true"#)
         text = text.replacingOccurrences(of: #""writes_total":100"#, with: #""writes_total":100,"bytes_total":9"#)
         #expect(try decode(NodeStatus.self, text) == sampleStatus)
     }
@@ -374,5 +374,36 @@ private let sampleStatus = NodeStatus(
     @Test func codableUsesQueryName() throws {
         #expect(try json([ReadConsistency.lease]) == #"["lease"]"#)
         #expect(try decode([ReadConsistency].self, #"["eventual"]"#) == [.eventual])
+    }
+}
+
+// MARK: - Issue #18 fields
+
+@Suite struct ConsoleWireTests {
+    @Test func newPeerAndStorageFieldsRoundTripAndOldDocumentsStillDecode() throws {
+        var status = sampleStatus
+        status.peers[0].nextIndex = 43
+        status.peers[0].inflight = 2
+        status.storage = StorageStatus(
+            fsyncP50Ms: 1, fsyncP99Ms: 5, fsyncs: 9, snapshotIndex: 40, snapshotBytes: 1024, firstLogIndex: 30,
+            backendBytes: 4096, quotaBytes: 8192)
+        let text = try json(status)
+        #expect(text.contains(#""next_index":43"#) && text.contains(#""inflight":2"#))
+        #expect(text.contains(#""storage":{"backend_bytes":4096"#))
+        #expect(try decode(NodeStatus.self, text) == status)
+        // A document from a node before these fields: they decode as absent.
+        let old = try decode(NodeStatus.self, try json(sampleStatus))
+        #expect(old.storage == nil && old.peers.allSatisfy { $0.nextIndex == nil && $0.inflight == nil })
+    }
+
+    @Test func eventsRoundTripAndAnUnknownKindIsKept() throws {
+        let event = NodeEvent(
+            seq: 7, nodeID: 2, atMs: 1000, kind: .electionWon, term: 3, message: "won",
+            votes: VoteCount(granted: 2, refused: 1, voters: 3))
+        let text = try json(event)
+        #expect(text.contains(#""kind":"election_won""#) && !text.contains("peer"))
+        #expect(try decode(NodeEvent.self, text) == event)
+        let future = text.replacingOccurrences(of: "election_won", with: "quorum_lost")
+        #expect(try decode(NodeEvent.self, future).kind.rawValue == "quorum_lost")
     }
 }

@@ -10,7 +10,7 @@ import Testing
         #expect(try cluster.dctl(["cluster", "start", "--timeout", "30s"]).code == 0)
         let healthy = try cluster.dctl(["doctor"])
         #expect(healthy.code == 0, "\(healthy)")
-        for name in ["quorum", "clocks", "settings", "security", "disk", "versions"] {
+        for name in ["quorum", "clocks", "settings", "security", "disk", "wal", "versions"] {
             #expect(healthy.stdout.contains("ok    \(name)"), "\(name) in \(healthy.stdout)")
         }
         #expect(try cluster.dctl(["cluster", "stop"]).code == 0)

@@ -164,7 +164,7 @@ struct DtopTests {
                     let newLeader = lines.contains {
                         $0.hasPrefix("*") && !$0.hasPrefix("*\(old) ") && $0.contains("LEADER")
                     }
-                    return down && newLeader && screen.contains("election: term")
+                    return down && newLeader && screen.contains("election_won")
                         && screen.contains("node \(old) down: ")
                 }
             }

@@ -124,6 +124,15 @@ final class RawHTTPClient: @unchecked Sendable {
         }
     }
 
+    /// Reads raw bytes (framing included) until their text satisfies `done`; throws on timeout or EOF first. For
+    /// streams (`text/event-stream`) that never end.
+    func readUntil(_ done: (String) -> Bool) throws -> String {
+        while !done(String(decoding: buffered, as: UTF8.self)) {
+            guard try fill() else { throw RawClientError.closedBeforeResponse }
+        }
+        return String(decoding: buffered, as: UTF8.self)
+    }
+
     /// `true` when the server closes (EOF or reset) within the receive timeout, after any unread responses.
     func waitForClose() -> Bool {
         buffered = []
