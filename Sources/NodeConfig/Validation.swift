@@ -37,7 +37,6 @@ extension NodeConfig {
 
     func validate(context: LoadContext) throws(ConfigError) {
         try validateMembers(context: context)
-        try validateNumbers(context: context)
         let allowed = Self.maxValueBytesAllowed(maxKeyBytes: raft.maxKeyBytes)
         if raft.maxValueBytes > allowed {
             throw context.error(
@@ -46,6 +45,7 @@ extension NodeConfig {
                     + "with framing (2 x max_value_bytes + max_key_bytes + 64 KiB) must fit one WAL record and one peer "
                     + "frame (64 MiB); at most \(allowed) with max_key_bytes = \(raft.maxKeyBytes)")
         }
+        try validateNumbers(context: context)
         try validateTiming(context: context)
         try validateStorage(context: context)
         try validateSecurity(context: context)

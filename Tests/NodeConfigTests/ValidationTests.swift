@@ -275,7 +275,8 @@ import Testing
         #expect(2 * largest + 4096 + NodeConfig.entryFramingAllowance <= NodeConfig.entryHardCap)
         #expect(
             (try? parse(
-                base(replacing: "[raft.election]", with: "[raft]\nmax_value_bytes = \(largest)\n[raft.election]")))
+                base(replacing: "[raft.election]", with: "[raft]\nmax_value_bytes = \(largest)\n[raft.election]")
+                    + "\n[watch]\nbuffer_bytes = \(largest + 8192 + 65536)\n"))
                 != nil)
     }
 
