@@ -31,7 +31,7 @@ endif
 include mk/storage.mk
 
 .PHONY: help build start-cluster start-secure-cluster join-node4-secure join-node5-secure stop-cluster status-cluster start-node1 start-node2 start-node3 join-node4 \
-	join-node5 clean clean-log-db test sim perf-cluster dtop bench bench-etcd bench-memory chaos
+	join-node5 clean clean-log-db test sim perf-cluster dtop bench bench-etcd bench-alloc bench-memory chaos
 
 help: ## List the targets
 	@echo "make TARGET, where TARGET is one of:"
@@ -133,6 +133,9 @@ bench: ## dbench scenarios against a fresh local cluster; benches/reports/DATE/r
 
 bench-etcd: ## The same, side by side with a 3-member etcd (fsync on), alternating; prints and writes the ratios
 	WITH_ETCD=1 scripts/bench.sh
+
+bench-alloc: ## Heap allocations and CPU per put and lease get (perf uprobes on libc); benches/reports/DATE/alloc-DURABILITY.md
+	scripts/bench-alloc.sh
 
 bench-memory: ## Node RSS under a write load of MEM_SECONDS (600); benches/reports/DATE/memory-DURABILITY.md
 	scripts/bench-memory.sh

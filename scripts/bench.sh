@@ -68,6 +68,9 @@ if [[ $WITH_ETCD == 1 ]]; then
     etcd_version=$(etcd --version 2> /dev/null | head -n 1)
 fi
 [[ -z ${SCENARIOS:-} ]] || args+=(--scenarios "$SCENARIOS")
+# CPU per operation: the servers' processes, read from /proc before and after every run.
+args+=(--pids "dengine=$(cluster_pids "$WORK" | paste -sd, -)")
+if [[ $WITH_ETCD == 1 && -s $WORK/etcd/pids ]]; then args+=(--pids "etcd=$(paste -sd, - < "$WORK/etcd/pids")"); fi
 if [[ ${CEILING:-1} == 1 && $TLS != 1 ]] && command -v nginx > /dev/null; then
     nginx_start "$WORK/nginx" "${NGINX_PORT:-39080}"
     nginx_pid=$NGINX_PID

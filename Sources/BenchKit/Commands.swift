@@ -257,6 +257,8 @@ public struct BenchSuite: AsyncParsableCommand {
     public var title: String = "dbench report"
     @Option(name: .customLong("meta"), help: "key=value lines for the report header (repeatable).")
     public var meta: [String] = []
+    @Option(help: "SYSTEM=PID,PID,...: the servers' processes, whose CPU time per run goes in the report (repeatable).")
+    public var pids: [String] = []
 
     public init() {}
 
@@ -268,6 +270,11 @@ public struct BenchSuite: AsyncParsableCommand {
         if let ceilingEndpoint { _ = try parseEndpoints(ceilingEndpoint) }
         if etcdOnly, etcdEndpoints == nil { throw ValidationError("--etcd-only needs --etcd-endpoints") }
         for pair in meta where !pair.contains("=") { throw ValidationError("--meta wants key=value, got '\(pair)'") }
+        for entry in pids {
+            guard let (system, _) = ProcessCPU.parse(entry), BenchSystem(rawValue: system) != nil else {
+                throw ValidationError("--pids wants SYSTEM=PID,PID,... with SYSTEM dengine, etcd or nginx, got '\(entry)'")
+            }
+        }
         _ = try selectedScenarios()
     }
 
@@ -311,6 +318,12 @@ public struct BenchSuite: AsyncParsableCommand {
                 if result.errorCount > 0 { throw ExitCode(4) }
             }
         }
+        var processes: [BenchSystem: ProcessCPU] = [:]
+        for entry in pids {
+            if let (name, list) = ProcessCPU.parse(entry), let system = BenchSystem(rawValue: name) {
+                processes[system] = ProcessCPU(pids: list)
+            }
+        }
         var records: [RunRecord] = []
         for round in 1...rounds {
             for scenario in scenarios {
@@ -324,9 +337,13 @@ public struct BenchSuite: AsyncParsableCommand {
                         conns: scenario.conns, clients: scenario.conns, threads: threads,
                         stop: .duration(duration.duration), operation: scenario.operation,
                         keys: KeyShape(keySpace: scenario.keySpace), seed: UInt64(round))
+                    let cpuBefore = processes[system]?.seconds()
                     let result = try await LoadGenerator.run(secured(spec))
+                    let cpuAfter = processes[system]?.seconds()
+                    let cpu = cpuBefore.flatMap { before in cpuAfter.map { $0 - before } }
                     let record = RunRecord(
-                        system: system, scenario: scenario.name, round: round, conns: scenario.conns, result: result)
+                        system: system, scenario: scenario.name, round: round, conns: scenario.conns, result: result,
+                        cpuSeconds: cpu)
                     records.append(record)
                     let latency = record.latency
                     log("round \(round) \(scenario.name) \(system.rawValue): "

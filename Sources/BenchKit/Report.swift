@@ -12,6 +12,14 @@ public struct RunRecord: Sendable, Equatable {
     public var errors: [String: Int]
     /// Microseconds.
     public var latency: LatencySummary
+    /// CPU seconds the system's server processes used during the run (`--pids`), if measured.
+    public var cpuSeconds: Double?
+
+    /// CPU seconds per 10,000 successful operations, if measured.
+    public var cpuPer10k: Double? {
+        guard let cpuSeconds, succeeded > 0 else { return nil }
+        return cpuSeconds / Double(succeeded) * 10_000
+    }
 
     public init(
         system: BenchSystem, scenario: String, round: Int, conns: Int, opsPerSecond: Double, succeeded: Int,
@@ -28,11 +36,14 @@ public struct RunRecord: Sendable, Equatable {
         self.latency = latency
     }
 
-    public init(system: BenchSystem, scenario: String, round: Int, conns: Int, result: LoadResult) {
+    public init(
+        system: BenchSystem, scenario: String, round: Int, conns: Int, result: LoadResult, cpuSeconds: Double? = nil
+    ) {
         self.init(
             system: system, scenario: scenario, round: round, conns: conns, opsPerSecond: result.opsPerSecond,
             succeeded: result.succeeded, notFound: result.notFound, errors: result.errors,
             latency: result.latency.summary)
+        self.cpuSeconds = cpuSeconds
     }
 
     public var errorCount: Int { errors.values.reduce(0, +) }
@@ -51,6 +62,8 @@ public struct ScenarioMedian: Sendable, Equatable {
     public var p999: Double
     public var errors: Int
     public var rounds: Int
+    /// Median CPU seconds per 10k operations over the rounds that measured it.
+    public var cpuPer10k: Double?
 
     /// `nil` when `records` is empty.
     public init?(_ records: [RunRecord]) {
@@ -61,6 +74,8 @@ public struct ScenarioMedian: Sendable, Equatable {
         p999 = Self.median(records.map { Double($0.latency.p999) })
         errors = records.map(\.errorCount).reduce(0, +)
         rounds = records.count
+        let cpu = records.compactMap(\.cpuPer10k)
+        cpuPer10k = cpu.isEmpty ? nil : Self.median(cpu)
     }
 
     /// The median (the mean of the two middle values for an even count).
@@ -106,7 +121,7 @@ public struct MachineInfo: Sendable {
 /// Markdown and CSV renderings of a set of runs.
 public enum ReportWriter {
     public static let csvHeader =
-        "system,scenario,round,conns,ops_per_s,succeeded,not_found,errors,avg_us,p50_us,p90_us,p99_us,p999_us,max_us,error_kinds"
+        "system,scenario,round,conns,ops_per_s,succeeded,not_found,errors,avg_us,p50_us,p90_us,p99_us,p999_us,max_us,error_kinds,cpu_s"
 
     /// One line per run, in the order given.
     public static func csv(_ records: [RunRecord]) -> String {
@@ -119,7 +134,7 @@ public enum ReportWriter {
                     String(format: "%.1f", record.opsPerSecond), String(record.succeeded), String(record.notFound),
                     String(record.errorCount), String(format: "%.1f", latency.mean), String(latency.p50),
                     String(latency.p90), String(latency.p99), String(latency.p999), String(latency.max),
-                    record.errorText,
+                    record.errorText, record.cpuSeconds.map { String(format: "%.3f", $0) } ?? "",
                 ].joined(separator: ","))
         }
         return lines.joined(separator: "\n") + "\n"
@@ -167,6 +182,19 @@ public enum ReportWriter {
                 out += String(format: "%.0f %%", share)
                 out += " | \(formatMillis(ours.p50)) / \(formatMillis(ours.p99))"
                 out += " | \(formatMillis(ceiling.p50)) / \(formatMillis(ceiling.p99)) |\n"
+            }
+            out += "\n"
+        }
+        if records.contains(where: { $0.cpuSeconds != nil }) {
+            out += "## CPU per 10k operations (user + system seconds of the servers' processes, from /proc; medians)\n\n"
+            out += "| scenario | dengine s / 10k | etcd s / 10k | dengine / etcd |\n|---|---:|---:|---:|\n"
+            for scenario in scenarios {
+                let ours = ScenarioMedian(records.filter { $0.system == .dengine && $0.scenario == scenario })?.cpuPer10k
+                let theirs = ScenarioMedian(records.filter { $0.system == .etcd && $0.scenario == scenario })?.cpuPer10k
+                guard ours != nil || theirs != nil else { continue }
+                let share = ours.flatMap { o in theirs.flatMap { $0 > 0 ? String(format: "%.2f", o / $0) : nil } }
+                out += "| \(scenario) | \(ours.map { String(format: "%.2f", $0) } ?? "-") | "
+                out += "\(theirs.map { String(format: "%.2f", $0) } ?? "-") | \(share ?? "-") |\n"
             }
             out += "\n"
         }

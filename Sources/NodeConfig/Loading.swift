@@ -341,7 +341,7 @@ extension NodeConfig {
     }
 
     private static func decodeReadConsistency(_ table: TableReader) throws(ConfigError) -> ReadConsistencyConfig {
-        try table.rejectUnknownKeys(known: ["default_policy", "lease_duration_ms", "allow_client_override"])
+        try table.rejectUnknownKeys(known: ["default_policy", "lease_duration_ms", "allow_client_override", "follower_reads"])
         let defaults = ReadConsistencyConfig()
         var policy = defaults.defaultPolicy
         if let name = try table.optionalString("default_policy") {
@@ -355,7 +355,8 @@ extension NodeConfig {
         return ReadConsistencyConfig(
             defaultPolicy: policy,
             leaseDurationMs: try table.integer("lease_duration_ms", default: defaults.leaseDurationMs, in: 1...Int.max),
-            allowClientOverride: try table.boolean("allow_client_override", default: defaults.allowClientOverride)
+            allowClientOverride: try table.boolean("allow_client_override", default: defaults.allowClientOverride),
+            followerReads: try table.boolean("follower_reads", default: defaults.followerReads)
         )
     }
 

@@ -301,11 +301,18 @@ public struct ReadConsistencyConfig: Sendable, Equatable {
     public var leaseDurationMs: Int
     /// `allow_client_override`, default `true`: whether `?consistency=` may pick another level.
     public var allowClientOverride: Bool
+    /// `follower_reads`, default `true`: a follower serves lease and linearizable reads itself once the leader has
+    /// given it a read index (one small message per batch of reads); `false` forwards them to the leader.
+    public var followerReads: Bool
 
-    public init(defaultPolicy: ReadConsistency = .lease, leaseDurationMs: Int = 500, allowClientOverride: Bool = true) {
+    public init(
+        defaultPolicy: ReadConsistency = .lease, leaseDurationMs: Int = 500, allowClientOverride: Bool = true,
+        followerReads: Bool = true
+    ) {
         self.defaultPolicy = defaultPolicy
         self.leaseDurationMs = leaseDurationMs
         self.allowClientOverride = allowClientOverride
+        self.followerReads = followerReads
     }
 }
 

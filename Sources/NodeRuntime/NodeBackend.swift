@@ -81,7 +81,8 @@ final class NodeBackend: ClientAPIBackend, @unchecked Sendable {
         guard forwarding else { return nil }
         let needsLeader: Bool
         switch request.route {
-        case .get, .scan: needsLeader = consistency(request.consistency) != .eventual
+        // With follower reads this node serves them itself, after asking the leader for a read index.
+        case .get, .scan: needsLeader = consistency(request.consistency) != .eventual && !raft.followerReads
         default: needsLeader = request.route.isWrite
         }
         guard needsLeader else { return nil }

@@ -120,6 +120,7 @@ public enum NodeMain {
         let leaseUsed = config.raft.readConsistency.defaultPolicy == .lease
             || config.raft.readConsistency.allowClientOverride
         raftConfig.leaseDuration = leaseUsed ? UInt64(config.raft.readConsistency.leaseDurationMs) : 0
+        raftConfig.followerReads = config.raft.readConsistency.followerReads
         raftConfig.clockDriftMargin = UInt64(NodeConfig.leaseDriftMargin(electionTimeoutMin: config.raft.election.electionTimeoutMin))
         raftConfig.randomSeed = UInt64(truncatingIfNeeded: Int64(Date().timeIntervalSince1970 * 1000)) ^ id
         #if PLANTED_BUGS

@@ -6,6 +6,8 @@ struct NodeMetrics {
     var writes: UInt64 = 0
     var reads: UInt64 = 0
     var leaseReads: UInt64 = 0
+    /// Lease and linearizable reads this node served as a follower, with a read index from the leader.
+    var followerReads: UInt64 = 0
     var applied: UInt64 = 0
     var overloaded: UInt64 = 0
     var persistBatches: UInt64 = 0
@@ -59,6 +61,9 @@ struct NodeMetrics {
         counter("dengine_writes_total", "Writes applied and acknowledged", writes)
         counter("dengine_reads_total", "Reads served", reads)
         counter("dengine_lease_reads_total", "Reads served under the leader lease", leaseReads)
+        counter(
+            "dengine_follower_reads_total", "Lease and linearizable reads served as a follower (read index from the leader)",
+            followerReads)
         counter("dengine_entries_applied_total", "Log entries applied", self.applied)
         counter("dengine_overloaded_total", "Requests refused with 429", overloaded)
         counter("dengine_persist_batches_total", "Ready batches persisted (one fsync each under DiskFirst)", persistBatches)

@@ -58,6 +58,8 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
     }
 
     public let settings: Settings
+    /// Whether this node serves lease and linearizable reads as a follower (`[raft.read_consistency] follower_reads`).
+    public var followerReads: Bool { settings.raft.followerReads }
     public let loop: EventLoop
     let io: NIOThreadPool
     /// The data directory (`db_root_dir`), measured against the quota.
@@ -290,6 +292,9 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
                 self.scheduleReady()
                 return
             }
+            // A lease is judged by the clock now, not at the last tick: a process that was paused must not trust a
+            // lease that expired while it slept.
+            if case .readIndex(_, true) = message.body { self.core.tick(now: RaftServer.monotonicMillis()) }
             self.core.step(message)
             self.scheduleReady()
         }
@@ -385,6 +390,9 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
                 case .success(let index):
                     self.metrics.leaseReads += 1
                     self.whenApplied(index) { promise.succeed(body(self.stateMachine)) }
+                case .failure(.notLeader(.some)) where self.settings.raft.followerReads:
+                    // A follower asks the leader, which answers at once under its lease.
+                    self.readIndex(promise: promise, lease: true, body)
                 case .failure(.notLeader(let leader)):
                     promise.fail(self.notLeaderError(leader))
                 case .failure(.transferInProgress):
@@ -399,13 +407,18 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
         return promise.futureResult
     }
 
-    private func readIndex<T: Sendable>(promise: EventLoopPromise<T>, _ body: @escaping (KVStateMachine) -> T) {
+    /// ReadIndex on the leader, or on a follower a read index asked of the leader (`lease`: the leader may answer
+    /// under its lease).
+    private func readIndex<T: Sendable>(
+        promise: EventLoopPromise<T>, lease: Bool = false, _ body: @escaping (KVStateMachine) -> T
+    ) {
         guard pending.readCount < settings.maxPendingReads else {
             return promise.fail(APIError(code: .overloaded, message: "too many reads in flight; retry later"))
         }
         let id = pending.nextRead()
-        switch core.readIndex(id: id) {
+        switch core.readIndex(id: id, lease: lease) {
         case .success:
+            if core.role != .leader { metrics.followerReads += 1 }
             let deadline = RaftServer.monotonicMillis() + UInt64(settings.requestTimeoutMs)
             pending.addRead(id: id, deadline: deadline) { result in
                 switch result {
@@ -428,6 +441,20 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
     /// Runs the answers `PendingRequests` returned, once its mutation is over.
     private static func run(_ answers: PendingRequests.Answers) {
         for answer in answers { answer() }
+    }
+
+    /// Why a read the core dropped failed, for its client: safe to retry in every case (nothing was read).
+    func readDroppedError(_ reason: DropReason) -> APIError {
+        switch reason {
+        case .notLeader, .leadershipTransfer:
+            return notLeaderError(core.leader)
+        case .leaderChanged, .refusedByLeader, .noAnswer:
+            let leader = core.leader
+            return APIError(
+                code: leader == nil ? .noLeader : .unavailable,
+                message: "the leader did not confirm this follower read (\(reason.rawValue)); retry shortly",
+                leaderID: leader, leaderAddress: leader.flatMap { address(of: $0) })
+        }
     }
 
     func notLeaderError(_ leader: NodeID?) -> APIError {
@@ -764,7 +791,7 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
             answer?()
         }
         for dropped in rd.droppedReads {
-            let answer = pending.readFailed(id: dropped.id, notLeaderError(core.leader))
+            let answer = pending.readFailed(id: dropped.id, readDroppedError(dropped.reason))
             answer?()
         }
         Self.run(pending.applyWaiters(upTo: stateMachine.appliedIndex))

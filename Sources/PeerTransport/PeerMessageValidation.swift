@@ -120,7 +120,9 @@ public enum PeerMessageValidation {
             guard commit < maxIndex else { return "heartbeat commit=\(commit)" }
         case .installSnapshot(let meta):
             guard RaftNode.isWellFormedSnapshot(meta, term: term) else { return "snapshot metadata \(meta) in term \(term)" }
-        case .voteResponse, .heartbeatResponse, .timeoutNow:
+        case .readIndexResponse(_, let index?):
+            guard index < maxIndex else { return "read index response index=\(index)" }
+        case .voteResponse, .heartbeatResponse, .timeoutNow, .readIndex, .readIndexResponse:
             break
         }
         return nil
@@ -139,6 +141,8 @@ extension Message.Body {
         case .heartbeatResponse: return "heartbeatResponse"
         case .installSnapshot: return "installSnapshot"
         case .timeoutNow: return "timeoutNow"
+        case .readIndex: return "readIndex"
+        case .readIndexResponse: return "readIndexResponse"
         }
     }
 }

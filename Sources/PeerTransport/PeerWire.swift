@@ -57,6 +57,8 @@ public enum PeerWire {
         case heartbeatResponse = 6
         case installSnapshot = 7
         case timeoutNow = 8
+        case readIndex = 9
+        case readIndexResponse = 10
     }
 
     /// Smallest encoding of one entry: term, index, kind, clientID, sequence, data length.
@@ -203,6 +205,8 @@ public enum PeerWire {
             return head + 8 + 8 + 4 + 8 * meta.membership.voters.count + 4 + 8 * meta.membership.learners.count
                 + 4 + meta.membership.encodedAddresses.count
         case .timeoutNow: return head
+        case .readIndex: return head + 8 + 1
+        case .readIndexResponse(_, let index): return head + 8 + 1 + (index == nil ? 0 : 8)
         }
     }
 
@@ -276,6 +280,19 @@ public enum PeerWire {
             writeBytesField(meta.membership.encodedAddresses, into: &buffer)
         case .timeoutNow:
             buffer.writeInteger(BodyTag.timeoutNow.rawValue)
+        case .readIndex(let batch, let lease):
+            buffer.writeInteger(BodyTag.readIndex.rawValue)
+            buffer.writeInteger(batch)
+            buffer.writeInteger(flags(lease, false))
+        case .readIndexResponse(let batch, let index):
+            buffer.writeInteger(BodyTag.readIndexResponse.rawValue)
+            buffer.writeInteger(batch)
+            if let index {
+                buffer.writeInteger(UInt8(1))
+                buffer.writeInteger(index)
+            } else {
+                buffer.writeInteger(UInt8(0))
+            }
         }
     }
 
@@ -460,6 +477,13 @@ public enum PeerWire {
             body = .installSnapshot(SnapshotMetadata(index: index, term: snapshotTerm, membership: membership))
         case .timeoutNow:
             body = .timeoutNow
+        case .readIndex:
+            let batch = try buffer.wireU64()
+            body = .readIndex(batch: batch, lease: try buffer.wireBool(field: "readIndex.lease"))
+        case .readIndexResponse:
+            let batch = try buffer.wireU64()
+            let index = try buffer.wireBool(field: "readIndexResponse.index.present") ? try buffer.wireU64() : nil
+            body = .readIndexResponse(batch: batch, index: index)
         }
         return Message(from: from, to: to, term: term, body: body)
     }

@@ -25,6 +25,9 @@ public struct RaftConfig: Sendable, Equatable {
     /// Check-quorum (thesis §6.2): a leader that has not heard from a quorum for `electionTimeoutMin` steps down,
     /// and a node that heard from a leader within `electionTimeoutMin` ignores vote requests. Leases need it.
     public var checkQuorum: Bool = true
+    /// Followers (and learners) serve lease and linearizable reads themselves once the leader has given them a read
+    /// index (thesis §6.4); without it `readIndex` on a follower fails with `notLeader`.
+    public var followerReads: Bool = true
     /// Seed of the node's random number generator (election jitter).
     public var randomSeed: UInt64 = 0
     /// Test only: a deliberate safety bug, to prove that the simulator's checkers catch it. It has an effect only in
@@ -90,6 +93,9 @@ public enum PlantedBug: String, Sendable, Equatable, CaseIterable {
     /// Judge the lease by the clock of the last tick instead of the request's (a paused process trusts an expired
     /// lease; thesis §6.4.1 assumes the clock is read when the read is served).
     case leaseWithStaleClock = "lease-stale-clock"
+    /// Answer a follower's read-index request at once, with neither a valid lease nor a quorum round (a deposed
+    /// leader that has not noticed hands its stale commit index to a follower, which serves a stale read).
+    case followerReadWithoutConfirmation = "follower-read-unconfirmed"
     /// Storage bugs, planted in the simulator's disk model (the core is unchanged): the WAL's fsync does nothing,
     /// so acknowledged entries live only in the page cache and a power cut drops them.
     case skipWALFsync = "skip-wal-fsync"

@@ -29,6 +29,14 @@ public struct Message: Sendable, Equatable, CustomStringConvertible {
         case installSnapshot(SnapshotMetadata)
         /// Tells the recipient to start an election at once (leadership transfer, thesis §3.10).
         case timeoutNow
+        /// Follower reads (thesis §6.4): a follower asks the leader for a read index on behalf of a batch of reads.
+        /// With `lease` the leader may answer at once under a valid lease; otherwise it confirms its leadership with
+        /// a heartbeat round first. The shell ticks the leader's clock before stepping one (a paused process must not
+        /// trust a lease that expired while it slept).
+        case readIndex(batch: UInt64, lease: Bool)
+        /// The leader's answer: serve the batch once the follower has applied `index`; `nil` refuses it (not the
+        /// leader, a transfer in progress, or the sender is not a member).
+        case readIndexResponse(batch: UInt64, index: LogIndex?)
     }
 
     public enum AppendResult: Sendable, Equatable {
@@ -64,6 +72,10 @@ public struct Message: Sendable, Equatable, CustomStringConvertible {
             return "\(head) Snapshot \(meta)"
         case .timeoutNow:
             return "\(head) TimeoutNow"
+        case .readIndex(let batch, let lease):
+            return "\(head) ReadIndex b\(batch)\(lease ? " lease" : "")"
+        case .readIndexResponse(let batch, let index):
+            return "\(head) ReadIndexResp b\(batch) \(index.map { "index=\($0)" } ?? "refused")"
         }
     }
 }

@@ -59,9 +59,23 @@ public struct RaftNode: Sendable {
     private var transferee: NodeID?
     private var transferDeadline: UInt64 = 0
     private var timeoutNowSent = false
-    private var waitingReads: [UInt64] = []  // wait for the leader's first commit in its term
-    private var newReads: [UInt64] = []  // need a confirmation round
-    private var pendingReads: [(id: UInt64, index: LogIndex, round: UInt64)] = []
+    /// Leader: reads waiting for a read index. `from` is nil for this node's own reads (`id` is the read's id) and
+    /// the follower for a follower's batch (`id` is the batch number).
+    struct ReadRequest: Sendable {
+        var id: UInt64
+        var from: NodeID?
+    }
+    private var waitingReads: [ReadRequest] = []  // wait for the leader's first commit in its term
+    private var newReads: [ReadRequest] = []  // need a confirmation round
+    private var pendingReads: [(read: ReadRequest, index: LogIndex, round: UInt64)] = []
+
+    // MARK: follower read state
+    /// Reads asked of this follower since the last `ready()`, sent to the leader as one batch per kind.
+    private var followerReads: [UInt64] = []
+    private var followerLeaseReads: [UInt64] = []
+    private var nextFollowerBatch: UInt64 = 0
+    /// Batches sent to `leader` and not answered yet.
+    private var followerBatches: [UInt64: (reads: [UInt64], leader: NodeID, sentAt: UInt64)] = [:]
     private var needsBroadcast = false
 
     // MARK: outputs not yet handed out
@@ -137,6 +151,7 @@ public struct RaftNode: Sendable {
     public mutating func tick(now newNow: UInt64) {
         guard newNow > now else { return }
         now = newNow
+        if !followerBatches.isEmpty { expireFollowerBatches() }
         if role == .leader {
             tickLeader()
         } else if now >= electionDeadline {
@@ -267,6 +282,16 @@ public struct RaftNode: Sendable {
             // election bypasses the vote shield the leader's lease relies on, so only the leader we follow in this
             // term may ask for it (the leader forfeits its lease when it starts a transfer).
             if isVoter && role == .follower && leader == m.from { campaign(transfer: true) }
+        case .readIndex(let batch, let lease):
+            handleFollowerReadIndex(from: m.from, batch: batch, lease: lease)
+        case .readIndexResponse(let batch, let index):
+            guard role == .follower, let sent = followerBatches[batch], sent.leader == m.from else { return }
+            followerBatches[batch] = nil
+            if let index {
+                for readID in sent.reads { confirmedReads.append(ReadState(id: readID, index: index)) }
+            } else {
+                for readID in sent.reads { droppedReads.append((readID, .refusedByLeader)) }
+            }
         }
     }
 
@@ -368,15 +393,89 @@ public struct RaftNode: Sendable {
     /// ReadIndex (thesis §6.4): records the commit index, confirms leadership with one heartbeat round shared by
     /// every read queued before the next `ready()`, and reports `ReadState(id, index)` in a later `Ready`. Serve the
     /// read once the state machine has applied `index`. Reads arriving before the leader's no-op commits wait for it.
-    public mutating func readIndex(id readID: UInt64) -> Result<Void, ReadRefusal> {
+    ///
+    /// On a follower (with `RaftConfig.followerReads` and a known leader) the read joins the batch this node sends
+    /// the leader in the next `ready()`; the leader answers with its read index (at once under its lease when
+    /// `lease` is set and the lease is valid, else after a heartbeat round) and the `ReadState` follows in a later
+    /// `Ready`. If the leader changes, refuses or does not answer within `electionTimeoutMin`, the read is dropped.
+    public mutating func readIndex(id readID: UInt64, lease: Bool = false) -> Result<Void, ReadRefusal> {
+        if role == .follower, config.followerReads, leader != nil {
+            if lease { followerLeaseReads.append(readID) } else { followerReads.append(readID) }
+            return .success(())
+        }
         guard role == .leader else { return .failure(.notLeader(leader: leader)) }
         guard transferee == nil else { return .failure(.transferInProgress) }
         if hasCommittedInTerm {
-            newReads.append(readID)
+            newReads.append(ReadRequest(id: readID, from: nil))
         } else {
-            waitingReads.append(readID)
+            waitingReads.append(ReadRequest(id: readID, from: nil))
         }
         return .success(())
+    }
+
+    /// Leader side of a follower read (thesis §6.4): the commit index at arrival, confirmed by the lease or by the
+    /// next heartbeat round, goes back to the follower.
+    private mutating func handleFollowerReadIndex(from follower: NodeID, batch: UInt64, lease: Bool) {
+        guard role == .leader, transferee == nil, progress[follower] != nil, departing[follower] == nil else {
+            send(to: follower, .readIndexResponse(batch: batch, index: nil))
+            return
+        }
+        if config.planted(.followerReadWithoutConfirmation) {
+            send(to: follower, .readIndexResponse(batch: batch, index: log.commit))
+            return
+        }
+        if lease, hasCommittedInTerm, case .success(let index) = leaseRead(now: now) {
+            send(to: follower, .readIndexResponse(batch: batch, index: index))
+            return
+        }
+        let request = ReadRequest(id: batch, from: follower)
+        if hasCommittedInTerm { newReads.append(request) } else { waitingReads.append(request) }
+    }
+
+    /// A confirmed read: this node's own goes to the next `Ready`, a follower's batch back to the follower.
+    private mutating func confirm(_ read: ReadRequest, index: LogIndex) {
+        if let follower = read.from {
+            send(to: follower, .readIndexResponse(batch: read.id, index: index))
+        } else {
+            confirmedReads.append(ReadState(id: read.id, index: index))
+        }
+    }
+
+    /// Sends the reads queued on this follower since the last `ready()` to its leader, one batch per kind.
+    private mutating func flushFollowerReads() {
+        guard !followerReads.isEmpty || !followerLeaseReads.isEmpty else { return }
+        guard role == .follower, let leader else {
+            dropFollowerReads(.leaderChanged)
+            return
+        }
+        for (reads, lease) in [(followerReads, false), (followerLeaseReads, true)] where !reads.isEmpty {
+            nextFollowerBatch += 1
+            followerBatches[nextFollowerBatch] = (reads, leader, now)
+            send(to: leader, .readIndex(batch: nextFollowerBatch, lease: lease))
+        }
+        followerReads.removeAll()
+        followerLeaseReads.removeAll()
+    }
+
+    /// Fails every follower read queued or in flight (the leader changed, or this node is no longer a follower).
+    private mutating func dropFollowerReads(_ reason: DropReason) {
+        for readID in followerReads + followerLeaseReads { droppedReads.append((readID, reason)) }
+        for batch in followerBatches.keys.sorted() {
+            for readID in followerBatches[batch]!.reads { droppedReads.append((readID, reason)) }
+        }
+        followerReads.removeAll()
+        followerLeaseReads.removeAll()
+        followerBatches.removeAll()
+    }
+
+    /// A batch the leader has not answered within an election timeout was lost with its link: fail its reads.
+    private mutating func expireFollowerBatches() {
+        for batch in followerBatches.keys.sorted() {
+            guard let sent = followerBatches[batch], now - min(now, sent.sentAt) >= config.electionTimeoutMin
+            else { continue }
+            followerBatches[batch] = nil
+            for readID in sent.reads { droppedReads.append((readID, .noAnswer)) }
+        }
     }
 
     /// Lease read (thesis §6.4.1): with a valid lease the leader serves at its commit index without a round trip.
@@ -458,6 +557,7 @@ public struct RaftNode: Sendable {
 
     /// Collects everything to persist, send and apply since the last call. See `Ready` for the order.
     public mutating func ready() -> Ready {
+        flushFollowerReads()
         if role == .leader {
             flushReads()
             if needsBroadcast {
@@ -492,12 +592,16 @@ public struct RaftNode: Sendable {
             rd.committedEntries = Array(log.slice(from: log.handedApply + 1, to: applyTo))
             log.handedApply = applyTo
         }
-        if role == .leader && !termOrVoteChanged {
+        if !termOrVoteChanged {
             // Thesis §10.2.1: the leader may send AppendEntries before its own entries are durable (it counts itself
-            // toward commit only after `advance`). Its term and vote were persisted before it could win.
+            // toward commit only after `advance`). Its term and vote were persisted before it could win. Read-index
+            // traffic depends on nothing being persisted, in any role, once the term is.
+            let isLeader = role == .leader
             for m in outbox {
                 switch m.body {
-                case .appendEntries, .heartbeat, .installSnapshot, .timeoutNow: rd.earlyMessages.append(m)
+                case .appendEntries, .heartbeat, .installSnapshot, .timeoutNow:
+                    if isLeader { rd.earlyMessages.append(m) } else { rd.messages.append(m) }
+                case .readIndex, .readIndexResponse: rd.earlyMessages.append(m)
                 default: rd.messages.append(m)
                 }
             }
@@ -548,6 +652,7 @@ public struct RaftNode: Sendable {
 
     /// Steps down (or stays) as follower of `leader` in `term`; a new term clears the vote (Raft §5.1).
     mutating func becomeFollower(term newTerm: Term, leader newLeader: NodeID?) {
+        if newTerm != term || newLeader != leader || role != .follower { dropFollowerReads(.leaderChanged) }
         if newTerm != term {
             term = newTerm
             vote = nil
@@ -561,8 +666,9 @@ public struct RaftNode: Sendable {
     }
 
     private mutating func clearLeaderState() {
-        for id in waitingReads + newReads { droppedReads.append((id, .notLeader)) }
-        for read in pendingReads { droppedReads.append((read.id, .notLeader)) }
+        // A follower's batches are forgotten: the follower drops them when it learns of the new leader or term.
+        for read in waitingReads + newReads where read.from == nil { droppedReads.append((read.id, .notLeader)) }
+        for pending in pendingReads where pending.read.from == nil { droppedReads.append((pending.read.id, .notLeader)) }
         waitingReads.removeAll()
         newReads.removeAll()
         pendingReads.removeAll()
@@ -577,6 +683,7 @@ public struct RaftNode: Sendable {
 
     private mutating func campaign(transfer: Bool, skipPreVote: Bool = false) {
         guard isVoter else { return }
+        dropFollowerReads(.leaderChanged)
         campaignIsTransfer = transfer
         let preVote = config.preVote && !transfer && !skipPreVote
         if preVote {
@@ -953,8 +1060,8 @@ public struct RaftNode: Sendable {
         }
         if !pendingReads.isEmpty {
             while let first = pendingReads.first, first.round <= quorumRound {
-                confirmedReads.append(ReadState(id: first.id, index: first.index))
                 pendingReads.removeFirst()
+                confirm(first.read, index: first.index)
             }
         }
     }
@@ -963,12 +1070,13 @@ public struct RaftNode: Sendable {
     private mutating func flushReads() {
         guard !newReads.isEmpty else { return }
         if log.membership.voters == [id] || config.planted(.readIndexWithoutQuorum) {
-            for readID in newReads { confirmedReads.append(ReadState(id: readID, index: log.commit)) }
+            let reads = newReads
             newReads.removeAll()
+            for read in reads { confirm(read, index: log.commit) }
             return
         }
         startRound()
-        for readID in newReads { pendingReads.append((readID, log.commit, round)) }
+        for read in newReads { pendingReads.append((read, log.commit, round)) }
         newReads.removeAll()
         heartbeatDue = now + config.heartbeatInterval
         for peer in progress.keys.sorted() {

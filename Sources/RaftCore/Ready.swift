@@ -27,6 +27,12 @@ public struct ReadState: Sendable, Equatable, CustomStringConvertible {
 public enum DropReason: String, Sendable, Equatable {
     case notLeader = "not-leader"
     case leadershipTransfer = "leadership-transfer"
+    /// A follower read: the leader it asked changed (or this node started an election) before the answer came.
+    case leaderChanged = "leader-changed"
+    /// A follower read: the leader refused to give a read index (it is no longer leader, or a transfer is under way).
+    case refusedByLeader = "refused-by-leader"
+    /// A follower read: no answer from the leader within an election timeout (the request or answer was lost).
+    case noAnswer = "no-answer"
 }
 
 /// Everything the shell must do after feeding the core, in this order:

@@ -41,6 +41,8 @@ public struct SimOptions: Sendable, Equatable {
     public var snapshotEvery: UInt64 = 40
     public var retainEntries: UInt64 = 5
     public var lease = true
+    /// Followers serve reads after asking the leader for a read index (`RaftConfig.followerReads`).
+    public var followerReads = true
     /// Test only: a bug planted in the core, to prove that the checkers catch it.
     public var plantedBug: PlantedBug?
 
@@ -81,6 +83,8 @@ public struct SimStats: Sendable, Equatable {
     public var writesApplied = 0
     public var readsServed = 0
     public var leaseReadsServed = 0
+    /// Read indexes a follower obtained from its leader (served once applied, and checked like the rest).
+    public var followerReadsConfirmed = 0
     public var elections = 0
     public var pauses = 0
     public var powerCuts = 0
@@ -106,6 +110,7 @@ public struct SimStats: Sendable, Equatable {
         writesApplied += o.writesApplied
         readsServed += o.readsServed
         leaseReadsServed += o.leaseReadsServed
+        followerReadsConfirmed += o.followerReadsConfirmed
         elections += o.elections
         pauses += o.pauses
         powerCuts += o.powerCuts
@@ -252,6 +257,7 @@ public struct Simulation {
         config.electionTimeoutMax = 100
         config.heartbeatInterval = 10
         config.leaseDuration = options.lease ? 35 : 0
+        config.followerReads = options.followerReads
         config.clockDriftMargin = 5
         config.maxEntriesPerMessage = 8
         config.maxInflightMessages = 4
@@ -411,11 +417,23 @@ public struct Simulation {
     }
 
     private mutating func clientRead(at id: NodeID) {
-        guard nodes[id]!.core.role == .leader, !nodes[id]!.paused else { return }
+        guard !nodes[id]!.paused else { return }
+        guard let core = nodes[id]!.core else { return }
+        let followerRead = core.role == .follower && options.followerReads && core.leader != nil
+        guard core.role == .leader || followerRead else { return }
         // Half the reads ask for the key written last: the read most likely to expose a stale value.
         let key = rng.next() % 2 == 0 ? lastWrittenKey : "k\(rng.next() % 3)"
         let required = checkers.requiredWriteIndex(key: key, nodes: nodes)
-        if options.lease && rng.next() % 2 == 0 {
+        if followerRead {
+            // The production path of a follower: a read index from the leader (under its lease, or confirmed by a
+            // heartbeat round), then served here once applied.
+            nextReadID += 1
+            let lease = options.lease && rng.next() % 2 == 0
+            if case .success = nodes[id]!.core.readIndex(id: nextReadID, lease: lease) {
+                nodes[id]!.unconfirmedReads[nextReadID] = (key, required, lease)
+                log("follower-read \(id) #\(nextReadID)\(lease ? " lease" : "") \(key) needs \(required.map(String.init) ?? "-")")
+            }
+        } else if options.lease && rng.next() % 2 == 0 {
             let r = nodes[id]!.core.leaseRead(now: now)
             if case .success(let index) = r {
                 nodes[id]!.pendingReads.append(
@@ -425,7 +443,7 @@ public struct Simulation {
         } else {
             nextReadID += 1
             if case .success = nodes[id]!.core.readIndex(id: nextReadID) {
-                nodes[id]!.unconfirmedReads[nextReadID] = (key, required)
+                nodes[id]!.unconfirmedReads[nextReadID] = (key, required, false)
                 log("read-index \(id) #\(nextReadID) \(key) needs \(required.map(String.init) ?? "-")")
             }
         }
@@ -566,6 +584,8 @@ public struct Simulation {
             nodes[m.to]!.staged[meta.index] = image
         }
         let before = nodes[m.to]!.core.role
+        // As the node does: a lease is judged by the clock at the request, not at the last tick.
+        if case .readIndex(_, true) = m.body { nodes[m.to]!.core.tick(now: now) }
         nodes[m.to]!.core.step(m)
         if nodes[m.to]!.core.role == .leader && before != .leader { stats.elections += 1 }
         pump(m.to)
@@ -622,9 +642,11 @@ public struct Simulation {
                 if entry.kind == .normal { stats.writesApplied += 1 }
             }
             for read in rd.readStates {
-                if let (key, required) = nodes[id]!.unconfirmedReads.removeValue(forKey: read.id) {
+                if let (key, required, lease) = nodes[id]!.unconfirmedReads.removeValue(forKey: read.id) {
+                    // Only a follower batch gives a non-leader a read state (a deposed leader drops its reads).
+                    if nodes[id]!.core.role != .leader { stats.followerReadsConfirmed += 1 }
                     nodes[id]!.pendingReads.append(
-                        SimNode.PendingRead(id: read.id, key: key, index: read.index, required: required, lease: false))
+                        SimNode.PendingRead(id: read.id, key: key, index: read.index, required: required, lease: lease))
                 }
             }
             for dropped in rd.droppedReads { nodes[id]!.unconfirmedReads[dropped.id] = nil }
@@ -777,7 +799,7 @@ public final class SimNode {
     var executor = ReadyExecutor()
     var host: SimReadyHost!
     var staged: [LogIndex: SimStateMachine] = [:]
-    var unconfirmedReads: [UInt64: (key: String, required: LogIndex?)] = [:]
+    var unconfirmedReads: [UInt64: (key: String, required: LogIndex?, lease: Bool)] = [:]
     var pendingReads: [PendingRead] = []
 
     struct PendingRead {

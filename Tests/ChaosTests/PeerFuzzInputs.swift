@@ -79,7 +79,7 @@ enum PeerFuzzInputs {
     }
 
     static func body(_ random: inout SeededRandom) -> Message.Body {
-        switch Int.random(in: 0..<8, using: &random) {
+        switch Int.random(in: 0..<10, using: &random) {
         case 0:
             return .requestVote(
                 lastIndex: index(&random), lastTerm: term(&random), preVote: Bool.random(using: &random),
@@ -109,6 +109,10 @@ enum PeerFuzzInputs {
             return .heartbeatResponse(round: random.next())
         case 6:
             return .installSnapshot(metadata(&random))
+        case 7:
+            return .readIndex(batch: random.next() % 8, lease: Bool.random(using: &random))
+        case 8:
+            return .readIndexResponse(batch: random.next() % 8, index: Bool.random(using: &random) ? index(&random) : nil)
         default:
             return .timeoutNow
         }

@@ -75,12 +75,16 @@ enum Generate {
             for id in membership.members where rng.next() % 2 == 0 { membership.addresses[id] = "10.0.0.\(id % 250):\(id % 65_000 + 1)" }
             return .installSnapshot(
                 SnapshotMetadata(index: u64(using: &rng), term: u64(using: &rng), membership: membership))
+        case 8:
+            return .readIndex(batch: u64(using: &rng), lease: Bool.random(using: &rng))
+        case 9:
+            return .readIndexResponse(batch: u64(using: &rng), index: Bool.random(using: &rng) ? u64(using: &rng) : nil)
         default:
             return .timeoutNow
         }
     }
 
-    static let bodyKinds = 9
+    static let bodyKinds = 11
 
     static func message(kind: Int, using rng: inout SeededRNG) -> Message {
         Message(

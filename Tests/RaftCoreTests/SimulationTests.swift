@@ -58,6 +58,7 @@ func offPool<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
         #expect(total.writesApplied > 0)
         #expect(total.readsServed > 0)
         #expect(total.leaseReadsServed > 0)
+        #expect(total.followerReadsConfirmed > 0)
         #expect(total.elections > Int(Self.seedsPerChunk))
     }
 
@@ -113,16 +114,18 @@ func offPool<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
         (PlantedBug.readIndexWithoutQuorum, "read safety"),
         (PlantedBug.voteWithoutLogCheck, "leader completeness"),
         (PlantedBug.leaseWithStaleClock, "read safety"),
+        (PlantedBug.followerReadWithoutConfirmation, "read safety"),
     ])
     func bugIsCaught(bug: PlantedBug, property: String) async {
         await expectCaught(bug, property: property) { $0.powerCutPerMille = 0 }
     }
 
     /// Storage bugs, under the default faults (power cuts included): a WAL without fsync loses a vote (two leaders in
-    /// a term) or entries (first caught as two logs disagreeing at an index both hold as committed); a snapshot rename without a directory fsync leaves the log naming a file that is gone; the
+    /// a term) or entries (caught as two logs disagreeing at an index both hold as committed, or as a cluster that
+    /// never converges because a node forgot its term but kept a longer log); a snapshot rename without a directory fsync leaves the log naming a file that is gone; the
     /// old MemFirst (acknowledge before fsync) loses a committed entry.
     @Test(arguments: [
-        (PlantedBug.skipWALFsync, SimStrategy.diskFirst, "log matching"),
+        (PlantedBug.skipWALFsync, SimStrategy.diskFirst, "log matching|convergence"),
         (PlantedBug.skipDirFsync, SimStrategy.diskFirst, "storage durability"),
         (PlantedBug.memFirstAckBeforeFsync, SimStrategy.memFirst, "leader completeness"),
     ])
@@ -138,7 +141,9 @@ func offPool<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
             return
         }
         #expect(!property.isEmpty)
-        #expect(caught.failure.property.hasPrefix(property), "\(caught.failure)")
+        // `property` may name several ("a|b"): which one a bug trips first depends on the seed's schedule.
+        let expected = property.split(separator: "|").map(String.init)
+        #expect(expected.contains { caught.failure.property.hasPrefix($0) }, "\(caught.failure)")
         #expect(!caught.failure.trace.isEmpty)
     }
 

@@ -157,7 +157,7 @@ import Testing
     }
 
     @Test func followersRefuseProposalsAndReadsWithALeaderHint() throws {
-        var n = try node(2, voters: [1, 2, 3])
+        var n = try node(2, voters: [1, 2, 3]) { $0.followerReads = false }
         n.step(Message(from: 1, to: 2, term: 3, body: .heartbeat(commit: 0, round: 1)))
         let proposed = n.propose([RaftNode.Proposal(data: [1])])
         #expect(proposed.failureValue == .notLeader(leader: 1))
