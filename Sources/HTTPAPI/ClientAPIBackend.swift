@@ -141,6 +141,9 @@ public protocol ClientAPIBackend: Sendable {
     /// The leader this node knows of. Read once per response, on the connection's event loop: keep it cheap
     /// (a lock-protected or atomic copy, not an actor hop).
     var leaderHint: LeaderHint? { get }
+    /// The leader's id alone, for the `x-leader-id` header of every response: cheaper than `leaderHint` (no address
+    /// to look up and format). The default takes it from `leaderHint`.
+    var leaderID: UInt64? { get }
 
     /// Called for every routed and authorized request before it is decoded: the response to relay instead
     /// (typically the leader's answer to the tunnelled request; a failed future is answered with its `APIError`, or
@@ -181,6 +184,8 @@ public protocol ClientAPIBackend: Sendable {
 }
 
 extension ClientAPIBackend {
+    public var leaderID: UInt64? { leaderHint?.id }
+
     public func forward(_ request: RawClientRequest, context: ClientRequestContext) -> EventLoopFuture<ForwardedResponse>? {
         nil
     }

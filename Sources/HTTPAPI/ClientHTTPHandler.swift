@@ -246,7 +246,7 @@ public final class ClientHTTPHandler: ChannelInboundHandler, RemovableChannelHan
                     var headers = HTTPHeaders()
                     headers.add(name: "content-type", value: ClientRoute.watch.contentType)
                     headers.add(name: "cache-control", value: "no-cache")
-                    if let hint = self.backend.leaderHint { headers.add(name: "x-leader-id", value: String(hint.id)) }
+                    if let leader = self.backend.leaderID { headers.add(name: "x-leader-id", value: String(leader)) }
                     let response = HTTPResponseHead(version: head.version, status: .ok, headers: headers)
                     context.writeAndFlush(self.wrapOutboundOut(.head(response)), promise: nil)
                     stream.start()
@@ -442,8 +442,8 @@ public final class ClientHTTPHandler: ChannelInboundHandler, RemovableChannelHan
             headers.add(name: "content-type", value: "application/json")
         }
         headers.add(name: "content-length", value: String(body.readableBytes))
-        if let hint = backend.leaderHint {
-            headers.add(name: "x-leader-id", value: String(hint.id))
+        if let leader = backend.leaderID {
+            headers.add(name: "x-leader-id", value: String(leader))
         }
         if !keepAlive {
             headers.add(name: "connection", value: "close")

@@ -64,6 +64,8 @@ final class NodeBackend: ClientAPIBackend, @unchecked Sendable {
         leadershipBox.withLockedValue { $0 = Leadership(isLeader: isLeader, leader: leader, removed: removed) }
     }
 
+    public var leaderID: UInt64? { leadershipBox.withLockedValue { $0.leader } }
+
     public var leaderHint: LeaderHint? {
         let state = leadershipBox.withLockedValue { $0 }
         guard let id = state.leader else { return nil }
