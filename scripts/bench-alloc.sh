@@ -54,11 +54,12 @@ measure() {  # NAME DBENCH-ARGS...
     shift
     "$BIN/dbench" "$@" --endpoints "$eps" --conns "$CONNS" --total 2000 --key-space 10000 > /dev/null  # warm-up
     local before after allocs
+    # CPU first, without the probes (a uprobe traps into the kernel on every call), then the allocation count.
     before=$(cpu_ticks)
-    perf stat -x, -e "$(IFS=,; echo "${events[*]}")" -p "$pids" -o "$WORK/$name.perf" -- \
-        "$BIN/dbench" "$@" --endpoints "$eps" --conns "$CONNS" --total "$REQUESTS" --key-space 10000 \
-        > "$WORK/$name.out"
+    "$BIN/dbench" "$@" --endpoints "$eps" --conns "$CONNS" --total "$REQUESTS" --key-space 10000 > "$WORK/$name.out"
     after=$(cpu_ticks)
+    perf stat -x, -e "$(IFS=,; echo "${events[*]}")" -p "$pids" -o "$WORK/$name.perf" -- \
+        "$BIN/dbench" "$@" --endpoints "$eps" --conns "$CONNS" --total "$REQUESTS" --key-space 10000 > /dev/null
     allocs=$(awk -F, '$1 ~ /^[0-9]+$/ {s += $1} END {print s + 0}' "$WORK/$name.perf")
     local hz
     hz=$(getconf CLK_TCK)
@@ -78,7 +79,7 @@ report=$OUT/alloc-$DURABILITY.md
     echo "- **machine**: $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo) RAM"
     echo "- **load**: dbench, $CONNS connections, endpoints $eps ($POLICY), 8-byte keys from 10k, 256-byte values; $REQUESTS requests after 2000 of warm-up"
     echo "- **allocations**: calls of ${events[*]} (uprobes, perf stat) in the three node processes, per request"
-    echo "- **CPU**: user + system time of the three node processes (/proc/PID/stat), microseconds per request"
+    echo "- **CPU**: user + system time of the three node processes (/proc/PID/stat), microseconds per request, in a separate run of the same requests without the probes"
     echo "- **command**: make bench-alloc (REQUESTS=$REQUESTS CONNS=$CONNS ENDPOINT_POLICY=$POLICY)"
     echo
     echo "| request | requests | allocations / request (3 nodes) | CPU µs / request (3 nodes) | dbench errors |"

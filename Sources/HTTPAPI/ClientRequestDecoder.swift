@@ -412,7 +412,15 @@ struct QueryParameters: Sendable {
 
     init(_ query: Substring) throws(ClientRequestRejection) {
         guard !query.isEmpty else { return }
-        for component in query.utf8.split(separator: UInt8(ascii: "&"), omittingEmptySubsequences: true) {
+        // One pass over the bytes, no intermediate arrays: this runs for every GET.
+        pairs.reserveCapacity(4)
+        let bytes = query.utf8
+        var start = bytes.startIndex
+        while start < bytes.endIndex {
+            let end = bytes[start...].firstIndex(of: UInt8(ascii: "&")) ?? bytes.endIndex
+            let component = bytes[start..<end]
+            start = end < bytes.endIndex ? bytes.index(after: end) : end
+            guard !component.isEmpty else { continue }
             let name: Substring.UTF8View.SubSequence
             let value: Substring.UTF8View.SubSequence
             if let equals = component.firstIndex(of: UInt8(ascii: "=")) {

@@ -75,7 +75,8 @@ public struct RaftNode: Sendable {
     private var followerLeaseReads: [UInt64] = []
     private var nextFollowerBatch: UInt64 = 0
     /// Batches sent to `leader` and not answered yet.
-    private var followerBatches: [UInt64: (reads: [UInt64], leader: NodeID, sentAt: UInt64)] = [:]
+    /// In the order sent (batch numbers increase), so the oldest is first; a handful at most.
+    private var followerBatches: [(batch: UInt64, reads: [UInt64], leader: NodeID, sentAt: UInt64)] = []
     private var needsBroadcast = false
 
     // MARK: outputs not yet handed out
@@ -285,8 +286,10 @@ public struct RaftNode: Sendable {
         case .readIndex(let batch, let lease):
             handleFollowerReadIndex(from: m.from, batch: batch, lease: lease)
         case .readIndexResponse(let batch, let index):
-            guard role == .follower, let sent = followerBatches[batch], sent.leader == m.from else { return }
-            followerBatches[batch] = nil
+            guard role == .follower, let position = followerBatches.firstIndex(where: { $0.batch == batch }),
+                followerBatches[position].leader == m.from
+            else { return }
+            let sent = followerBatches.remove(at: position)
             if let index {
                 for readID in sent.reads { confirmedReads.append(ReadState(id: readID, index: index)) }
             } else {
@@ -448,20 +451,27 @@ public struct RaftNode: Sendable {
             dropFollowerReads(.leaderChanged)
             return
         }
-        for (reads, lease) in [(followerReads, false), (followerLeaseReads, true)] where !reads.isEmpty {
-            nextFollowerBatch += 1
-            followerBatches[nextFollowerBatch] = (reads, leader, now)
-            send(to: leader, .readIndex(batch: nextFollowerBatch, lease: lease))
+        if !followerReads.isEmpty {
+            sendFollowerBatch(followerReads, lease: false, to: leader)
+            followerReads = []
         }
-        followerReads.removeAll()
-        followerLeaseReads.removeAll()
+        if !followerLeaseReads.isEmpty {
+            sendFollowerBatch(followerLeaseReads, lease: true, to: leader)
+            followerLeaseReads = []
+        }
+    }
+
+    private mutating func sendFollowerBatch(_ reads: [UInt64], lease: Bool, to leader: NodeID) {
+        nextFollowerBatch += 1
+        followerBatches.append((nextFollowerBatch, reads, leader, now))
+        send(to: leader, .readIndex(batch: nextFollowerBatch, lease: lease))
     }
 
     /// Fails every follower read queued or in flight (the leader changed, or this node is no longer a follower).
     private mutating func dropFollowerReads(_ reason: DropReason) {
         for readID in followerReads + followerLeaseReads { droppedReads.append((readID, reason)) }
-        for batch in followerBatches.keys.sorted() {
-            for readID in followerBatches[batch]!.reads { droppedReads.append((readID, reason)) }
+        for sent in followerBatches {
+            for readID in sent.reads { droppedReads.append((readID, reason)) }
         }
         followerReads.removeAll()
         followerLeaseReads.removeAll()
@@ -470,11 +480,9 @@ public struct RaftNode: Sendable {
 
     /// A batch the leader has not answered within an election timeout was lost with its link: fail its reads.
     private mutating func expireFollowerBatches() {
-        for batch in followerBatches.keys.sorted() {
-            guard let sent = followerBatches[batch], now - min(now, sent.sentAt) >= config.electionTimeoutMin
-            else { continue }
-            followerBatches[batch] = nil
-            for readID in sent.reads { droppedReads.append((readID, .noAnswer)) }
+        while let oldest = followerBatches.first, now - min(now, oldest.sentAt) >= config.electionTimeoutMin {
+            followerBatches.removeFirst()
+            for readID in oldest.reads { droppedReads.append((readID, .noAnswer)) }
         }
     }
 

@@ -120,6 +120,11 @@ struct QueryStringTests {
         #expect(parameters["flag"] == "")
         #expect(parameters["key2"] == "€")
         #expect(parameters["absent"] == nil)
+        // Empty components are skipped; the last of a repeated name wins; `=` inside a value stays.
+        let odd = try QueryParameters("&&a=1&&a=2&b=x=y&")
+        #expect(odd["a"] == "2")
+        #expect(odd["b"] == "x=y")
+        #expect(try QueryParameters("&")["a"] == nil)
         for bad in ["k=%", "k=%4", "k=%G0", "k=%FF", "k=%C3%28"] {
             #expect(throws: ClientRequestRejection.self) { try QueryParameters(Substring(bad)) }
         }
