@@ -1031,8 +1031,9 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
     ///
     /// Everything is read on the loop at one instant; `state_hash` (of the state at that `applied_index`) is computed
     /// on `hashIO` from a copy-on-write image, never on the loop: hashing every value of a large state took seconds
-    /// and stalled writes, heartbeats and leadership. It is cached per applied index. While the hash of another
-    /// index is still being computed, the status leaves `state_hash` out rather than queue a second one.
+    /// and stalled writes, heartbeats and leadership. It is cached per applied index. The status leaves `state_hash`
+    /// out when it is not ready within `stateHashWaitMs`, or while the hash of another index is still being computed
+    /// (rather than queue a second one): a monitoring poll never waits seconds for it. Ask again for the hash.
     func status() -> EventLoopFuture<NodeStatus> {
         loop.flatSubmit {
             let applied = self.stateMachine.appliedIndex
@@ -1048,12 +1049,32 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
                 return self.loop.makeSucceededFuture(status)
             }
             guard let hash = self.stateHash(at: applied) else { return self.loop.makeSucceededFuture(status) }
+            // A status answers within `stateHashWaitMs`: with the hash when it is ready by then, else without it.
             let partial = status
-            return hash.map { hash in
+            let answer = self.loop.makePromise(of: NodeStatus.self)
+            let pending = PendingAnswer()
+            hash.assumeIsolated().whenComplete { result in
+                guard pending.take() else { return }
                 var complete = partial
-                complete.stateHash = hash
-                return complete
-            }.recover { _ in partial }
+                if case .success(let text) = result { complete.stateHash = text }
+                answer.succeed(complete)
+            }
+            self.loop.assumeIsolated().scheduleTask(in: .milliseconds(Self.stateHashWaitMs)) {
+                if pending.take() { answer.succeed(partial) }
+            }
+            return answer.futureResult
+        }
+    }
+
+    /// How long `/status` waits for a `state_hash` being computed before it answers without one.
+    static let stateHashWaitMs: Int64 = 250
+
+    /// Answered once (loop-confined).
+    private final class PendingAnswer {
+        private var open = true
+        func take() -> Bool {
+            defer { open = false }
+            return open
         }
     }
 
