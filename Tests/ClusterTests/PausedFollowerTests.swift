@@ -81,7 +81,9 @@ struct PausedFollowerTests {
                 let status = try await cluster.status(follower, timeout: .seconds(2))
                 return status.appliedIndex >= target ? status : nil
             }
-            let events = try cluster.client(follower).metrics.request("GET", "/events").decode(NodeEventsResponse.self)
+            let events = try await offloaded {
+                try cluster.client(follower).metrics.request("GET", "/events?follow=false").decode(NodeEventsResponse.self)
+            }
             #expect(
                 events.events.contains { $0.kind == .snapshotInstalled },
                 "node \(follower) caught up (applied \(caughtUp.appliedIndex)) without installing a snapshot")
