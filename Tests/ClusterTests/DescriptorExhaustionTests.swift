@@ -32,8 +32,8 @@ struct DescriptorExhaustionTests {
         options.descriptorLimits = [1: Self.limit]
         options.requestTimeoutMs = 5000
         options.requestTimeout = .seconds(8)
-        // 75 MiB of large values from three debug builds on two shared cores stall a loop for a second at times: the
-        // term may move only if a leader stops being heard for longer.
+        // Three debug builds writing 75 MiB on two cores shared with other work can be starved for a second: the term
+        // may move only if a leader stops being heard for longer.
         options.electionTimeoutMinMs = 4000
         options.electionTimeoutMaxMs = 6000
         options.heartbeatMs = 100

@@ -22,7 +22,7 @@ struct PausedFollowerTests {
     @Test("SIGSTOP a follower, write 200 MiB: the leader's RSS stays under its caps and stops growing; SIGCONT: it catches up")
     func pausedFollowerBoundsLeaderMemory() async throws {
         var options = LocalCluster.Options()
-        // Large values from three debug builds on two shared cores stall a loop for a second at times.
+        // Three debug builds writing large values on two cores shared with other work can be starved for a second.
         options.electionTimeoutMinMs = 2000
         options.electionTimeoutMaxMs = 4000
         options.heartbeatMs = 100
