@@ -6,7 +6,8 @@ import NIOPosix
 public enum HTTPServer {
     /// Binds a TCP server on `host:port` (port `0` picks a free one) and returns the listening channel.
     ///
-    /// Accepted connections get `TCP_NODELAY`, remote half-closure (so a client that shuts down its side after
+    /// An accept that finds no descriptor left pauses accepting for a second (``AcceptPauseHandler``). Accepted
+    /// connections get `TCP_NODELAY`, remote half-closure (so a client that shuts down its side after
     /// the request still gets the answer) and `childChannelInitializer`. Close the returned channel to stop
     /// listening; its `localAddress?.port` is the bound port.
     public static func bind(
@@ -16,6 +17,12 @@ public enum HTTPServer {
         try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            // Out of descriptors: accepting pauses for a second instead of spinning.
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(AcceptPauseHandler())
+                }
+            }
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.allowRemoteHalfClosure, value: true)

@@ -230,10 +230,10 @@ public enum NodeMain {
             clientChannel = try ServerBootstrap(group: group)
                 .serverChannelOption(.backlog, value: 512)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                // Out of descriptors (EMFILE): stop accepting for a second instead of spinning or failing.
+                // Out of descriptors (EMFILE): stop accepting for a second instead of spinning (`AcceptPauseHandler`).
                 .serverChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(AcceptBackoffHandler())
+                        try channel.pipeline.syncOperations.addHandler(AcceptPauseHandler())
                     }
                 }
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -291,7 +291,7 @@ public enum NodeMain {
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .serverChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(AcceptBackoffHandler())
+                        try channel.pipeline.syncOperations.addHandler(AcceptPauseHandler())
                     }
                 }
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)

@@ -132,6 +132,11 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
     var eventRecorder = EventRecorder()
     /// `state_hash` of `/status`, cached per applied index (the hash is a function of it).
     private var stateHashCache: (index: LogIndex, hash: String)?
+    /// The `state_hash` being computed on `hashIO`, and for which applied index (at most one at a time).
+    private var stateHashInFlight: (index: LogIndex, hash: EventLoopFuture<String>)?
+    /// Hashes the whole state for `/status` (FNV-1a over every key and value: seconds for a large state in a debug
+    /// build), so that neither the loop nor the WAL or snapshot threads wait for it.
+    let hashIO: NIOThreadPool
     /// Called on the loop whenever the role, the known leader or the removal of this node changes.
     var onLeadershipChange: (@Sendable (_ isLeader: Bool, _ leader: NodeID?, _ removed: Bool) -> Void)?
 
@@ -151,6 +156,7 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
         self.events = EventRing(nodeID: settings.raft.id, bootWallMs: NodeBackend.wallClockMillis())
         self.io = NIOThreadPool(numberOfThreads: 1)
         self.snapshotIO = NIOThreadPool(numberOfThreads: 1)
+        self.hashIO = NIOThreadPool(numberOfThreads: 1)
         self.snapshots = storage.snapshots
         let wal = storage.wal
         var sm = KVStateMachine()
@@ -178,6 +184,7 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
     func start() {
         io.start()
         snapshotIO.start()
+        hashIO.start()
         loop.execute {
             let tick = TimeAmount.milliseconds(self.settings.tickMs)
             self.tickTask = self.loop.scheduleRepeatedTask(initialDelay: tick, delay: tick) { _ in self.onTick() }
@@ -212,6 +219,7 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
             }.always { _ in
                 try? self.io.syncShutdownGracefully()
                 try? self.snapshotIO.syncShutdownGracefully()
+                try? self.hashIO.syncShutdownGracefully()
             }
         }
     }
@@ -1047,20 +1055,72 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
     // MARK: - Status
 
     /// The status document of SPEC (`/status`).
+    ///
+    /// Everything is read on the loop at one instant; `state_hash` (of the state at that `applied_index`) is computed
+    /// on `hashIO` from a copy-on-write image, never on the loop: hashing every value of a large state took seconds
+    /// and stalled writes, heartbeats and leadership. It is cached per applied index. The status leaves `state_hash`
+    /// out when it is not ready within `stateHashWaitMs`, or while the hash of another index is still being computed
+    /// (rather than queue a second one): a monitoring poll never waits seconds for it. Ask again for the hash.
     func status() -> EventLoopFuture<NodeStatus> {
-        loop.submit {
-            if self.stateHashCache?.index != self.stateMachine.appliedIndex {
-                self.stateHashCache = (self.stateMachine.appliedIndex, StatusReport.hashText(self.stateMachine.stateHash))
-            }
-            return StatusReport(
+        loop.flatSubmit {
+            let applied = self.stateMachine.appliedIndex
+            var status = StatusReport(
                 core: self.core, selfID: self.settings.raft.id, selfAddress: self.settings.selfAddress,
                 address: self.address(of:), now: RaftServer.monotonicMillis()
             ).status(
-                appliedIndex: self.stateMachine.appliedIndex, stateHash: self.stateHashCache?.hash,
-                uptimeMs: RaftServer.monotonicMillis() - self.startedAt, metrics: self.metrics,
-                alarms: self.alarmBox.withLockedValue { $0.map { [$0] } ?? [] },
+                appliedIndex: applied, stateHash: nil, uptimeMs: RaftServer.monotonicMillis() - self.startedAt,
+                metrics: self.metrics, alarms: self.alarmBox.withLockedValue { $0.map { [$0] } ?? [] },
                 storage: self.storageStatus())
+            if let cached = self.stateHashCache, cached.index == applied {
+                status.stateHash = cached.hash
+                return self.loop.makeSucceededFuture(status)
+            }
+            guard let hash = self.stateHash(at: applied) else { return self.loop.makeSucceededFuture(status) }
+            // A status answers within `stateHashWaitMs`: with the hash when it is ready by then, else without it.
+            let partial = status
+            let answer = self.loop.makePromise(of: NodeStatus.self)
+            let pending = PendingAnswer()
+            hash.assumeIsolated().whenComplete { result in
+                guard pending.take() else { return }
+                var complete = partial
+                if case .success(let text) = result { complete.stateHash = text }
+                answer.succeed(complete)
+            }
+            self.loop.assumeIsolated().scheduleTask(in: .milliseconds(Self.stateHashWaitMs)) {
+                if pending.take() { answer.succeed(partial) }
+            }
+            return answer.futureResult
         }
+    }
+
+    /// How long `/status` waits for a `state_hash` being computed before it answers without one.
+    static let stateHashWaitMs: Int64 = 250
+
+    /// Answered once (loop-confined).
+    private final class PendingAnswer {
+        private var open = true
+        func take() -> Bool {
+            defer { open = false }
+            return open
+        }
+    }
+
+    /// The hash of the state at `applied` (the current applied index), computed off the loop; `nil` while the hash of
+    /// another index is being computed. Called on the loop.
+    private func stateHash(at applied: LogIndex) -> EventLoopFuture<String>? {
+        if let inFlight = stateHashInFlight {
+            return inFlight.index == applied ? inFlight.hash : nil
+        }
+        let image = stateMachine
+        let hash = hashIO.runIfActive(eventLoop: loop) { StatusReport.hashText(image.stateHash) }
+        stateHashInFlight = (applied, hash)
+        hash.whenComplete { result in
+            self.stateHashInFlight = nil
+            if case .success(let text) = result, applied >= (self.stateHashCache?.index ?? 0) {
+                self.stateHashCache = (applied, text)
+            }
+        }
+        return hash
     }
 
     private func storageStatus() -> StorageStatus {

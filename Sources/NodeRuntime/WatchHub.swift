@@ -41,6 +41,8 @@ struct WatchHub {
 
     var watcherCount: Int { watchers.count }
     var historyCount: Int { history.count - head }
+    /// Key and value bytes held by the history array, evicted slots included (at most `historyBytes` plus one entry).
+    var storedBytes: Int { history.reduce(0) { $0 + $1.key.count + $1.value.count } }
 
     // MARK: Changes
 
@@ -145,6 +147,10 @@ struct WatchHub {
             let index = history[head].index
             while head < history.count && history[head].index == index {
                 historyBytes -= Self.size(history[head])
+                // The slot stays until the array is compacted below; its key and value go now. Kept, they held up to
+                // 1024 evicted values past `historyBytes`: 512 MiB of 512 KiB values, growing with every write.
+                history[head].key = []
+                history[head].value = []
                 head += 1
             }
             firstIndex = index + 1

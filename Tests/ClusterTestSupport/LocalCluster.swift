@@ -62,6 +62,9 @@ final class LocalCluster: @unchecked Sendable {
         /// TOML appended to every node's config; `{id}` is replaced by the node's id (e.g. a `[security]` section
         /// naming `node.{id}.crt`).
         var extraTOML = ""
+        /// `RLIMIT_NOFILE` (soft and hard) of these nodes, set by starting them through `prlimit(1)` (which execs
+        /// `dnode`, so the pid is the node's). Both limits, because a node raises its soft limit to the hard one.
+        var descriptorLimits: [Int: Int] = [:]
 
         init() {}
 
@@ -257,10 +260,19 @@ final class LocalCluster: @unchecked Sendable {
                 throw LaunchError(description: "node \(id) is already running (pid \(running.pid))")
             }
         }
+        var executable = binary.path
+        var argv = arguments ?? ["--config", node.configPath]
+        if let limit = options.descriptorLimits[id] {
+            guard let prlimit = Self.prlimitPath else {
+                throw LaunchError(description: "node \(id): a descriptor limit needs prlimit(1), not found")
+            }
+            argv = ["--nofile=\(limit):\(limit)", "--", executable] + argv
+            executable = prlimit
+        }
         let process: ChildProcess
         do {
             process = try ChildProcess.launch(
-                binary.path, arguments: arguments ?? ["--config", node.configPath],
+                executable, arguments: argv,
                 environment: childEnvironment(extra: environment), workingDirectory: node.directory.path,
                 stdout: .append(node.stdoutPath, banner: "--- start \(Date()) ---\n"),
                 stderr: .append(node.stderrPath, banner: "--- start \(Date()) ---\n"))
@@ -510,6 +522,11 @@ final class LocalCluster: @unchecked Sendable {
                 try? FileManager.default.removeItem(at: base.appendingPathComponent(entry))
             }
         }
+    }
+
+    /// `prlimit(1)` (util-linux), which `Options.descriptorLimits` starts nodes through; `nil` when absent.
+    static let prlimitPath: String? = ["/usr/bin/prlimit", "/bin/prlimit"].first {
+        FileManager.default.isExecutableFile(atPath: $0)
     }
 
     // MARK: Finding dnode

@@ -136,10 +136,15 @@ struct CoordinationDctlTests {
             }
         }
         if keyCount <= 10_000 {
-            let response = try await httpExchange(
-                method: "GET", endpoint: Endpoint(host: "127.0.0.1", port: cluster.clientPorts[0]),
-                path: "/scan?prefix=bk%2F&limit=10000", timeout: .seconds(10))
-            let scan = try WireJSON.decode(ScanResponse.self, from: response.body)
+            // The restored state is applied at boot, before a leader may be known: the scan waits for one.
+            var response: HTTPResponse?
+            try await waitUntil("node 1 to answer a scan", timeout: .seconds(10)) {
+                response = try? await httpExchange(
+                    method: "GET", endpoint: Endpoint(host: "127.0.0.1", port: cluster.clientPorts[0]),
+                    path: "/scan?prefix=bk%2F&limit=10000", timeout: .seconds(10))
+                return response?.status == 200
+            }
+            let scan = try WireJSON.decode(ScanResponse.self, from: try #require(response).body)
             #expect(scan.entries.count == keyCount)
             #expect(Set(scan.entries.map(\.key)) == Set((0..<keyCount).map { "bk/\($0)" }))
             #expect(scan.entries.allSatisfy { $0.value == "value-\($0.key.dropFirst(3))" })

@@ -206,4 +206,46 @@ import Testing
         _ = try await node.put("after", "2")
         try await node.stop()
     }
+
+    /// `/status` used to hash the whole state on the Raft loop: with 48 MiB of values that stalled writes and
+    /// heartbeats for seconds (the full-disk process test's unanswered puts). The hash is computed off the loop now.
+    @Test func statusHashesTheStateOffTheLoop() async throws {
+        let directory = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let node = try Node(directory: directory)
+        try await node.waitForLeadership()
+        let value = String(repeating: "v", count: 1 << 20)
+        for i in 0..<48 { _ = try await node.put("big\(i)", value) }
+        let expected = StatusReport.hashText(try await node.server.read(.eventual) { $0.stateHash }.get())
+
+        let clock = ContinuousClock()
+        let asked = clock.now
+        let status = node.server.status()
+        // The loop answers at once while the hash is being computed.
+        let loopAnswered = try await node.server.loop.submit { clock.now }.get()
+        let first = try await status.get()
+        #expect(asked.duration(to: loopAnswered) < .milliseconds(100), "the loop waited for the hash")
+        // The status itself does not wait for a slow hash: it answers without one after 250 ms.
+        #expect(asked.duration(to: clock.now) < .seconds(1), "the status waited for the hash")
+        #expect(first.appliedIndex >= 48)
+        #expect(first.stateHash == nil || first.stateHash == expected)
+        var hashed = first
+        try await Self.eventually("the status to carry the state hash") {
+            hashed = try await node.server.status().get()
+            return hashed.stateHash != nil
+        }
+        #expect(hashed.stateHash == expected)
+        // Cached for the applied index: the next status has it at once.
+        let again = try await measure { try await node.server.status().get() }
+        #expect(again.value.stateHash == expected)
+        #expect(again.duration < .milliseconds(200))
+        try await node.stop()
+    }
+
+    private func measure<T>(_ body: () async throws -> T) async rethrows -> (value: T, duration: Duration) {
+        let clock = ContinuousClock()
+        let start = clock.now
+        let value = try await body()
+        return (value, start.duration(to: clock.now))
+    }
 }
