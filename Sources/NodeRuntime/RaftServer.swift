@@ -18,7 +18,8 @@ import SystemClock
 /// one-thread pool, so the loop never blocks on a write or an fsync; while one Ready is being persisted the core keeps
 /// taking messages and proposals, which then form the next batch (group commit). The state machine is applied on the
 /// loop right after the messages went out: a put costs about a microsecond, and snapshot serialisation runs on
-/// `io` from a copy-on-write image.
+/// the snapshot thread (`SnapshotFiles`) from a copy-on-write image. The loop-confined parts each hold one job:
+/// `PendingRequests`, `MembershipTracker`, `SnapshotSchedule`, `DiskSpace`, `WatchHub`.
 // @unchecked Sendable: every mutable property is confined to `loop` (see above); the rest are `let`s or locked boxes.
 final class RaftServer: ReadyHost, @unchecked Sendable {
     public struct Settings: Sendable {
