@@ -18,7 +18,8 @@ import SystemClock
 /// one-thread pool, so the loop never blocks on a write or an fsync; while one Ready is being persisted the core keeps
 /// taking messages and proposals, which then form the next batch (group commit). The state machine is applied on the
 /// loop right after the messages went out: a put costs about a microsecond, and snapshot serialisation runs on
-/// `io` from a copy-on-write image.
+/// the snapshot thread (`SnapshotFiles`) from a copy-on-write image. The loop-confined parts each hold one job:
+/// `PendingRequests`, `MembershipTracker`, `SnapshotSchedule`, `DiskSpace`, `WatchHub`.
 // @unchecked Sendable: every mutable property is confined to `loop` (see above); the rest are `let`s or locked boxes.
 final class RaftServer: ReadyHost, @unchecked Sendable {
     public struct Settings: Sendable {
@@ -64,15 +65,13 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
     let io: NIOThreadPool
     /// The data directory (`db_root_dir`), measured against the quota.
     let dataPath: String
-    /// The `NOSPACE` alarm, if raised: written on the loop, read by HTTP threads (writes are refused while it is).
+    /// The `NOSPACE` alarm, if raised: written on the loop (a copy of `space.alarm`), read by HTTP threads (writes are
+    /// refused while it is).
     let alarmBox = NIOLockedValueBox<NodeAlarm?>(nil)
-    /// Snapshot serialisation and files: its own thread, so that writing a large image never delays the WAL.
-    let snapshotIO: NIOThreadPool
-    /// Serialises the snapshot store between the two threads (a received snapshot is saved on the WAL thread).
-    private let snapshotLock = NIOLock()
+    /// Snapshot files and the thread that writes them (never the WAL's).
+    let snapshotFiles: SnapshotFiles
     let log: NodeLog
     private let writer: LogWriter
-    private let snapshots: SnapshotStore
     /// Injected at construction: read on the loop (sends, peers, admission) and from HTTP threads (forwarding).
     let transport: PeerTransport
     private let startedAt = RaftServer.monotonicMillis()
@@ -97,22 +96,10 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
     private var expiryTickInFlight = false
     /// The applied changes of the entry being applied (reused across entries).
     private var changes: [KVChange] = []
-    private var stagedSnapshots: [LogIndex: [UInt8]] = [:]
-    private var latestSnapshot: (meta: SnapshotMetadata, data: [UInt8])?
-    private var snapshotInProgress = false
-    /// No snapshot is tried before this (monotonic ms): one failed for want of space.
-    private var snapshotRetryAt: UInt64 = 0
-    /// The data directory's size at the last measurement, and when that was.
-    private var backendBytes: UInt64 = 0
-    private var lastUsageCheck: UInt64 = 0
-    private var measuring = false
-    /// The loop's copy of `alarmBox != nil` (read after every Ready without taking the lock).
-    private var noSpaceRaised = false
-    /// A Ready's write found the disk full and is being retried.
-    private var persistWaitingForSpace = false
-    private var lastSnapshotIndex: LogIndex = 0
-    /// Bytes of entry data applied since the last snapshot was taken (`Settings.snapshotEveryBytes`).
-    private var appliedBytesSinceSnapshot: UInt64 = 0
+    /// When to take a snapshot; the newest one's image; a received one staged until its Ready.
+    private var snapshots: SnapshotSchedule
+    /// The data directory against the quota, the NOSPACE alarm, log writes waiting for space.
+    private var space: DiskSpace
     /// Bytes of entry data handed to the log and not yet applied (`Settings.maxUnappliedBytes`); an estimate that
     /// may only over-count (a follower's truncated suffix), and returns to 0 whenever everything is applied.
     private(set) var unappliedBytes: UInt64 = 0
@@ -155,17 +142,20 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
         self.addressBook = NIOLockedValueBox(settings.addresses)
         self.events = EventRing(nodeID: settings.raft.id, bootWallMs: NodeBackend.wallClockMillis())
         self.io = NIOThreadPool(numberOfThreads: 1)
-        self.snapshotIO = NIOThreadPool(numberOfThreads: 1)
         self.hashIO = NIOThreadPool(numberOfThreads: 1)
-        self.snapshots = storage.snapshots
+        self.snapshotFiles = SnapshotFiles(store: storage.snapshots)
+        self.space = DiskSpace(quotaBytes: settings.quotaBackendBytes, checkEveryMs: settings.usageCheckMs)
         let wal = storage.wal
         var sm = KVStateMachine()
+        var restoredSnapshot: (meta: SnapshotMetadata, data: [UInt8])?
         if let stored = storage.latestSnapshot {
             let (restored, meta) = try KVStateMachine.restore(from: stored.data)
             sm = restored
-            latestSnapshot = (meta, stored.data)
-            lastSnapshotIndex = meta.index
+            restoredSnapshot = (meta, stored.data)
         }
+        self.snapshots = SnapshotSchedule(
+            enabled: settings.snapshotEnabled, every: settings.snapshotEvery, everyBytes: settings.snapshotEveryBytes,
+            retainedEntries: settings.retainedEntries, retainedBytes: settings.retainedBytes, restored: restoredSnapshot)
         if let walSnapshot = wal.snapshot, walSnapshot.index > sm.appliedIndex {
             throw NodeStartupError(
                 "the log was compacted to index \(walSnapshot.index) but the newest snapshot file in "
@@ -183,7 +173,7 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
     /// Starts ticking. Call it before the client port accepts requests.
     func start() {
         io.start()
-        snapshotIO.start()
+        snapshotFiles.thread.start()
         hashIO.start()
         loop.execute {
             let tick = TimeAmount.milliseconds(self.settings.tickMs)
@@ -218,7 +208,7 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
                 writer.wal.close()
             }.always { _ in
                 try? self.io.syncShutdownGracefully()
-                try? self.snapshotIO.syncShutdownGracefully()
+                try? self.snapshotFiles.thread.syncShutdownGracefully()
                 try? self.hashIO.syncShutdownGracefully()
             }
         }
@@ -230,7 +220,7 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
         guard !stopped else { return }
         let now = RaftServer.monotonicMillis()
         core.tick(now: now)
-        if now >= lastUsageCheck + settings.usageCheckMs { measureUsage(now: now) }
+        if space.startMeasurement(now: now) { measureUsage() }
         recordPeerChanges(now: now)
         Self.run(pending.expire(now: now))
         Self.run(pending.completeTransfers(leader: core.leader, commitIndex: core.commitIndex, now: now))
@@ -243,7 +233,7 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
     /// leader proposes an empty transaction (it changes nothing but the clock) once a key's expiry has passed by log
     /// time, one at a time.
     private func proposeExpiryTickIfDue() {
-        guard core.role == .leader, !expiryTickInFlight, !noSpaceRaised, let due = stateMachine.nextExpiryMs,
+        guard core.role == .leader, !expiryTickInFlight, !space.raised, let due = stateMachine.nextExpiryMs,
             logClock.now(wallMs: NodeBackend.wallClockMillis(), monotonicMs: RaftServer.monotonicMillis()) >= due
         else { return }
         expiryTickInFlight = true
@@ -292,7 +282,7 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
                 // Staged only if the core took it: a snapshot it ignored (older than one it took before this Ready)
                 // must not replace the image the next Ready will ask for.
                 if self.core.snapshotMetadata == meta {
-                    self.stagedSnapshots = [meta.index: data]
+                    self.snapshots.stage(meta, data: data)
                     self.recordEvent(
                         .snapshotReceived, "received snapshot at index \(meta.index) (\(data.count) bytes) from node "
                             + "\(message.from)", peer: message.from, index: meta.index, bytes: UInt64(data.count))
@@ -615,13 +605,9 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
             promotionMaxLag: settings.promotionMaxLag)
     }
 
-    /// The refusal of a write while the NOSPACE alarm is raised (`507`: nothing proposed).
+    /// The refusal of a write while the NOSPACE alarm is raised (`507`: nothing proposed). Any thread.
     func noSpaceRefusal() -> APIError? {
-        guard let alarm = alarmBox.withLockedValue({ $0 }) else { return nil }
-        return APIError(
-            code: .noSpace,
-            message: "node \(settings.raft.id) has the NOSPACE alarm (\(alarm.reason)); the write was not proposed. "
-                + "Free space or raise quota_backend_bytes, then `dctl alarm disarm`")
+        alarmBox.withLockedValue { $0 }.map { DiskSpace.refusal($0, nodeID: settings.raft.id) }
     }
 
     /// The refusal a removed node gives to every client request.
@@ -706,20 +692,21 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
                 try writer.write(entries: [], hardState: rd.hardState, snapshot: nil, now: RaftServer.monotonicMillis())
             }.whenFailure { error in
                 // The commit index is volatile: a record the full disk refused is written again with the next batch.
-                if let full = error as? StorageNoSpaceError { return self.raiseNoSpace("the disk is full: \(full.message)") }
-                if error is StorageNoDescriptorsError { return }
-                self.fatal(error)
+                switch DiskSpace.setback(error) {
+                case .diskFull(let reason): self.raiseNoSpace(reason)
+                case .noDescriptors: break
+                case .fatal: self.fatal(error)
+                }
             }
             return
         }
         // A sole voter's own copy is the whole quorum: it fsyncs at once instead of waiting for the flush policy.
         let soleVoter = core.membership.voters == [settings.raft.id]
-        let snapshotData: [UInt8]? = rd.snapshot.flatMap { stagedSnapshots.removeValue(forKey: $0.index) }
+        let snapshotData: [UInt8]? = rd.snapshot.flatMap { snapshots.takeStaged($0.index) }
         if let snap = rd.snapshot, snapshotData == nil {
             fatal(NodeStartupError("snapshot \(snap.index) to install was not staged"))
         }
-        let snapshots = self.snapshots
-        let lock = snapshotLock
+        let files = snapshotFiles
         let started = RaftServer.monotonicMillis()
         let write = { @Sendable () throws -> (KVStateMachine?, LogIndex, UInt64?) in
             // A received snapshot is decoded here, off the Raft loop (a large image takes a while), before it is
@@ -731,7 +718,7 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
                 } catch {
                     throw NodeStartupError("snapshot \(snap) to install does not decode: \(error)")
                 }
-                try lock.withLock { _ = try snapshots.save(metadata: snap, data: data) }
+                try files.save(snap, data: data)
             }
             let acknowledges = soleVoter || rd.messages.contains {
                 if case .appendResponse(.success, _) = $0.body { return true }
@@ -743,33 +730,20 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
             let fsyncMs = writer.fsyncCount > syncs ? RaftServer.monotonicMillis() - began : nil
             return (restored, durability.synced, fsyncMs)
         }
-        // A full disk undoes the write and leaves the log usable: the same write is tried again until there is space
-        // (the Ready stays in progress meanwhile: nothing it would acknowledge goes out).
+        // A full disk (or no descriptor left) undoes the write and leaves the log usable: the same write is tried again
+        // until it goes through (the Ready stays in progress meanwhile: nothing it would acknowledge goes out).
         func attempt() {
             io.runIfActive(eventLoop: loop, write).assumeIsolated().whenComplete { result in
                 switch result {
-                case .failure(let error as StorageNoSpaceError):
-                    guard !self.stopped else { return }
-                    if !self.persistWaitingForSpace {
-                        self.log.error("\(error); writes are refused and the write is retried until there is space")
-                    }
-                    self.persistWaitingForSpace = true
-                    self.raiseNoSpace("the disk is full: \(error.message)")
-                    self.loop.assumeIsolated().scheduleTask(in: .milliseconds(200)) { attempt() }
-                case .failure(let error as StorageNoDescriptorsError):
-                    // Connections hold every descriptor: nothing was written; tried again as they close.
-                    guard !self.stopped else { return }
-                    if !self.persistWaitingForSpace { self.log.error("\(error); the write is retried") }
-                    self.persistWaitingForSpace = true
-                    self.loop.assumeIsolated().scheduleTask(in: .milliseconds(200)) { attempt() }
                 case .failure(let error):
-                    self.fatal(error)
+                    if DiskSpace.setback(error) == .fatal { return self.fatal(error) }
+                    guard !self.stopped, let retry = self.space.writeFailed(error) else { return }
+                    if let line = retry.logLine { self.log.error(line) }
+                    if let reason = retry.raise { self.raiseNoSpace(reason) }
+                    self.loop.assumeIsolated().scheduleTask(in: .milliseconds(retry.afterMs)) { attempt() }
                 case .success(let (restored, synced, fsyncMs)):
                     if let fsyncMs { self.recordFsync(ms: fsyncMs) }
-                    if self.persistWaitingForSpace {
-                        self.persistWaitingForSpace = false
-                        self.log.warn("the log write that waited for space went through")
-                    }
+                    if self.space.writeSucceeded() { self.log.warn("the log write that waited for space went through") }
                     self.metrics.persistBatches += 1
                     self.metrics.persistedEntries += UInt64(rd.entries.count)
                     self.metrics.persistMs.record(RaftServer.monotonicMillis() - started)
@@ -807,11 +781,11 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
 
     private func send(_ message: Message, via transport: PeerTransport) {
         if case .installSnapshot(let meta) = message.body {
-            if let latest = latestSnapshot, latest.meta.index == meta.index {
-                transport.send(message, snapshotData: latest.data)
+            if let image = snapshots.image(at: meta.index) {
+                transport.send(message, snapshotData: image)
                 recordEvent(
-                    .snapshotSent, "sent snapshot at index \(meta.index) (\(latest.data.count) bytes) to node \(message.to)",
-                    peer: message.to, index: meta.index, bytes: UInt64(latest.data.count))
+                    .snapshotSent, "sent snapshot at index \(meta.index) (\(image.count) bytes) to node \(message.to)",
+                    peer: message.to, index: meta.index, bytes: UInt64(image.count))
             } else {
                 core.reportSnapshot(message.to, success: false)
             }
@@ -825,7 +799,7 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
         let result = stateMachine.apply(entry, changes: &changes)
         if !changes.isEmpty { watches.record(changes) }
         let size = UInt64(entry.data.count)
-        appliedBytesSinceSnapshot += size
+        snapshots.applied(bytes: size)
         unappliedBytes = entry.index >= core.lastIndex ? 0 : unappliedBytes - min(unappliedBytes, size)
         logClock.observe(stateMachine.clockMs, monotonicMs: now)
         metrics.applied += 1
@@ -841,8 +815,7 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
         stateMachine = restored
         watches.reset(appliedIndex: restored.appliedIndex)
         logClock.observe(restored.clockMs, monotonicMs: RaftServer.monotonicMillis())
-        latestSnapshot = (meta, data)
-        lastSnapshotIndex = meta.index
+        snapshots.installed(meta, data: data)
         log.info("installed snapshot \(meta) (\(data.count) bytes)")
         recordEvent(
             .snapshotInstalled, "installed snapshot at index \(meta.index) (\(data.count) bytes)", index: meta.index,
@@ -851,116 +824,70 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
 
     private func maybeSnapshot() {
         let applied = stateMachine.appliedIndex
-        // Under the NOSPACE alarm every applied entry is compacted as soon as it can be: that is what frees space.
-        let due = applied >= lastSnapshotIndex + settings.snapshotEvery
-            || (appliedBytesSinceSnapshot >= settings.snapshotEveryBytes && applied > lastSnapshotIndex)
-            || (noSpaceRaised && applied > lastSnapshotIndex)
-        guard settings.snapshotEnabled, !snapshotInProgress, due, RaftServer.monotonicMillis() >= snapshotRetryAt,
+        guard snapshots.isDue(applied: applied, noSpace: space.raised, now: RaftServer.monotonicMillis()),
             let meta = core.snapshotMetadata(at: applied)
         else { return }
-        snapshotInProgress = true
-        let image = stateMachine
-        let writer = self.writer
-        let snapshots = self.snapshots
-        let lock = snapshotLock
-        // Keep `retainedEntries` for slow followers, fewer when they would hold more than `retainedBytes` (judged by
-        // the average entry since the last snapshot).
-        let averageEntryBytes = max(1, appliedBytesSinceSnapshot / max(1, applied - lastSnapshotIndex))
-        let retained = min(settings.retainedEntries, settings.retainedBytes / averageEntryBytes)
-        let bytesCovered = appliedBytesSinceSnapshot
-        let io = self.io
-        let loop = self.loop
-        // Serialise and save on the snapshot thread; then record it in the WAL and compact on the WAL thread.
-        snapshotIO.runIfActive(eventLoop: loop) { () -> [UInt8] in
-            let data = image.snapshot(membership: meta.membership)
-            try lock.withLock { _ = try snapshots.save(metadata: meta, data: data) }
-            return data
-        }.flatMap { data in
-            io.runIfActive(eventLoop: loop) { () -> (data: [UInt8], synced: (index: LogIndex, term: Term)?)? in
-                // A newer snapshot from the leader may have been installed while this one was being written.
-                if let current = writer.wal.snapshot, current.index >= meta.index { return nil }
-                try writer.persist(entries: [], snapshot: meta)
-                try writer.compact(before: meta.index + 1 > retained ? meta.index + 1 - retained : 1)
-                return (data, writer.syncedPoint)
-            }
-        }.whenComplete { result in
-            self.snapshotInProgress = false
-            switch result {
-            case .success(nil):
-                self.log.info("snapshot at \(meta.index) superseded by an installed snapshot")
-            case .success(let (data, synced)?):
-                // Recording the snapshot fsynced the whole WAL: a MemFirst leader may now count its own entries (its
-                // flush timer has nothing left to flush, so nobody else would tell the core).
-                if let synced {
-                    self.core.markSynced(through: synced.index, term: synced.term)
-                    self.scheduleReady()
+        let plan = snapshots.begin(applied: applied)
+        snapshotFiles.take(stateMachine, at: meta, retain: plan.retain, writer: writer, walThread: io, loop: loop)
+            .whenComplete { result in
+                switch result {
+                case .success(nil):
+                    self.snapshots.notTaken()
+                    self.log.info("snapshot at \(meta.index) superseded by an installed snapshot")
+                case .success(let taken?):
+                    // Recording the snapshot fsynced the whole WAL: a MemFirst leader may now count its own entries
+                    // (its flush timer has nothing left to flush, so nobody else would tell the core).
+                    if let synced = taken.synced {
+                        self.core.markSynced(through: synced.index, term: synced.term)
+                        self.scheduleReady()
+                    }
+                    guard self.snapshots.taken(meta, data: taken.data, plan: plan) else { return }
+                    self.core.compact(snapshot: meta, retain: plan.retain)
+                    self.metrics.snapshots += 1
+                    self.log.info("snapshot at \(meta.index) (\(taken.data.count) bytes); log compacted")
+                    self.recordEvent(
+                        .snapshotTaken, "took snapshot at index \(meta.index) (\(taken.data.count) bytes); log compacted",
+                        index: meta.index, bytes: UInt64(taken.data.count))
+                case .failure(let error):
+                    // Nothing changed: the snapshot file was not saved or the log record not written.
+                    let retryAt = RaftServer.monotonicMillis() + DiskSpace.snapshotRetryMs
+                    switch DiskSpace.setback(error) {
+                    case .diskFull(let reason):
+                        self.snapshots.notTaken(retryAt: retryAt)
+                        self.raiseNoSpace(reason)
+                    case .noDescriptors:
+                        self.snapshots.notTaken(retryAt: retryAt)
+                        self.log.warn("\(error); the snapshot is tried again in 1 s")
+                    case .fatal:
+                        self.snapshots.notTaken()
+                        self.fatal(error)
+                    }
                 }
-                guard meta.index > self.lastSnapshotIndex else { return }
-                self.appliedBytesSinceSnapshot -= min(self.appliedBytesSinceSnapshot, bytesCovered)
-                self.latestSnapshot = (meta, data)
-                self.lastSnapshotIndex = meta.index
-                self.core.compact(snapshot: meta, retain: retained)
-                self.metrics.snapshots += 1
-                self.log.info("snapshot at \(meta.index) (\(data.count) bytes); log compacted")
-                self.recordEvent(
-                    .snapshotTaken, "took snapshot at index \(meta.index) (\(data.count) bytes); log compacted",
-                    index: meta.index, bytes: UInt64(data.count))
-            case .failure(let error as StorageNoSpaceError):
-                // Nothing changed: the snapshot file was not saved or the log record not written. Tried again later.
-                self.snapshotRetryAt = RaftServer.monotonicMillis() + 1000
-                self.raiseNoSpace("the disk is full: \(error.message)")
-            case .failure(let error as StorageNoDescriptorsError):
-                self.snapshotRetryAt = RaftServer.monotonicMillis() + 1000
-                self.log.warn("\(error); the snapshot is tried again in 1 s")
-            case .failure(let error):
-                self.fatal(error)
             }
-        }
     }
 
     // MARK: - Disk space (the NOSPACE alarm)
 
     /// Measures the data directory on the WAL thread (in order with the writes) and raises the alarm above the quota.
-    private func measureUsage(now: UInt64) {
-        guard !measuring else { return }
-        measuring = true
-        lastUsageCheck = now
+    private func measureUsage() {
         let path = dataPath
         io.runIfActive(eventLoop: loop) { DataDirectory.usedBytes(path) }.whenComplete { result in
-            self.measuring = false
-            guard case .success(let used) = result else { return }
-            self.backendBytes = used
-            if used > self.settings.quotaBackendBytes {
-                self.raiseNoSpace(
-                    "the data directory uses \(used) bytes, over quota_backend_bytes (\(self.settings.quotaBackendBytes))")
-            }
+            if let reason = self.space.measured(try? result.get()) { self.raiseNoSpace(reason) }
         }
     }
 
     private func raiseNoSpace(_ reason: String) {
-        let raised = alarmBox.withLockedValue { alarm -> Bool in
-            guard alarm == nil else { return false }
-            alarm = NodeAlarm(type: NodeAlarm.noSpace, reason: reason, raisedAtMs: NodeBackend.wallClockMillis())
-            return true
-        }
-        if raised {
-            noSpaceRaised = true
-            recordEvent(.alarmRaised, "NOSPACE alarm raised: \(reason)")
-            log.always("Alarm NOSPACE raised node=\(settings.raft.id): \(reason); writes are refused (507) until "
-                + "`dctl alarm disarm`")
-            maybeSnapshot()
-        }
+        guard let alarm = space.raise(reason, atMs: NodeBackend.wallClockMillis()) else { return }
+        alarmBox.withLockedValue { $0 = alarm }
+        recordEvent(.alarmRaised, "NOSPACE alarm raised: \(reason)")
+        log.always("Alarm NOSPACE raised node=\(settings.raft.id): \(reason); writes are refused (507) until "
+            + "`dctl alarm disarm`")
+        maybeSnapshot()
     }
 
     /// The alarms and the space used (`GET /alarms`).
     func alarms() -> EventLoopFuture<AlarmsResponse> {
-        loop.submit { self.alarmsResponse() }
-    }
-
-    private func alarmsResponse() -> AlarmsResponse {
-        AlarmsResponse(
-            nodeID: settings.raft.id, alarms: alarmBox.withLockedValue { $0.map { [$0] } ?? [] },
-            backendBytes: backendBytes, quotaBytes: settings.quotaBackendBytes)
+        loop.submit { self.space.response(nodeID: self.settings.raft.id) }
     }
 
     /// Clears the alarm once there is space again: the data directory is measured now and must be within the quota,
@@ -968,25 +895,12 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
     func disarm() -> EventLoopFuture<AlarmsResponse> {
         let path = dataPath
         return io.runIfActive(eventLoop: loop) { DataDirectory.usedBytes(path) }.flatMapThrowing { used in
-            self.backendBytes = used
-            guard self.alarmBox.withLockedValue({ $0 != nil }) else { return self.alarmsResponse() }
-            if self.persistWaitingForSpace {
-                throw APIError(
-                    code: .conflict, message: "the disk is still full: a log write is waiting for space; free space on "
-                        + "the volume of \(path) and disarm again")
+            if try self.space.disarm(used: used, path: path).get() {
+                self.alarmBox.withLockedValue { $0 = nil }
+                self.recordEvent(.alarmCleared, "NOSPACE alarm disarmed: \(used) bytes used")
+                self.log.always("Alarm NOSPACE disarmed node=\(self.settings.raft.id): \(used) bytes used; writes accepted")
             }
-            guard used <= self.settings.quotaBackendBytes else {
-                throw APIError(
-                    code: .conflict,
-                    message: "the data directory still uses \(used) bytes, over quota_backend_bytes "
-                        + "(\(self.settings.quotaBackendBytes)): the log is compacted while the alarm is raised; if that "
-                        + "is not enough, raise quota_backend_bytes (and restart) or free space, then disarm again")
-            }
-            self.alarmBox.withLockedValue { $0 = nil }
-            self.noSpaceRaised = false
-            self.recordEvent(.alarmCleared, "NOSPACE alarm disarmed: \(used) bytes used")
-            self.log.always("Alarm NOSPACE disarmed node=\(self.settings.raft.id): \(used) bytes used; writes accepted")
-            return self.alarmsResponse()
+            return self.space.response(nodeID: self.settings.raft.id)
         }
     }
 
@@ -1046,7 +960,7 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
                 return self.loop.makeFailedFuture(
                     APIError(code: .unavailable, message: "the applied index was compacted meanwhile; retry"))
             }
-            return self.snapshotIO.runIfActive(eventLoop: self.loop) {
+            return self.snapshotFiles.thread.runIfActive(eventLoop: self.loop) {
                 (sm.snapshot(membership: meta.membership), meta, sm.count, sm.stateHash)
             }
         }
@@ -1126,9 +1040,9 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
     private func storageStatus() -> StorageStatus {
         StorageStatus(
             fsyncP50Ms: metrics.fsyncMs.quantile(0.5), fsyncP99Ms: metrics.fsyncMs.quantile(0.99),
-            fsyncs: metrics.fsyncMs.total, snapshotIndex: latestSnapshot?.meta.index ?? 0,
-            snapshotBytes: UInt64(latestSnapshot?.data.count ?? 0), firstLogIndex: core.firstIndex,
-            backendBytes: backendBytes, quotaBytes: settings.quotaBackendBytes)
+            fsyncs: metrics.fsyncMs.total, snapshotIndex: snapshots.latest?.meta.index ?? 0,
+            snapshotBytes: UInt64(snapshots.latest?.data.count ?? 0), firstLogIndex: core.firstIndex,
+            backendBytes: space.backendBytes, quotaBytes: space.quotaBytes)
     }
 
     /// `status()`, or a minimal document while the loop is shutting down (the metrics port never fails).

@@ -27,15 +27,8 @@ struct PeerAttackTests {
         case snapshotFromStranger
     }
 
-    static var options: LocalCluster.Options {
-        var options = LocalCluster.Options()
-        // Longer timeouts than the cluster suite's: the test asserts that nothing moves, on a loaded machine.
-        options.electionTimeoutMinMs = 1000
-        options.electionTimeoutMaxMs = 2000
-        options.heartbeatMs = 100
-        options.leaseMs = 500
-        return options
-    }
+    /// Longer timeouts than the cluster suite's: the test asserts that nothing moves, on a loaded machine.
+    static var options: LocalCluster.Options { .steady }
 
     @Test("the attack leaves the leader, its term and the data alone", arguments: Attack.allCases)
     func attack(_ attack: Attack) async throws {

@@ -70,6 +70,19 @@ final class LocalCluster: @unchecked Sendable {
 
         /// Upper bound of the election timeout, as a `Duration`.
         var electionTimeoutMax: Duration { .milliseconds(electionTimeoutMaxMs) }
+
+        /// For a test that asserts that nothing moves (the same leader in the same term) while it loads the cluster.
+        /// With the defaults' 300-600 ms a leader whose heartbeats wait that long (its process starved of CPU on a
+        /// loaded machine, or a slow fsync holding up the next Ready) rightly loses its term, and the test fails for
+        /// what the machine did, not the node; these timeouts tolerate stalls of about a second.
+        static var steady: Options {
+            var options = Options()
+            options.electionTimeoutMinMs = 1000
+            options.electionTimeoutMaxMs = 2000
+            options.heartbeatMs = 100
+            options.leaseMs = 500
+            return options
+        }
     }
 
     // MARK: Nodes

@@ -21,8 +21,8 @@ import Glibc
 
     typealias Certificates = TestCertificates
 
-    static func options(_ certificates: Certificates) -> LocalCluster.Options {
-        var options = LocalCluster.Options()
+    static func options(_ certificates: Certificates, _ base: LocalCluster.Options = .init()) -> LocalCluster.Options {
+        var options = base
         options.extraTOML = certificates.toml
         return options
     }
@@ -211,7 +211,8 @@ import Glibc
 
     @Test func peerFramesAreAcceptedOnlyFromTheNodeTheCertificateNames() async throws {
         let certificates = try Certificates(nodes: 3)
-        try await withLocalCluster(options: Self.options(certificates), start: false) { cluster in
+        // It asserts that the leader keeps its term through the attacks.
+        try await withLocalCluster(options: Self.options(certificates, .steady), start: false) { cluster in
             let admin = try certificates.security("admin")
             let leader = try await Self.startSecure(cluster, admin: admin)
             let target = cluster.ids.first { $0 != Int(leader.nodeID) }!

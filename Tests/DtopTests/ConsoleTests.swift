@@ -160,13 +160,15 @@ extension DtopTests {
                 defer { cluster.resume(leader) }
                 let others = cluster.ids.filter { $0 != leader }
                 let next = try await cluster.waitForLeader(timeout: .seconds(15), among: others)
-                let screen = try await tmux.waitForScreen("node \(leader) disagreeing") { screen in
-                    screenLines(screen).contains { line in
-                        line.hasPrefix("  n\(leader)    DOWN") && line.contains("DISAGREES")
-                            && line.contains("thinks it leads") && line.contains("stuck at term")
-                    }
+                // dtop polls on its own: the frame that first shows the old leader down may predate its round that
+                // saw the new leader (candidates, "leader none"), so the wait is for both.
+                let screen = try await tmux.waitForScreen("node \(leader) disagreeing, node \(next.nodeID) leading") { screen in
+                    screen.contains("leader node \(next.nodeID))")
+                        && screenLines(screen).contains { line in
+                            line.hasPrefix("  n\(leader)    DOWN") && line.contains("DISAGREES")
+                                && line.contains("thinks it leads") && line.contains("stuck at term")
+                        }
                 }
-                #expect(screen.contains("leader node \(next.nodeID))"))
                 #expect(screenLines(screen).filter { $0.hasSuffix("agrees") }.count == 2)
                 try tmux.sendKeys("T")
                 try await tmux.waitForScreen("the timeline with two leaderships") { screen in
