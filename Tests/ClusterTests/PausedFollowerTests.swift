@@ -66,9 +66,10 @@ struct PausedFollowerTests {
             // MiB), 1 MiB of watch history, and 48 MiB for the allocator's slack.
             let bound = (96 + 40 + 32 + 1 + 48) * Self.mib
             #expect(peak - baseline < bound, "leader RSS grew by \((peak - baseline) / Self.mib) MiB; bound \(bound / Self.mib) MiB")
-            // And it stops growing: the second 100 MiB written adds (almost) nothing.
+            // And it levels off: the second 100 MiB written adds at most the allocator's slack (64 MiB; the watch
+            // history leak this guards against added 126 MiB there; 49.5 MiB was seen under parallel test load).
             #expect(
-                peak - half < 48 * Self.mib,
+                peak - half < 64 * Self.mib,
                 "leader RSS grew by \((peak - half) / Self.mib) MiB over the last 100 MiB written (\(report))")
             let during = try await cluster.status(leaderID, timeout: .seconds(5))
             #expect(during.term == leader.term && during.role == .leader, "the frozen follower cost the leader its term")
