@@ -19,6 +19,8 @@ public struct RaftNode: Sendable {
     /// How far beyond the last term in its log a message may take this node's term in one go (see
     /// ``acceptsTerm(_:)``). Real clusters stay far below it: each term needs an election.
     public static let termHorizon: Term = 1 << 32
+    /// Reads (its own and followers' batches) a leader holds unconfirmed before it refuses followers' batches.
+    public static let maxQueuedReads = 65_536
 
     var log: RaftLog
     public private(set) var term: Term
@@ -419,7 +421,12 @@ public struct RaftNode: Sendable {
     /// Leader side of a follower read (thesis §6.4): the commit index at arrival, confirmed by the lease or by the
     /// next heartbeat round, goes back to the follower.
     private mutating func handleFollowerReadIndex(from follower: NodeID, batch: UInt64, lease: Bool) {
-        guard role == .leader, transferee == nil, progress[follower] != nil, departing[follower] == nil else {
+        // A member that floods requests while no round confirms (a leader cut off from its quorum) must not grow the
+        // queues without bound: beyond `maxQueuedReads` its batch is refused (the follower's reads fail, safely).
+        let queued = waitingReads.count + newReads.count + pendingReads.count
+        guard role == .leader, transferee == nil, progress[follower] != nil, departing[follower] == nil,
+            queued < Self.maxQueuedReads
+        else {
             send(to: follower, .readIndexResponse(batch: batch, index: nil))
             return
         }

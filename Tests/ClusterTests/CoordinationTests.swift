@@ -274,7 +274,7 @@ struct CoordinationTests {
     /// A gauge of the node's `/metrics`.
     static func gauge(_ client: NodeClient, _ name: String) async throws -> Int {
         let text = try await client.metricsText()
-        for line in text.split(separator: "\n") where line.hasPrefix(name + "{") {
+        for line in text.split(separator: "\n") where line.hasPrefix(name + "{") || line.hasPrefix(name + " ") {
             if let value = line.split(separator: " ").last.flatMap({ Double($0) }) { return Int(value) }
         }
         throw UnexpectedMetrics(name: name)

@@ -18,7 +18,7 @@ struct FollowerReadProcessTests {
             let leaderID = Int(try await cluster.waitForLeader(requireMajority: true).nodeID)
             let leader = cluster.client(leaderID)
             let followers = cluster.ids.filter { $0 != leaderID }.map { cluster.client($0) }
-            let before = try await followers.asyncMap { try await Self.counter($0, "dengine_follower_reads_total") }
+            let before = try await followers.asyncMap { try await CoordinationTests.gauge($0, "dengine_follower_reads_total") }
 
             // Read-after-write across nodes: a write acknowledged by the leader is seen at once by either follower.
             for i in 1...30 {
@@ -63,19 +63,11 @@ struct FollowerReadProcessTests {
             #expect(outcome.served > 50)
 
             // They were served by the followers themselves (a read index each), not tunnelled to the leader.
-            let after = try await followers.asyncMap { try await Self.counter($0, "dengine_follower_reads_total") }
+            let after = try await followers.asyncMap { try await CoordinationTests.gauge($0, "dengine_follower_reads_total") }
             for (b, a) in zip(before, after) { #expect(a - b >= 15, "follower reads \(b) -> \(a)") }
         }
     }
 
-    /// A counter of the node's `/metrics`.
-    static func counter(_ client: NodeClient, _ name: String) async throws -> Int {
-        let text = try await client.metricsText()
-        for line in text.split(separator: "\n") where line.hasPrefix(name + "{") || line.hasPrefix(name + " ") {
-            if let value = line.split(separator: " ").last.flatMap({ Double($0) }) { return Int(value) }
-        }
-        throw CoordinationTests.UnexpectedMetrics(name: name)
-    }
 }
 
 /// What the concurrent phase saw, shared by the writer and the readers.

@@ -90,6 +90,10 @@ import Testing
             "[raft.read_consistency]\nallow_client_override = \"yes\"\n",
             "test.toml: raft.read_consistency.allow_client_override: expected boolean, got string"
         ),
+        (
+            "[raft.read_consistency]\nfollower_reads = 1\n",
+            "test.toml: raft.read_consistency.follower_reads: expected boolean, got integer"
+        ),
         ("[raft.snapshot]\nenable = 1\n", "test.toml: raft.snapshot.enable: expected boolean, got integer"),
         (
             "[raft.persistence]\nstrategy = 2024-01-01\n",

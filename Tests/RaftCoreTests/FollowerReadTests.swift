@@ -137,6 +137,18 @@ import Testing
         #expect(sent(f.ready()).contains(Message(from: 2, to: 3, term: 3, body: .readIndexResponse(batch: 4, index: nil))))
     }
 
+    @Test func aFloodOfBatchesWithoutConfirmationIsRefusedBeyondTheCap() throws {
+        var n = try leader()
+        // No follower answers heartbeats: nothing confirms, so every batch stays queued.
+        for batch in 1...UInt64(RaftNode.maxQueuedReads) {
+            n.step(Message(from: 2, to: 1, term: 1, body: .readIndex(batch: batch, lease: false)))
+        }
+        let overflow = UInt64(RaftNode.maxQueuedReads) + 1
+        n.step(Message(from: 2, to: 1, term: 1, body: .readIndex(batch: overflow, lease: false)))
+        let refusals = sent(n.ready()).filter { if case .readIndexResponse(_, nil) = $0.body { true } else { false } }
+        #expect(refusals.map(\.body) == [.readIndexResponse(batch: overflow, index: nil)])
+    }
+
     @Test func aDeposedLeaderForgetsFollowerBatchesButFailsItsOwnReads() throws {
         var n = try leader()
         _ = n.readIndex(id: 70)
