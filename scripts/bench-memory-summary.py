@@ -35,7 +35,7 @@ if fill_keys:
     print("above the trend are snapshots being serialised (a copy-on-write image of the state machine).\n")
 else:
     print("RSS in MiB. The key space fills during the first minutes (the state machine grows with it); after that the")
-    print("size should stay flat: snapshots every 10,000 entries compact the log. Single samples above the median are")
+    print("size should stay flat: snapshots every 100,000 entries (or 64 MiB) compact the log. Single samples above the median are")
     print("snapshots being serialised (a copy-on-write image of the state machine).\n")
 extra = " last / live data |" if fill_keys else ""
 print("| node | first | at 1/2 | at 3/4 | last | max | median of the last quarter | last quarter: first -> last | applied index | snapshot index |" + extra)

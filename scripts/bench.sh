@@ -82,7 +82,7 @@ fi
     --title "dbench: dengine ($DURABILITY${TLS_SUFFIX:+, TLS})${etcd_version:+ vs etcd}, $(date -u +%F)" \
     --meta "commit=$(git_commit)" \
     --meta "durability=$(durability_text)" \
-    --meta "config=config/n1..n3.toml as committed (election 1000-2000 ms, heartbeat 100 ms, lease 500 ms, snapshot every 10000 entries, retain 1000), release build, fresh data directories" \
+    --meta "config=config/n1..n3.toml as committed (election 1000-2000 ms, heartbeat 100 ms, lease 500 ms, snapshot every 100000 entries, retain 1000), release build, fresh data directories" \
     ${etcd_version:+--meta "etcd=$etcd_version, $([[ $TLS == 1 ]] && echo scripts/etcd-tls.sh || echo ../shared/bench/peer-etcd.sh) defaults: fsync on, snapshot-count 100000, fresh data directories"} \
     ${tls_meta:+--meta "tls=$tls_meta"} \
     --meta "endpoint policy=write-1: one connection to the leader; other scenarios: connections round-robin over all three nodes (both systems)" \

@@ -368,7 +368,8 @@ public struct PersistenceConfig: Sendable, Equatable {
 public struct SnapshotConfig: Sendable, Equatable {
     /// `enable`, default `true`. When `false` the log grows without bound.
     public var enable: Bool
-    /// `max_log_entries_before_snapshot`, default 10000: applied entries since the last snapshot that trigger one.
+    /// `max_log_entries_before_snapshot`, default 100000 (etcd's `snapshot-count`): applied entries since the last
+    /// snapshot that trigger one (64 MiB of applied entry data triggers one sooner).
     public var maxLogEntriesBeforeSnapshot: Int
     /// `retained_log_entries`, default 1000: entries kept behind a snapshot so that slightly lagging followers
     /// catch up from the log instead of needing the snapshot.
@@ -378,7 +379,7 @@ public struct SnapshotConfig: Sendable, Equatable {
     public var maxReceiveBytes: Int
 
     public init(
-        enable: Bool = true, maxLogEntriesBeforeSnapshot: Int = 10_000, retainedLogEntries: Int = 1000,
+        enable: Bool = true, maxLogEntriesBeforeSnapshot: Int = 100_000, retainedLogEntries: Int = 1000,
         maxReceiveBytes: Int = 4 << 30
     ) {
         self.enable = enable

@@ -29,7 +29,7 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
         public var maxPendingWrites = 10_000
         public var maxPendingReads = 10_000
         public var snapshotEnabled = true
-        public var snapshotEvery: UInt64 = 10_000
+        public var snapshotEvery: UInt64 = 100_000
         /// A snapshot is also taken once this many bytes of entries were applied since the last one, so that large
         /// values cannot grow the in-memory log without bound between snapshots.
         public var snapshotEveryBytes: UInt64 = 64 << 20

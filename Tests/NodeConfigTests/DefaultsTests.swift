@@ -35,7 +35,7 @@ import Testing
         #expect(raft.persistence.maxBufferedEntries == 10_000)
         #expect(raft.persistence.flushWorkers == 4)
         #expect(raft.snapshot.enable)
-        #expect(raft.snapshot.maxLogEntriesBeforeSnapshot == 10_000)
+        #expect(raft.snapshot.maxLogEntriesBeforeSnapshot == 100_000)
         #expect(raft.snapshot.retainedLogEntries == 1000)
         #expect(raft.snapshot.maxReceiveBytes == 4 << 30)
     }
