@@ -288,6 +288,7 @@ public final class ChaosCluster: @unchecked Sendable {
 /// also sets `SO_REUSEADDR`, NodeMain) can bind and listen on it, and bind it again after a restart. A connection
 /// to a reserved port that no node listens on is refused: a port for "nothing listens here" tests too.
 /// The descriptors are close-on-exec, so no child inherits them.
+// @unchecked Sendable: `descriptors` is read and written under `lock` only; `ports` is a `let`.
 public final class PortReservation: @unchecked Sendable {
     public let ports: [Int]
     private let lock = NSLock()

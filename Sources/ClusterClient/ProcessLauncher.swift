@@ -13,6 +13,7 @@ import Darwin
 /// mask and default dispositions (the spawning thread may block SIGTERM, and a child inherits that), optionally its
 /// own process group (a terminal's Ctrl-C does not reach a node that must outlive dctl), stdin from a file or
 /// /dev/null, stdout and stderr to files (appended, after a banner, or truncated). The parent reaps with `waitpid`.
+// @unchecked Sendable: the only mutable state, `ended`, is read and written under `lock`; the rest are `let`s.
 public final class ChildProcess: @unchecked Sendable {
     /// How a process ended.
     public enum Termination: Sendable, Equatable, CustomStringConvertible {
