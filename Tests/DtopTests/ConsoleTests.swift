@@ -161,15 +161,18 @@ extension DtopTests {
                 let others = cluster.ids.filter { $0 != leader }
                 let next = try await cluster.waitForLeader(timeout: .seconds(15), among: others)
                 // dtop polls on its own: the frame that first shows the old leader down may predate its round that
-                // saw the new leader (candidates, "leader none"), so the wait is for both.
-                let screen = try await tmux.waitForScreen("node \(leader) disagreeing, node \(next.nodeID) leading") { screen in
+                // saw the new leader (candidates, "leader none"), and the other follower learns of the new leader
+                // only from its first heartbeat, so the wait is for all three: the old leader disagreeing, the new
+                // leader shown, and both live nodes agreeing.
+                try await tmux.waitForScreen("node \(leader) disagreeing, node \(next.nodeID) leading, two agreeing") {
+                    screen in
                     screen.contains("leader node \(next.nodeID))")
+                        && screenLines(screen).filter { $0.hasSuffix("agrees") }.count == 2
                         && screenLines(screen).contains { line in
                             line.hasPrefix("  n\(leader)    DOWN") && line.contains("DISAGREES")
                                 && line.contains("thinks it leads") && line.contains("stuck at term")
                         }
                 }
-                #expect(screenLines(screen).filter { $0.hasSuffix("agrees") }.count == 2)
                 try tmux.sendKeys("T")
                 try await tmux.waitForScreen("the timeline with two leaderships") { screen in
                     screen.contains("ELECTION TIMELINE") && screen.contains("n\(next.nodeID)")
