@@ -44,13 +44,19 @@ extension StorageFileSystem {
     func open(_ path: String, writable: Bool) throws -> any StorageFile { try open(path, writable: writable, create: false) }
 
     /// Creates `path` and its missing parents, each creation made durable by an fsync of the directory holding it
-    /// (else a power cut could take a new data directory away after the node voted from it).
+    /// (else a power cut could take a new data directory away after the node voted from it). Another process may
+    /// create the same directory between the check and `mkdir` (three nodes started at once under one new `db/`):
+    /// a directory found there after a failed `mkdir` is taken as made, and its parent is still fsynced.
     func makeDirectories(_ path: String) throws {
         if try kind(of: path) == .directory { return }
         let parent = FileSystem.parentDirectory(of: path)
         if parent != path, try kind(of: parent) == .missing { try makeDirectories(parent) }
         if try kind(of: path) != .directory {
-            try makeDirectory(path)
+            do {
+                try makeDirectory(path)
+            } catch {
+                guard try kind(of: path) == .directory else { throw error }
+            }
             try syncDirectory(parent)
         }
     }

@@ -186,3 +186,49 @@ private final class FailingFileSystem: StorageFileSystem, @unchecked Sendable {
         return try disk.open(path, writable: writable, create: create)
     }
 }
+
+/// POSIX, except that the first `mkdir` of `contested` finds that another process created it a moment earlier: the
+/// directory is made, then `mkdir` fails with EEXIST, as when three nodes start at once under one new `db/`.
+private struct LosesTheMkdirRace: StorageFileSystem {
+    let contested: String
+    let lost = LockedFlag()
+    private let posix = POSIXFileSystem()
+
+    final class LockedFlag: @unchecked Sendable {  // @unchecked Sendable: `value` is read and written under `lock`.
+        private let lock = NSLock()
+        private var value = false
+        func takeFirst() -> Bool { lock.withLock { defer { value = true }; return !value } }
+    }
+
+    func kind(of path: String) throws -> FileKind { try posix.kind(of: path) }
+    func list(_ path: String) throws -> [String] { try posix.list(path) }
+    func makeDirectory(_ path: String) throws {
+        if path == contested, lost.takeFirst() {
+            try posix.makeDirectory(path)
+            throw StorageIOError(errno: EEXIST, operation: "mkdir", path: path)
+        }
+        try posix.makeDirectory(path)
+    }
+    func syncDirectory(_ path: String) throws { try posix.syncDirectory(path) }
+    func rename(_ from: String, _ to: String) throws { try posix.rename(from, to) }
+    func remove(_ path: String) throws { try posix.remove(path) }
+    func removeDirectory(_ path: String) throws { try posix.removeDirectory(path) }
+    func open(_ path: String, writable: Bool, create: Bool) throws -> any StorageFile {
+        try posix.open(path, writable: writable, create: create)
+    }
+}
+
+extension DirectoryTests {
+    @Test func aParentCreatedConcurrentlyByAnotherNodeIsNotAnError() throws {
+        let dir = TempDir("dirs")
+        defer { dir.cleanup() }
+        let shared = dir.path + "/db"
+        let fs = LosesTheMkdirRace(contested: shared)
+        #expect(try DataDirectory.open(path: shared + "/3", nodeID: 3, fs: fs).created)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: shared) == ["3"])
+        // A file where the directory should be is still an error.
+        let blocked = dir.path + "/blocked"
+        writeFile(blocked, [1])
+        #expect(throws: (any Error).self) { try LosesTheMkdirRace(contested: blocked + "/x").makeDirectories(blocked + "/x/y") }
+    }
+}
