@@ -1,19 +1,25 @@
 #!/usr/bin/env python3
 """Markdown summary of scripts/bench-memory.sh's samples.
 
-Usage: bench-memory-summary.py CSV LOAD_TXT SECONDS CONNS DURABILITY COMMIT [FILL_KEYS VALUE_SIZE KEY_SPACE]
+Usage: bench-memory-summary.py CSV LOAD_TXT SECONDS CONNS DURABILITY COMMIT [FILL_KEYS VALUE_SIZE KEY_SPACE SETTLE]
 
 FILL_KEYS > 0: the load wrote each of FILL_KEYS keys once (fill mode of bench-memory.sh); the report adds the live
-data size and the resident memory per MiB of it.
+data size (from the writes dbench counted as acknowledged, not from FILL_KEYS, since a refused write stores nothing)
+and the resident memory per MiB of it.
 """
 import csv
+import re
 import sys
 
 path, load, seconds, conns, durability, commit = sys.argv[1:7]
-fill_keys, value_size, key_space = (int(a) for a in (sys.argv[7:10] if len(sys.argv) >= 10 else (0, 256, 100000)))
+fill_keys, value_size, key_space, settle = (
+    int(a) for a in (sys.argv[7:11] if len(sys.argv) >= 11 else (0, 256, 100000, 30)))
 seconds = int(seconds)
 rows = list(csv.DictReader(open(path)))
-data_mib = fill_keys * (8 + value_size) / 1048576
+load_text = open(load).read().strip()
+acknowledged = re.search(r"requests ok: (\d+)", load_text)
+stored_keys = min(fill_keys, int(acknowledged.group(1))) if acknowledged else fill_keys
+data_mib = stored_keys * (8 + value_size) / 1048576
 if fill_keys:
     print("# Resident memory with %d keys of %d-byte values (%s)\n" % (fill_keys, value_size, durability))
 else:
@@ -21,14 +27,15 @@ else:
 print("- **commit**: %s" % commit)
 if fill_keys:
     print("- **load**: `dbench put --conns %s --total %d --sequential-keys --key-space %d --value-size %d` (each key "
-          "written once), then samples until every node has applied the last write, then 30 s more; %d s in all"
-          % (conns, fill_keys, fill_keys, value_size, seconds))
-    print("- **live data**: %.1f MiB (8-byte keys and %d-byte values, no per-entry overhead counted)" % (data_mib, value_size))
+          "written once), then samples until every node has applied the last write, then %d s more; %d s in all"
+          % (conns, fill_keys, fill_keys, value_size, settle, seconds))
+    print("- **live data**: %.1f MiB: %d acknowledged writes of 8-byte keys and %d-byte values, no per-entry overhead "
+          "counted" % (data_mib, stored_keys, value_size))
 else:
     print("- **load**: `dbench put --conns %s --duration %ds` (random 8-byte keys from %d, %d-byte values)"
           % (conns, seconds, key_space, value_size))
 print("- **samples**: `%s` (VmRSS from /proc/PID/status, applied and snapshot index from /status)\n" % path.split("/")[-1])
-print("```\n" + open(load).read().strip() + "\n```\n")
+print("```\n" + load_text + "\n```\n")
 if fill_keys:
     print("RSS in MiB. The state machine grows with the data; the log, replication queues and client queues are")
     print("bounded in bytes, so the last sample over the live data size is the cost per stored MiB. Single samples")

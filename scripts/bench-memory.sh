@@ -67,9 +67,8 @@ sample() {
         status=$(python3 -c '
 import json, sys, urllib.request
 s = json.load(urllib.request.urlopen("http://127.0.0.1:%s/status" % sys.argv[1], timeout=2))
-print("%d,%d,%d" % (s["applied_index"], s["snapshot_index"], s["commit_index"]))' "$((METRICS_BASE + n))" 2> /dev/null ||
-            echo ",,")
-        echo "$now,$n,${pids[$i]},$rss,${status%,*}" >> "$csv"
+print("%d,%d" % (s["applied_index"], s["snapshot_index"]))' "$((METRICS_BASE + n))" 2> /dev/null || echo ",")
+        echo "$now,$n,${pids[$i]},$rss,$status" >> "$csv"
         applied=${status%%,*}
         if [[ -z $least || -z $applied || $applied -lt $least ]]; then least=${applied:-0}; fi
     done
@@ -112,5 +111,5 @@ print(best)' "$METRICS_BASE")
 fi
 
 python3 "$ROOT/scripts/bench-memory-summary.py" "$csv" "$WORK/load.txt" "$elapsed" "$MEM_CONNS" "$DURABILITY" \
-    "$(git_commit)" "${FILL_KEYS:-0}" "$VALUE_SIZE" "$KEY_SPACE" > "$OUT/$NAME.md"
+    "$(git_commit)" "${FILL_KEYS:-0}" "$VALUE_SIZE" "$KEY_SPACE" "$SETTLE" > "$OUT/$NAME.md"
 cat "$OUT/$NAME.md"
