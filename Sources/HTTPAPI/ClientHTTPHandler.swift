@@ -51,7 +51,13 @@ public final class ClientHTTPHandler: ChannelInboundHandler, RemovableChannelHan
     private let limits: ClientHTTPLimits
     private var machine: ClientConnectionStateMachine
     private var context: ChannelHandlerContext?
+    /// The one request-timeout timer of this connection, and when it fires. It is not cancelled when a request is
+    /// answered: a later request's deadline is later, so the timer, when it fires, re-arms for the request then
+    /// awaited (if any). A busy keep-alive connection thus schedules one timer per `requestTimeout`, not per request.
     private var timeout: Scheduled<Void>?
+    private var timeoutAt: NIODeadline?
+    /// The request awaiting its answer, and when it is answered `504`.
+    private var awaiting: (sequence: UInt64, deadline: NIODeadline)?
     private var linger: Scheduled<Void>?
     /// The client half-closed its side: close once the current response is written.
     private var inputClosed = false
@@ -290,10 +296,11 @@ public final class ClientHTTPHandler: ChannelInboundHandler, RemovableChannelHan
             guard let context = self.context, let head = self.machine.completeRequest(sequence: sequence) else {
                 return
             }
-            self.cancelTimeout()
+            self.cancelTimeout(sequence: sequence)
             switch result {
             case .success(let value):
-                var body = context.channel.allocator.buffer(capacity: 256)
+                // Room for a get of a 256-byte value with its JSON (no regrowth for the common case).
+                var body = context.channel.allocator.buffer(capacity: 512)
                 encode(value, &body)
                 var extra = HTTPHeaders()
                 if contentType != "application/json" { extra.add(name: "content-type", value: contentType) }
@@ -315,7 +322,7 @@ public final class ClientHTTPHandler: ChannelInboundHandler, RemovableChannelHan
             guard let context = self.context, let head = self.machine.completeRequest(sequence: sequence) else {
                 return
             }
-            self.cancelTimeout()
+            self.cancelTimeout(sequence: sequence)
             switch result {
             case .success(let forwarded):
                 var extra = HTTPHeaders()
@@ -358,26 +365,47 @@ public final class ClientHTTPHandler: ChannelInboundHandler, RemovableChannelHan
     /// Schedules the `504` for request `sequence` unless it was answered synchronously.
     private func armTimeout(sequence: UInt64, deadline: NIODeadline, context: ChannelHandlerContext) {
         guard machine.isAwaiting(sequence: sequence) else { return }
+        awaiting = (sequence, deadline)
+        // A timer already armed for no later than this deadline fires first and re-arms for this request.
+        if let armed = timeoutAt, armed <= deadline { return }
+        timeout?.cancel()
+        scheduleTimeout(at: deadline, context: context)
+    }
+
+    private func scheduleTimeout(at deadline: NIODeadline, context: ChannelHandlerContext) {
+        timeoutAt = deadline
         timeout = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) {
-            guard let context = self.context, let head = self.machine.completeRequest(sequence: sequence) else {
-                return
-            }
-            self.timeout = nil
-            let rejection = ClientRequestRejection(
-                .timeout,
-                "no answer within \(self.limits.requestTimeout.nanoseconds / 1_000_000) ms; a write may or may not "
-                    + "have been applied")
-            self.writeError(rejection, version: head.version, keepAlive: head.isKeepAlive, context: context)
+            self.timeoutFired()
         }
     }
 
-    private func cancelTimeout() {
-        timeout?.cancel()
+    private func timeoutFired() {
         timeout = nil
+        timeoutAt = nil
+        guard let context, let (sequence, deadline) = awaiting else { return }
+        guard deadline <= .now() else {
+            scheduleTimeout(at: deadline, context: context)
+            return
+        }
+        awaiting = nil
+        guard let head = machine.completeRequest(sequence: sequence) else { return }
+        let rejection = ClientRequestRejection(
+            .timeout,
+            "no answer within \(limits.requestTimeout.nanoseconds / 1_000_000) ms; a write may or may not "
+                + "have been applied")
+        writeError(rejection, version: head.version, keepAlive: head.isKeepAlive, context: context)
+    }
+
+    /// Request `sequence` was answered: its `504` is off (the timer stays armed for the next request).
+    private func cancelTimeout(sequence: UInt64) {
+        if awaiting?.sequence == sequence { awaiting = nil }
     }
 
     private func cancelTimers() {
-        cancelTimeout()
+        awaiting = nil
+        timeout?.cancel()
+        timeout = nil
+        timeoutAt = nil
         linger?.cancel()
         linger = nil
     }
@@ -450,7 +478,7 @@ public final class ClientHTTPHandler: ChannelInboundHandler, RemovableChannelHan
         } else if version.minor == 0 {
             headers.add(name: "connection", value: "keep-alive")
         }
-        headers.add(contentsOf: extraHeaders)
+        if !extraHeaders.isEmpty { headers.add(contentsOf: extraHeaders) }
         let responseVersion: HTTPVersion = version.major == 1 && version.minor == 0 ? .http1_0 : .http1_1
         let head = HTTPResponseHead(version: responseVersion, status: status, headers: headers)
         context.write(wrapOutboundOut(.head(head)), promise: nil)

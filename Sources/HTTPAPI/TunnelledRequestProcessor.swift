@@ -60,14 +60,22 @@ public struct TunnelledRequestProcessor: Sendable {
             _ future: EventLoopFuture<Value>, contentType: String,
             _ encode: @escaping @Sendable (Value, inout ByteBuffer) -> Void
         ) -> EventLoopFuture<(Int, [(String, String)], [UInt8])> {
-            future.map { value in
-                var body = ByteBuffer()
-                encode(value, &body)
-                return (200, [("Content-Type", contentType)], Array(body.readableBytesView))
-            }.recover { error in
-                processor.errorResponse(
-                    error as? APIError ?? APIError(code: .unavailable, message: "the leader failed to serve: \(error)"))
+            // One promise and one callback (not a map and a recover: two of each).
+            let promise = future.eventLoop.makePromise(of: (Int, [(String, String)], [UInt8]).self)
+            future.whenComplete { result in
+                switch result {
+                case .success(let value):
+                    var body = ByteBuffer()
+                    encode(value, &body)
+                    promise.succeed((200, [("Content-Type", contentType)], Array(body.readableBytesView)))
+                case .failure(let error):
+                    promise.succeed(
+                        processor.errorResponse(
+                            error as? APIError
+                                ?? APIError(code: .unavailable, message: "the leader failed to serve: \(error)")))
+                }
             }
+            return promise.futureResult
         }
     }
 

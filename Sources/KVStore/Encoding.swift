@@ -10,6 +10,11 @@ public struct KVDecodeError: Error, Sendable, Equatable, CustomStringConvertible
 struct KVWriter {
     var bytes: [UInt8] = []
 
+    init() {}
+
+    /// A writer with room for `capacity` bytes (one allocation when the estimate holds).
+    init(capacity: Int) { bytes.reserveCapacity(capacity) }
+
     mutating func u8(_ v: UInt8) { bytes.append(v) }
     mutating func u64(_ v: UInt64) { for s in 0..<8 { bytes.append(UInt8(truncatingIfNeeded: v >> (8 * s))) } }
     /// A LEB128 varint: small lengths take one byte.

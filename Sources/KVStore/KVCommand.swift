@@ -80,7 +80,16 @@ public struct KVOperation: Sendable, Equatable {
     /// `[version][timestamp u64][tag][fields]`, then under version 2 `[key blob][fingerprint u64]`; keys and values
     /// are varint-length-prefixed.
     public var encoded: Bytes {
-        var w = KVWriter()
+        // Room for the fixed fields, up to three varint-prefixed blobs and the tag (exact for put, delete and cas).
+        var capacity = 1 + 8 + 1 + 8 + 3 * 10
+        switch command {
+        case .put(let key, let value, _): capacity += key.count + value.count
+        case .delete(let key): capacity += key.count
+        case .cas(let key, let expected, let value): capacity += key.count + (expected?.count ?? 0) + value.count + 1
+        case .txn: capacity += 256
+        }
+        if let idempotency { capacity += 10 + idempotency.key.count + 8 }
+        var w = KVWriter(capacity: capacity)
         w.u8(idempotency == nil ? Self.version : Self.taggedVersion)
         w.u64(timestampMs)
         switch command {

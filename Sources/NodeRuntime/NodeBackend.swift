@@ -103,30 +103,37 @@ final class NodeBackend: ClientAPIBackend, @unchecked Sendable {
             method: request.method.rawValue, uri: request.uri,
             headers: headers + request.headers, body: bytes)
         let isWrite = request.route.isWrite
-        let future = transport.forward(tunnelled, to: leader, timeout: requestTimeout)
-            .hop(to: context.eventLoop)
-            .flatMapErrorThrowing { error -> TunnelledResponse in
-                if let forwardError = error as? ForwardError, !forwardError.mayHaveBeenSent {
-                    throw APIError(
-                        code: .unavailable, message: "the leader (node \(leader)) is unreachable; the request was not sent",
-                        leaderID: leader, leaderAddress: self.raft.address(of: leader))
-                }
-                throw APIError(
-                    code: .timeout,
-                    message: isWrite
-                        ? "no answer from the leader (node \(leader)); the write may or may not be applied"
-                        : "no answer from the leader (node \(leader))",
-                    leaderID: leader, leaderAddress: self.raft.address(of: leader))
-            }
-            .map { response -> ForwardedResponse in
+        // One promise on the connection's loop, completed with the relayed answer or the error (no hop, no chain).
+        let promise = context.eventLoop.makePromise(of: ForwardedResponse.self)
+        transport.forward(tunnelled, to: leader, timeout: requestTimeout).whenComplete { result in
+            switch result {
+            case .success(let response):
                 var headers = HTTPHeaders()
                 for (name, value) in response.headers { headers.add(name: name, value: value) }
                 var buffer = ByteBuffer()
                 buffer.writeBytes(response.body)
-                return ForwardedResponse(
-                    status: HTTPResponseStatus(statusCode: response.status), headers: headers, body: buffer)
+                promise.succeed(
+                    ForwardedResponse(
+                        status: HTTPResponseStatus(statusCode: response.status), headers: headers, body: buffer))
+            case .failure(let error):
+                if let forwardError = error as? ForwardError, !forwardError.mayHaveBeenSent {
+                    promise.fail(
+                        APIError(
+                            code: .unavailable,
+                            message: "the leader (node \(leader)) is unreachable; the request was not sent",
+                            leaderID: leader, leaderAddress: self.raft.address(of: leader)))
+                    return
+                }
+                promise.fail(
+                    APIError(
+                        code: .timeout,
+                        message: isWrite
+                            ? "no answer from the leader (node \(leader)); the write may or may not be applied"
+                            : "no answer from the leader (node \(leader))",
+                        leaderID: leader, leaderAddress: self.raft.address(of: leader)))
             }
-        return future
+        }
+        return promise.futureResult
     }
 
     // MARK: - Writes
@@ -135,33 +142,36 @@ final class NodeBackend: ClientAPIBackend, @unchecked Sendable {
     /// fields as the client sent them). A replayed outcome answers with the first index and result; a key first
     /// used with another request fails with `422 idempotency_key_reused`.
     ///
-    /// `command` is built from the proposal's log-time stamp (a TTL counts from it).
-    private func propose(
-        request: [Bytes], context: ClientRequestContext, _ command: @escaping @Sendable (_ stampMs: UInt64) -> KVCommand
-    ) -> EventLoopFuture<(LogIndex, KVResult)> {
+    /// `command` is built from the proposal's log-time stamp (a TTL counts from it). The answer is `respond` applied
+    /// to the index and result, on `context.eventLoop`. `request` is only evaluated when there is a key.
+    private func propose<Response: Sendable>(
+        request: () -> [Bytes], context: ClientRequestContext,
+        _ command: @escaping @Sendable (_ stampMs: UInt64) -> KVCommand,
+        respond: @escaping @Sendable (LogIndex, KVResult) -> Response
+    ) -> EventLoopFuture<Response> {
         let tag = context.idempotencyKey.map {
-            IdempotencyTag(key: Array($0.utf8), fingerprint: IdempotencyTag.fingerprint(request))
+            IdempotencyTag(key: Array($0.utf8), fingerprint: IdempotencyTag.fingerprint(request()))
         }
         let remaining = context.deadline.uptimeNanoseconds > NIODeadline.now().uptimeNanoseconds
             ? Int64((context.deadline.uptimeNanoseconds - NIODeadline.now().uptimeNanoseconds) / 1_000_000) : 1
-        return raft.write(timeoutMs: max(1, remaining - 50)) { stamp in
+        // One future on the connection's loop and one transformation: the Raft loop completes the promise there.
+        return raft.write(timeoutMs: max(1, remaining - 50), on: context.eventLoop) { stamp in
             KVOperation(timestampMs: stamp, command: command(stamp), idempotency: tag)
-        }.hop(to: context.eventLoop)
-            .flatMapThrowing { index, result in
-                switch result {
-                case .expiredOnArrival:
-                    throw APIError(
-                        code: .invalidRequest,
-                        message: "ttl_secs has already passed by the cluster's log time; the put was not applied")
-                case .replayed(let first, let outcome): return (first, outcome)
-                case .idempotencyKeyReused(let first):
-                    throw APIError(
-                        code: .idempotencyKeyReused,
-                        message: "Idempotency-Key '\(context.idempotencyKey ?? "")' was first used at index \(first) "
-                            + "with a different request")
-                default: return (index, result)
-                }
+        }.flatMapThrowing { index, result in
+            switch result {
+            case .expiredOnArrival:
+                throw APIError(
+                    code: .invalidRequest,
+                    message: "ttl_secs has already passed by the cluster's log time; the put was not applied")
+            case .replayed(let first, let outcome): return respond(first, outcome)
+            case .idempotencyKeyReused(let first):
+                throw APIError(
+                    code: .idempotencyKeyReused,
+                    message: "Idempotency-Key '\(context.idempotencyKey ?? "")' was first used at index \(first) "
+                        + "with a different request")
+            default: return respond(index, result)
             }
+        }
     }
 
     public func put(_ request: PutRequest, context: ClientRequestContext) -> EventLoopFuture<PutResponse> {
@@ -172,22 +182,27 @@ final class NodeBackend: ClientAPIBackend, @unchecked Sendable {
         // The TTL counts from the proposal's log-time stamp (LogClock), the time every expiry check uses.
         let ttlMs = request.ttlSecs.map { $0 * 1000 }
         let key = request.key
+        let keyBytes = Array(key.utf8)
         let value = Array(request.value.utf8)
-        let fields = [Array("put".utf8), Array(key.utf8), value, Array("\(request.ttlSecs ?? 0)".utf8)]
-        return propose(request: fields, context: context) { stamp in
+        let ttlSecs = request.ttlSecs
+        return propose(
+            request: { [Array("put".utf8), keyBytes, value, Array("\(ttlSecs ?? 0)".utf8)] }, context: context
+        ) { stamp in
             // Saturating: the stamp follows log time, which a snapshot or an entry from elsewhere can carry near the end
             // of UInt64; a trap here would kill the node on its Raft loop.
-            .put(key: Array(key.utf8), value: value, expiresAtMs: ttlMs.map { ttl in
+            .put(key: keyBytes, value: value, expiresAtMs: ttlMs.map { ttl in
                 let (sum, overflow) = stamp.addingReportingOverflow(ttl)
                 return overflow ? .max : sum
             })
-        }.map { index, _ in PutResponse(key: key, index: index) }
+        } respond: { index, _ in PutResponse(key: key, index: index) }
     }
 
     public func delete(_ request: DeleteRequest, context: ClientRequestContext) -> EventLoopFuture<DeleteResponse> {
         let key = request.key
-        let fields = [Array("delete".utf8), Array(key.utf8)]
-        return propose(request: fields, context: context) { _ in .delete(key: Array(key.utf8)) }.map { index, result in
+        let keyBytes = Array(key.utf8)
+        return propose(request: { [Array("delete".utf8), keyBytes] }, context: context) { _ in
+            .delete(key: keyBytes)
+        } respond: { index, result in
             if case .deleted(let existed) = result { return DeleteResponse(key: key, index: index, deleted: existed) }
             return DeleteResponse(key: key, index: index, deleted: false)
         }
@@ -197,11 +212,13 @@ final class NodeBackend: ClientAPIBackend, @unchecked Sendable {
         let command = KVCommand.cas(
             key: Array(request.key.utf8), expected: request.expected.map { Array($0.utf8) },
             value: Array(request.value.utf8))
-        let fields: [Bytes] = [
-            Array("cas".utf8), Array(request.key.utf8), request.expected.map { [UInt8(1)] + Array($0.utf8) } ?? [UInt8(0)],
-            Array(request.value.utf8),
-        ]
-        return propose(request: fields, context: context) { _ in command }.map { index, result in
+        let fields: () -> [Bytes] = {
+            [
+                Array("cas".utf8), Array(request.key.utf8),
+                request.expected.map { [UInt8(1)] + Array($0.utf8) } ?? [UInt8(0)], Array(request.value.utf8),
+            ]
+        }
+        return propose(request: fields, context: context) { _ in command } respond: { index, result in
             if case .cas(let succeeded) = result { return CasResponse(succeeded: succeeded, index: index) }
             return CasResponse(succeeded: false, index: index)
         }
@@ -216,8 +233,8 @@ final class NodeBackend: ClientAPIBackend, @unchecked Sendable {
         } catch {
             return context.eventLoop.makeFailedFuture(error)
         }
-        let fields = [Array("txn".utf8), KVOperation(timestampMs: 0, command: .txn(txn)).encoded]
-        return propose(request: fields, context: context) { _ in .txn(txn) }.map { index, result in
+        let fields = { [Array("txn".utf8), KVOperation(timestampMs: 0, command: .txn(txn)).encoded] }
+        return propose(request: fields, context: context) { _ in .txn(txn) } respond: { index, result in
             guard case .txn(let succeeded, let results) = result else {
                 return TxnResponse(succeeded: false, results: [], index: index)
             }
@@ -299,10 +316,9 @@ final class NodeBackend: ClientAPIBackend, @unchecked Sendable {
         -> EventLoopFuture<GetResponse>
     {
         let keyBytes = Array(key.utf8)
-        return raft.read(consistency(requested)) { sm, logTime -> (Bytes?, LogIndex) in
+        return raft.read(consistency(requested), on: context.eventLoop) { sm, logTime -> (Bytes?, LogIndex) in
             (sm.get(keyBytes, nowMs: logTime), sm.appliedIndex)
         }
-            .hop(to: context.eventLoop)
             .flatMapThrowing { value, index in
                 guard let value else { throw APIError(code: .keyNotFound, message: "key '\(key)' not found") }
                 return GetResponse(key: key, value: String(decoding: value, as: UTF8.self), index: index)
@@ -315,11 +331,11 @@ final class NodeBackend: ClientAPIBackend, @unchecked Sendable {
         let prefix = Array(request.prefix.utf8)
         let after = request.after.map { Array($0.utf8) }
         let limit = min(request.limit ?? ClientHTTPLimits.defaultScanRows, ClientHTTPLimits.maxScanRows)
-        return raft.read(consistency(request.consistency)) { sm, logTime in
+        return raft.read(consistency(request.consistency), on: context.eventLoop) { sm, logTime in
             let page = sm.scanPage(
                 prefix: prefix, after: after, limit: limit, maxBytes: ClientHTTPLimits.maxScanBytes, nowMs: logTime)
             return ScanPage(rows: page.rows, more: page.more, index: sm.appliedIndex)
-        }.hop(to: context.eventLoop).map { page in
+        }.map { page in
             let entries = page.rows.map {
                 KeyValue(key: String(decoding: $0.key, as: UTF8.self), value: String(decoding: $0.value, as: UTF8.self))
             }

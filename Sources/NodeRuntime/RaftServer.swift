@@ -313,10 +313,14 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
 
     /// Proposes the write `make` builds from its log-time stamp (`LogClock`, taken on the Raft loop: a TTL is
     /// counted from it).
+    ///
+    /// `eventLoop` is where the returned future completes (the caller's: no hop back is needed); the Raft loop's
+    /// when `nil`.
     public func write(
-        timeoutMs: Int64? = nil, _ make: @escaping @Sendable (_ stampMs: UInt64) -> KVOperation
+        timeoutMs: Int64? = nil, on eventLoop: (any EventLoop)? = nil,
+        _ make: @escaping @Sendable (_ stampMs: UInt64) -> KVOperation
     ) -> EventLoopFuture<(LogIndex, KVResult)> {
-        let promise = loop.makePromise(of: (LogIndex, KVResult).self)
+        let promise = (eventLoop ?? loop).makePromise(of: (LogIndex, KVResult).self)
         loop.execute {
             let data = make(
                 self.logClock.stamp(wallMs: NodeBackend.wallClockMillis(), monotonicMs: RaftServer.monotonicMillis())
@@ -362,18 +366,23 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
     /// A read at the requested consistency, answered from this node's state machine once that is safe, with log
     /// time at that moment (`LogClock`: what expiry is judged by).
     public func read<T: Sendable>(
-        _ consistency: ReadConsistency, _ body: @escaping @Sendable (KVStateMachine, _ logTimeMs: UInt64) -> T
+        _ consistency: ReadConsistency, on eventLoop: (any EventLoop)? = nil,
+        _ body: @escaping @Sendable (KVStateMachine, _ logTimeMs: UInt64) -> T
     ) -> EventLoopFuture<T> {
-        read(consistency) { sm in
+        read(consistency, on: eventLoop) { sm in
             body(sm, self.logClock.now(wallMs: NodeBackend.wallClockMillis(), monotonicMs: RaftServer.monotonicMillis()))
         }
     }
 
     /// A read at the requested consistency, answered from this node's state machine once that is safe.
+    ///
+    /// `eventLoop` is where the returned future completes (the caller's: no hop back is needed); the Raft loop's
+    /// when `nil`.
     public func read<T: Sendable>(
-        _ consistency: ReadConsistency, _ body: @escaping @Sendable (KVStateMachine) -> T
+        _ consistency: ReadConsistency, on eventLoop: (any EventLoop)? = nil,
+        _ body: @escaping @Sendable (KVStateMachine) -> T
     ) -> EventLoopFuture<T> {
-        let promise = loop.makePromise(of: T.self)
+        let promise = (eventLoop ?? loop).makePromise(of: T.self)
         loop.execute {
             guard !self.stopped else {
                 return promise.fail(APIError(code: .unavailable, message: "the node is shutting down"))

@@ -40,6 +40,8 @@ struct PeerLinkStateMachine {
         var promise: EventLoopPromise<TunnelledResponse>
         /// Handed to the channel: from then on the outcome is unknown if no answer comes.
         var written: Bool
+        /// When it times out (`forwardsExpired(now:)`).
+        var deadline: NIODeadline
     }
 
     /// A promise to fail, with the error that tells the caller whether the request may have been sent.
@@ -128,7 +130,8 @@ struct PeerLinkStateMachine {
 
     /// Queues one encoded frame (for a forwarded request, with its id and promise).
     mutating func enqueue(
-        _ buffer: ByteBuffer, forward: (id: UInt64, promise: EventLoopPromise<TunnelledResponse>)? = nil
+        _ buffer: ByteBuffer,
+        forward: (id: UInt64, promise: EventLoopPromise<TunnelledResponse>, deadline: NIODeadline)? = nil
     ) -> EnqueueAction {
         if isShutdown { return .dropped(reportUnreachable: false) }
         guard queue.count < limits.maxQueuedFrames, queuedBytes + buffer.readableBytes <= limits.maxQueuedBytes
@@ -138,7 +141,9 @@ struct PeerLinkStateMachine {
         }
         queue.append(QueuedFrame(buffer: buffer, forwardID: forward?.id))
         queuedBytes += buffer.readableBytes
-        if let forward { forwards[forward.id] = PendingForward(promise: forward.promise, written: false) }
+        if let forward {
+            forwards[forward.id] = PendingForward(promise: forward.promise, written: false, deadline: forward.deadline)
+        }
         switch connection {
         case .idle:
             return .connect(address, attempt: startAttempt())
@@ -271,6 +276,21 @@ struct PeerLinkStateMachine {
         if pending.written { return Failure(promise: pending.promise, error: .timeout) }
         removeQueued { $0.forwardID == id }
         return Failure(promise: pending.promise, error: .unreachable)
+    }
+
+    /// The forwarded requests whose deadline is past at `now`, failed as `forwardTimedOut(id:)` fails them, and the
+    /// earliest deadline of those still pending (when the shell's timer should next look), if any.
+    mutating func forwardsExpired(now: NIODeadline) -> (failures: [Failure], next: NIODeadline?) {
+        var expired: [UInt64] = []
+        var next: NIODeadline?
+        for (id, pending) in forwards {
+            if pending.deadline <= now {
+                expired.append(id)
+            } else if next.map({ pending.deadline < $0 }) ?? true {
+                next = pending.deadline
+            }
+        }
+        return (expired.compactMap { forwardTimedOut(id: $0) }, next)
     }
 
     // MARK: Private

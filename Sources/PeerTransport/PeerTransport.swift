@@ -134,6 +134,10 @@ public final class PeerTransport: Sendable {
     private struct Link {
         var machine: PeerLinkStateMachine
         var reconnectTimer: Scheduled<Void>?
+        /// One timer for every forwarded request to this peer: it fires at the earliest pending deadline (not one
+        /// timer per request), fails what expired and re-arms for the next (`forwardsExpired(now:)`).
+        var forwardTimer: Scheduled<Void>?
+        var forwardTimerAt: NIODeadline?
         /// The chunked snapshot being sent to this peer, if any.
         var transfer: OutboundTransfer?
     }
@@ -305,6 +309,7 @@ public final class PeerTransport: Sendable {
                 state.isShutdown = true
                 for id in state.links.keys {
                     state.links[id]?.reconnectTimer?.cancel()
+                    state.links[id]?.forwardTimer?.cancel()
                     if let down = state.links[id]?.machine.shutdown() { downs.append(down) }
                 }
                 state.links.removeAll()
@@ -379,19 +384,41 @@ public final class PeerTransport: Sendable {
             promise.fail(ForwardError.unreachable)
             return
         }
-        let timer = eventLoop.scheduleTask(in: timeout) { self.forwardTimedOut(peer: peer, id: id) }
-        promise.futureResult.whenComplete { _ in timer.cancel() }
-        guard let action = state.value.links[peer]?.machine.enqueue(frame, forward: (id, promise)) else {
+        let deadline = NIODeadline.now() + timeout
+        guard let action = state.value.links[peer]?.machine.enqueue(frame, forward: (id, promise, deadline)) else {
             promise.fail(ForwardError.unreachable)
             return
         }
-        if case .dropped = action { promise.fail(ForwardError.unreachable) }
+        if case .dropped = action {
+            promise.fail(ForwardError.unreachable)
+        } else {
+            armForwardTimer(peer: peer, at: deadline)
+        }
         perform(action, peer: peer)
     }
 
-    private func forwardTimedOut(peer: NodeID, id: UInt64) {
-        guard let failure = state.value.links[peer]?.machine.forwardTimedOut(id: id) else { return }
-        failure.promise.fail(failure.error)
+    /// Makes sure the peer's forward timer fires no later than `deadline`.
+    private func armForwardTimer(peer: NodeID, at deadline: NIODeadline) {
+        guard state.value.links[peer] != nil else { return }
+        if let armed = state.value.links[peer]?.forwardTimerAt, armed <= deadline { return }
+        state.value.links[peer]?.forwardTimer?.cancel()
+        let timer = eventLoop.scheduleTask(deadline: deadline) { self.forwardTimerFired(peer: peer) }
+        state.withValue { state in
+            state.links[peer]?.forwardTimer = timer
+            state.links[peer]?.forwardTimerAt = deadline
+        }
+    }
+
+    private func forwardTimerFired(peer: NodeID) {
+        let expired: (failures: [PeerLinkStateMachine.Failure], next: NIODeadline?)? = state.withValue { state in
+            guard state.links[peer] != nil else { return nil }
+            state.links[peer]?.forwardTimer = nil
+            state.links[peer]?.forwardTimerAt = nil
+            return state.links[peer]?.machine.forwardsExpired(now: .now())
+        }
+        guard let expired else { return }
+        for failure in expired.failures { failure.promise.fail(failure.error) }
+        if let next = expired.next { armForwardTimer(peer: peer, at: next) }
     }
 
     private func applyPeers(_ wanted: [NodeID: PeerAddress]) {
@@ -401,6 +428,7 @@ public final class PeerTransport: Sendable {
             guard !state.isShutdown else { return }
             for id in Array(state.links.keys) where wanted[id] == nil {
                 state.links[id]?.reconnectTimer?.cancel()
+                state.links[id]?.forwardTimer?.cancel()
                 if let down = state.links[id]?.machine.shutdown() { downs.append(down) }
                 state.links[id] = nil
             }
@@ -633,6 +661,8 @@ final class PeerChannelHandler: ChannelInboundHandler {
 
     /// Secure mode refused the link: nothing more is read from it.
     private var refused = false
+    /// A flush of the forwarded answers written this loop turn is queued.
+    private var flushScheduled = false
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !refused else { return }
@@ -745,21 +775,26 @@ final class PeerChannelHandler: ChannelInboundHandler {
                 TunnelledResponse(
                     status: 503, headers: [("content-type", "text/plain; charset=utf-8")],
                     body: Array("this node has not started yet".utf8)))
-        answer
-            .recover { error in
-                TunnelledResponse(
-                    status: 500,
-                    headers: [("content-type", "text/plain; charset=utf-8")],
-                    body: Array("forwarded request failed: \(error)".utf8)
-                )
+        answer.hop(to: channel.eventLoop).assumeIsolated().whenComplete { result in
+            let response: TunnelledResponse
+            switch result {
+            case .success(let answered): response = answered
+            case .failure(let error):
+                response = TunnelledResponse(
+                    status: 500, headers: [("content-type", "text/plain; charset=utf-8")],
+                    body: Array("forwarded request failed: \(error)".utf8))
             }
-            .whenSuccess { response in
-                let frame = PeerWire.encode(.forwardResponse(id: id, response), allocator: channel.allocator)
-                channel.write(frame, promise: nil)
-                // Flushed by a task queued behind this one: every answer completed in the same loop turn (a
-                // follower tunnels many clients' requests over this one connection) leaves in one write(2).
-                channel.eventLoop.execute { channel.flush() }
+            let frame = PeerWire.encode(.forwardResponse(id: id, response), allocator: channel.allocator)
+            channel.write(frame, promise: nil)
+            // Flushed by one task queued behind this one: every answer completed in the same loop turn (a follower
+            // tunnels many clients' requests over this one connection) leaves in one write(2).
+            guard !self.flushScheduled else { return }
+            self.flushScheduled = true
+            channel.eventLoop.assumeIsolated().execute {
+                self.flushScheduled = false
+                channel.flush()
             }
+        }
     }
 }
 

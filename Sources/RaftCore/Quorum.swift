@@ -7,8 +7,21 @@ public enum Quorum {
     /// (missing voters count as 0). Learners are never passed in. `nil` for an empty voter set.
     public static func committedIndex(voters: Set<NodeID>, acked: (NodeID) -> UInt64) -> UInt64? {
         guard !voters.isEmpty else { return nil }
-        let sorted = voters.map(acked).sorted(by: >)
-        return sorted[majority(sorted.count) - 1]
+        // Called after every acknowledgement: sorted in a stack buffer (insertion sort; clusters are small), no heap.
+        return withUnsafeTemporaryAllocation(of: UInt64.self, capacity: voters.count) { buffer in
+            var count = 0
+            for voter in voters {
+                var slot = count
+                let value = acked(voter)
+                while slot > 0, buffer[slot - 1] < value {
+                    buffer[slot] = buffer[slot - 1]
+                    slot -= 1
+                }
+                buffer[slot] = value
+                count += 1
+            }
+            return buffer[majority(count) - 1]
+        }
     }
 
     /// The outcome of an election given the voters' answers so far.

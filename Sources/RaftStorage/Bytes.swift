@@ -11,6 +11,18 @@ public struct ByteWriter: Sendable {
         bytes.reserveCapacity(capacity)
     }
 
+    /// A writer that appends to `bytes` (taken without a copy, left empty); `give(to:)` hands them back.
+    public init(taking bytes: inout [UInt8]) {
+        self.bytes = []
+        swap(&self.bytes, &bytes)
+    }
+
+    /// Hands the bytes to `destination` without a copy (this writer is left empty).
+    public mutating func give(to destination: inout [UInt8]) {
+        destination = []
+        swap(&bytes, &destination)
+    }
+
     public mutating func u8(_ v: UInt8) { bytes.append(v) }
     public mutating func u16(_ v: UInt16) { for s in 0..<2 { bytes.append(UInt8(truncatingIfNeeded: v >> (8 * s))) } }
     public mutating func u32(_ v: UInt32) { for s in 0..<4 { bytes.append(UInt8(truncatingIfNeeded: v >> (8 * s))) } }

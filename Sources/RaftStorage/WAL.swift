@@ -222,6 +222,7 @@ public final class WAL: LogStorage, @unchecked Sendable {
         if let active = segments.last, active.size >= options.segmentSize { try rotate() }
         guard let active = segments.last else { throw StorageError("WAL \(directory) has no segment") }
         var buffer: [UInt8] = []
+        buffer.reserveCapacity(records.reduce(WALRecord.headerSize + 8) { $0 + $1.estimatedFrameSize })
         var spans: [(Int, Int)] = []
         spans.reserveCapacity(records.count + 1)
         var records = records

@@ -47,7 +47,12 @@ public enum WALRecord: Sendable, Equatable {
     /// Appends the framed record to `out`; returns the offset of the payload inside `out`.
     @discardableResult
     public func frame(into out: inout [UInt8]) -> Int {
-        var payload = ByteWriter(capacity: 48)
+        // Written in place: a header placeholder, then the payload straight into `out`, then the header patched.
+        // No intermediate payload or header array: `out` only grows (geometrically) when the caller did not reserve.
+        let start = out.count
+        var payload = ByteWriter(taking: &out)
+        for _ in 0..<Self.headerSize { payload.u8(0) }
+        let payloadOffset = start + Self.headerSize
         let type: RecordType
         switch self {
         case .entry(let e):
@@ -86,16 +91,28 @@ public enum WALRecord: Sendable, Equatable {
             type = .syncMark
             payload.u64(offset)
         }
-        let body = payload.bytes
-        var header = ByteWriter(capacity: Self.headerSize)
-        header.u32(UInt32(body.count))
-        header.u8(type.rawValue)
-        header.u32(CRC32C.checksum(body, continuing: CRC32C.checksum([type.rawValue])))
-        header.u32(CRC32C.checksum(header.bytes))
-        out.append(contentsOf: header.bytes)
-        let payloadOffset = out.count
-        out.append(contentsOf: body)
+        payload.give(to: &out)
+        let bodyCount = out.count - payloadOffset
+        let typeCRC = withUnsafeBytes(of: type.rawValue) { CRC32C.checksum($0) }
+        let bodyCRC = out.withUnsafeBytes {
+            CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[payloadOffset...]), continuing: typeCRC)
+        }
+        out.withUnsafeMutableBytes { bytes in
+            func put32(_ v: UInt32, at offset: Int) {
+                for s in 0..<4 { bytes[start + offset + s] = UInt8(truncatingIfNeeded: v >> (8 * s)) }
+            }
+            put32(UInt32(bodyCount), at: 0)
+            bytes[start + 4] = type.rawValue
+            put32(bodyCRC, at: 5)
+            put32(CRC32C.checksum(UnsafeRawBufferPointer(rebasing: bytes[start..<(start + 9)])), at: 9)
+        }
         return payloadOffset
+    }
+
+    /// The framed size of an entry record exactly; an estimate for the rest (a buffer reservation).
+    var estimatedFrameSize: Int {
+        if case .entry(let e) = self { return Self.headerSize + 33 + e.data.count }
+        return Self.headerSize + 64
     }
 
     public var framed: [UInt8] {
@@ -179,7 +196,7 @@ public enum WALRecord: Sendable, Equatable {
         guard length <= maxPayload else { return .malformed("record length \(length) exceeds the limit", length: 0) }
         guard bytes.count - headerSize >= length else { return .incomplete }
         let payload = bytes[(start + headerSize)..<(start + headerSize + length)]
-        guard CRC32C.checksum(payload, continuing: CRC32C.checksum([type])) == dataCRC else {
+        guard CRC32C.checksum(payload, continuing: withUnsafeBytes(of: type) { CRC32C.checksum($0) }) == dataCRC else {
             return .badPayload(length: headerSize + length)
         }
         do {

@@ -91,8 +91,9 @@ struct PeerLinkStateMachineTests {
     func forwardOutcomes() throws {
         let loop = EmbeddedEventLoop()
         var link = PeerLinkStateMachine(address: PeerAddress(host: "127.0.0.1", port: 1), limits: limits)
+        let far = NIODeadline.distantFuture
         let unsent = loop.makePromise(of: TunnelledResponse.self)
-        guard case .connect(_, let attempt) = link.enqueue(frame(5), forward: (1, unsent)) else {
+        guard case .connect(_, let attempt) = link.enqueue(frame(5), forward: (1, unsent, far)) else {
             Issue.record("connect")
             return
         }
@@ -103,7 +104,7 @@ struct PeerLinkStateMachineTests {
         timedOut.promise.fail(timedOut.error)
 
         let second = loop.makePromise(of: TunnelledResponse.self)
-        _ = link.enqueue(frame(5), forward: (2, second))
+        _ = link.enqueue(frame(5), forward: (2, second, far))
         let failed = link.connectFailed(attempt: attempt, jitter: 0)
         #expect(failed.failures.map(\.error) == [.unreachable])
         failed.failures.forEach { $0.promise.fail($0.error) }
@@ -112,7 +113,7 @@ struct PeerLinkStateMachineTests {
         #expect(link.reconnectTimerFired(attempt: attempt) == nil)
 
         let third = loop.makePromise(of: TunnelledResponse.self)
-        guard case .connect(_, let next) = link.enqueue(frame(5), forward: (3, third)) else {
+        guard case .connect(_, let next) = link.enqueue(frame(5), forward: (3, third, far)) else {
             Issue.record("connect")
             return
         }
@@ -123,7 +124,7 @@ struct PeerLinkStateMachineTests {
         lost.failures.forEach { $0.promise.fail($0.error) }
 
         let fourth = loop.makePromise(of: TunnelledResponse.self)
-        guard case .connect(_, let last) = link.enqueue(frame(5), forward: (4, fourth)) else {
+        guard case .connect(_, let last) = link.enqueue(frame(5), forward: (4, fourth, far)) else {
             Issue.record("connect")
             return
         }
@@ -135,6 +136,43 @@ struct PeerLinkStateMachineTests {
         late.promise.fail(late.error)
         #expect(link.responseReceived(id: 4) == nil)
         #expect(link.pendingForwardCount == 0)
+    }
+
+    @Test("forward deadlines: one sweep fails exactly the expired requests and names the next deadline")
+    func forwardDeadlines() throws {
+        let loop = EmbeddedEventLoop()
+        var link = PeerLinkStateMachine(address: PeerAddress(host: "127.0.0.1", port: 1), limits: limits)
+        let at = { (ms: UInt64) in NIODeadline.uptimeNanoseconds(ms * 1_000_000) }
+        guard case .connect(_, let attempt) = link.enqueue(frame(5), forward: (1, loop.makePromise(), at(100)))
+        else {
+            Issue.record("connect")
+            return
+        }
+        _ = link.connected(attempt: attempt, channel: EmbeddedChannel())
+        _ = link.drain(writable: true)  // request 1 is written
+        for (id, deadline) in [(2, 300), (3, 200)] as [(UInt64, UInt64)] {
+            _ = link.enqueue(frame(5), forward: (id, loop.makePromise(), at(deadline)))
+        }
+        #expect(link.queue.count == 2)
+
+        let none = link.forwardsExpired(now: at(99))
+        #expect(none.failures.isEmpty)
+        #expect(none.next == at(100))
+
+        // At 250: the written request 1 timed out, the queued request 3 is withdrawn unsent, 2 stays.
+        let swept = link.forwardsExpired(now: at(250))
+        #expect(swept.failures.count == 2)
+        #expect(swept.failures.contains { $0.error == .timeout })
+        #expect(swept.failures.contains { $0.error == .unreachable })
+        #expect(swept.next == at(300))
+        #expect(link.pendingForwardCount == 1)
+        #expect(link.queue.count == 1)
+        swept.failures.forEach { $0.promise.fail($0.error) }
+
+        let answered = try #require(link.responseReceived(id: 2))
+        answered.fail(ForwardError.connectionLost)
+        let empty = link.forwardsExpired(now: at(1_000))
+        #expect(empty.failures.isEmpty && empty.next == nil)
     }
 
     @Test("connection protocol: hello first, direction rules, identity check")
