@@ -105,6 +105,8 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
     private(set) var unappliedBytes: UInt64 = 0
     private var stopped = false
     private var tickTask: RepeatedTask?
+    /// The newest commit-index-only hard state not yet handed to the WAL thread (see `persist`).
+    private var deferredCommitState: HardState?
     private var flushTask: RepeatedTask?
     private var lastRole: Role = .follower
     /// The configuration, removal and admission last acted on.
@@ -203,7 +205,12 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
             self.flushTask?.cancel()
             Self.run(self.pending.failAll())
             let writer = self.writer
+            let deferred = self.deferredCommitState
+            self.deferredCommitState = nil
             return self.io.runIfActive(eventLoop: self.loop) {
+                if let deferred {
+                    try writer.write(entries: [], hardState: deferred, snapshot: nil, now: RaftServer.monotonicMillis())
+                }
                 try writer.flush()
                 writer.wal.close()
             }.always { _ in
@@ -220,6 +227,7 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
         guard !stopped else { return }
         let now = RaftServer.monotonicMillis()
         core.tick(now: now)
+        writeDeferredCommitState()
         if space.startMeasurement(now: now) { measureUsage() }
         recordPeerChanges(now: now)
         Self.run(pending.expire(now: now))
@@ -692,23 +700,37 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
         for message in messages { send(message, via: transport) }
     }
 
+    /// Writes the deferred commit-index-only hard state, if any, to the WAL thread in order, unsynced, not waited for.
+    private func writeDeferredCommitState() {
+        guard let hardState = deferredCommitState, !stopped else { return }
+        deferredCommitState = nil
+        let writer = self.writer
+        io.runIfActive(eventLoop: loop) {
+            try writer.write(entries: [], hardState: hardState, snapshot: nil, now: RaftServer.monotonicMillis())
+        }.whenFailure { error in
+            // The commit index is volatile: a record the full disk refused is written again with the next batch.
+            switch DiskSpace.setback(error) {
+            case .diskFull(let reason): self.raiseNoSpace(reason)
+            case .noDescriptors: break
+            case .fatal: self.fatal(error)
+            }
+        }
+    }
+
     func persist(_ rd: Ready, _ kind: ReadyPersistence, completion: @escaping (LogIndex?) -> Void) {
         let writer = self.writer
         for entry in rd.entries { unappliedBytes += UInt64(entry.data.count) }
         guard kind == .full else {
-            // Only the commit index moved: the record goes to the WAL thread in order, unsynced, not waited for.
-            io.runIfActive(eventLoop: loop) {
-                try writer.write(entries: [], hardState: rd.hardState, snapshot: nil, now: RaftServer.monotonicMillis())
-            }.whenFailure { error in
-                // The commit index is volatile: a record the full disk refused is written again with the next batch.
-                switch DiskSpace.setback(error) {
-                case .diskFull(let reason): self.raiseNoSpace(reason)
-                case .noDescriptors: break
-                case .fatal: self.fatal(error)
-                }
-            }
+            // Only the commit index moved. Raft keeps it volatile: the record rides with the next full write, or the
+            // next tick writes it (`writeDeferredCommitState`), instead of a WAL hand-off for every commit.
+            if let hardState = rd.hardState { deferredCommitState = hardState }
             return
         }
+        // A snapshot's write goes after the deferred record, as before; otherwise this Ready's own hard state is newer
+        // than a deferred one (same term and vote, a commit index no lower) or the deferred one rides with it.
+        if rd.snapshot != nil { writeDeferredCommitState() }
+        let hardState = rd.hardState ?? deferredCommitState
+        deferredCommitState = nil
         // A sole voter's own copy is the whole quorum: it fsyncs at once instead of waiting for the flush policy.
         let soleVoter = core.membership.voters == [settings.raft.id]
         let snapshotData: [UInt8]? = rd.snapshot.flatMap { snapshots.takeStaged($0.index) }
@@ -735,7 +757,7 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
             }
             let (syncs, began) = (writer.fsyncCount, RaftServer.monotonicMillis())
             let durability = try writer.persist(
-                entries: rd.entries, hardState: rd.hardState, snapshot: rd.snapshot, acknowledges: acknowledges)
+                entries: rd.entries, hardState: hardState, snapshot: rd.snapshot, acknowledges: acknowledges)
             let fsyncMs = writer.fsyncCount > syncs ? RaftServer.monotonicMillis() - began : nil
             return (restored, durability.synced, fsyncMs)
         }

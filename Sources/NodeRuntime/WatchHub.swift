@@ -29,6 +29,9 @@ struct WatchHub {
 
     let settings: Settings
     private var history: [KVChange] = []
+    /// `size` of each change in `history`, kept beside it: eviction reads these instead of the old changes' key and
+    /// value (by then out of cache: two misses per write).
+    private var sizes: [Int] = []
     private var head = 0
     private var historyBytes = 0
     private(set) var firstIndex: LogIndex
@@ -50,7 +53,11 @@ struct WatchHub {
     mutating func record(_ changes: [KVChange]) {
         guard let index = changes.first?.index else { return }
         history.append(contentsOf: changes)
-        historyBytes += changes.reduce(0) { $0 + Self.size($1) }
+        for change in changes {
+            let size = Self.size(change)
+            sizes.append(size)
+            historyBytes += size
+        }
         evict()
         var gone = false
         for watcher in watchers where index >= watcher.from {
@@ -76,6 +83,7 @@ struct WatchHub {
         }
         watchers = []
         history = []
+        sizes = []
         head = 0
         historyBytes = 0
         firstIndex = appliedIndex + 1
@@ -146,7 +154,7 @@ struct WatchHub {
         while history.count - head > settings.historyEntries || historyBytes > settings.historyBytes {
             let index = history[head].index
             while head < history.count && history[head].index == index {
-                historyBytes -= Self.size(history[head])
+                historyBytes -= sizes[head]
                 // The slot stays until the array is compacted below; its key and value go now. Kept, they held up to
                 // 1024 evicted values past `historyBytes`: 512 MiB of 512 KiB values, growing with every write.
                 history[head].key = []
@@ -157,6 +165,7 @@ struct WatchHub {
         }
         if head > 1024 && head * 2 > history.count {
             history.removeFirst(head)
+            sizes.removeFirst(head)
             head = 0
         }
     }

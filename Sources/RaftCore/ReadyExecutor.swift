@@ -12,8 +12,8 @@ public protocol ReadyHost: AnyObject {
     func send(_ messages: [Message])
     /// Step 1: makes `rd`'s snapshot, entries and hard state durable (see `ReadyPersistence`). For `.full`, call
     /// `completion` with how far the log is now fsynced (`nil`: all of it) once done, now or later, on the core's
-    /// thread; never call it if persistence failed (the shell stops). For `.commitIndexOnly`, write in order and do not
-    /// call `completion`: the executor does not wait.
+    /// thread; never call it if persistence failed (the shell stops). For `.commitIndexOnly`, write in order (now, or with a later write:
+    /// the commit index is volatile) and do not call `completion`: the executor does not wait.
     func persist(_ rd: Ready, _ kind: ReadyPersistence, completion: @escaping (_ syncedThrough: LogIndex?) -> Void)
     /// Step 3: applies `rd.committedEntries` in order, serves `rd.readStates` once applied and fails
     /// `rd.droppedReads`.
