@@ -401,7 +401,7 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
             case .eventual:
                 promise.succeed(body(self.stateMachine))
             case .lease:
-                switch self.core.leaseRead(now: RaftServer.monotonicMillis()) {
+                switch self.withCore({ $0.leaseRead(now: RaftServer.monotonicMillis()) }) {
                 case .success(let index):
                     self.metrics.leaseReads += 1
                     self.whenApplied(index) { promise.succeed(body(self.stateMachine)) }
@@ -638,7 +638,7 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
     /// Keeps the address book and the transport's peers in step with the configuration, and says when this node
     /// learns that it was removed.
     private func syncMembership() {
-        guard let change = membershipTracker.update(core) else { return }
+        guard let change = withCore({ membershipTracker.update($0) }) else { return }
         if let line = change.changedLine {
             log.always(line)
             recordEvent(.membershipChanged, line)
@@ -655,7 +655,7 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
     /// Tells the transport whose peer frames to take, before this Ready's messages go out (so a learner's first
     /// answer to the leader that added it is admitted).
     private func publishAdmission() {
-        guard let admission = membershipTracker.admission(core) else { return }
+        guard let admission = withCore({ membershipTracker.admission($0) }) else { return }
         transport.admit(members: admission.members, leader: admission.leader)
     }
 
@@ -669,6 +669,15 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
     public func needsToJoin() -> EventLoopFuture<Bool> {
         loop.submit { self.core.hasBootstrapMembership && !self.core.isVoter }
     }
+
+    /// Runs `body` with `core` accessed in place. Read through this class's stored property for a method call or
+    /// an argument, a struct as large as `RaftNode` is copied whole (every array, set and dictionary in it retained,
+    /// then released); an `inout` access is not. For the calls made per request or per Ready.
+    @inline(__always)
+    private func withCore<T>(_ body: (inout RaftNode) -> T) -> T { body(&core) }
+
+    /// `ReadyHost`: read directly (through the protocol's `core` getter it would copy the node).
+    var coreSyncedIndex: LogIndex { withCore { $0.syncedIndex } }
 
     // MARK: - Ready loop (ReadyHost: the order lives in RaftCore's `ReadyExecutor`, shared with the simulator)
 

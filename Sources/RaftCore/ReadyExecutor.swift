@@ -5,6 +5,9 @@
 public protocol ReadyHost: AnyObject {
     /// The core whose Readies are executed.
     var core: RaftNode { get set }
+    /// `core.syncedIndex`. The default reads it through `core`'s getter, which copies the whole node: a host on a hot
+    /// path implements it with a direct read.
+    var coreSyncedIndex: LogIndex { get }
     /// Called with every Ready right after `core.ready()`, empty ones included, before anything else: the place to
     /// note a role change (`softState`) or a new configuration.
     func readyTaken(_ rd: Ready)
@@ -20,6 +23,10 @@ public protocol ReadyHost: AnyObject {
     func apply(_ rd: Ready)
     /// After a Ready is done (advanced and applied): the place for snapshots and for asking for the next Ready.
     func readyDone()
+}
+
+extension ReadyHost {
+    public var coreSyncedIndex: LogIndex { core.syncedIndex }
 }
 
 /// How step 1 of a Ready is written.
@@ -60,7 +67,7 @@ public final class ReadyExecutor {
         if rd.isEmpty { return false }
         host.send(rd.earlyMessages)
         guard rd.needsPersistence else {
-            finish(rd, host, appliedEarly: false, syncedThrough: host.core.syncedIndex)
+            finish(rd, host, appliedEarly: false, syncedThrough: host.coreSyncedIndex)
             return true
         }
         let termAndVoteKept = rd.hardState.map { hs in
@@ -69,7 +76,7 @@ public final class ReadyExecutor {
         if let hs = rd.hardState { persistedHardState = hs }
         if rd.entries.isEmpty, rd.snapshot == nil, termAndVoteKept {
             host.persist(rd, .commitIndexOnly) { _ in }
-            finish(rd, host, appliedEarly: false, syncedThrough: host.core.syncedIndex)
+            finish(rd, host, appliedEarly: false, syncedThrough: host.coreSyncedIndex)
             return true
         }
         persisting = true
