@@ -399,12 +399,12 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
             self.metrics.reads += 1
             switch consistency {
             case .eventual:
-                promise.succeed(body(self.stateMachine))
+                promise.succeed(self.withStateMachine(body))
             case .lease:
                 switch self.withCore({ $0.leaseRead(now: RaftServer.monotonicMillis()) }) {
                 case .success(let index):
                     self.metrics.leaseReads += 1
-                    self.whenApplied(index) { promise.succeed(body(self.stateMachine)) }
+                    self.whenApplied(index) { promise.succeed(self.withStateMachine(body)) }
                 case .failure(.notLeader(.some)) where self.settings.raft.followerReads:
                     // A follower asks the leader, which answers at once under its lease.
                     self.readIndex(promise: promise, lease: true, body)
@@ -437,7 +437,7 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
             let deadline = RaftServer.monotonicMillis() + UInt64(settings.requestTimeoutMs)
             pending.addRead(id: id, deadline: deadline) { result in
                 switch result {
-                case .success(let index): self.whenApplied(index) { promise.succeed(body(self.stateMachine)) }
+                case .success(let index): self.whenApplied(index) { promise.succeed(self.withStateMachine(body)) }
                 case .failure(let error): promise.fail(error)
                 }
             }
@@ -675,6 +675,13 @@ final class RaftServer: ReadyHost, @unchecked Sendable {
     /// then released); an `inout` access is not. For the calls made per request or per Ready.
     @inline(__always)
     private func withCore<T>(_ body: (inout RaftNode) -> T) -> T { body(&core) }
+
+    /// `body` applied to the state machine accessed in place (not copied whole: see `withCore`), for every read.
+    @inline(__always)
+    private func withStateMachine<T>(_ body: (KVStateMachine) -> T) -> T {
+        func borrow(_ machine: inout KVStateMachine) -> T { body(machine) }
+        return borrow(&stateMachine)
+    }
 
     /// `ReadyHost`: read directly (through the protocol's `core` getter it would copy the node).
     var coreSyncedIndex: LogIndex { withCore { $0.syncedIndex } }

@@ -134,10 +134,6 @@ public final class PeerTransport: Sendable {
     private struct Link {
         var machine: PeerLinkStateMachine
         var reconnectTimer: Scheduled<Void>?
-        /// One timer for every forwarded request to this peer: it fires at the earliest pending deadline (not one
-        /// timer per request), fails what expired and re-arms for the next (`forwardsExpired(now:)`).
-        var forwardTimer: Scheduled<Void>?
-        var forwardTimerAt: NIODeadline?
         /// The chunked snapshot being sent to this peer, if any.
         var transfer: OutboundTransfer?
     }
@@ -160,6 +156,10 @@ public final class PeerTransport: Sendable {
         var nextTransferID = UInt64.random(in: 0...(UInt64.max >> 1))
         var inbound: [ObjectIdentifier: Channel] = [:]
         var isShutdown = false
+        /// Per peer, one timer for every forwarded request to it: it fires at the earliest pending deadline (not one
+        /// timer per request), fails what expired and re-arms for the next (`forwardsExpired(now:)`). Kept apart from
+        /// `links` so that reading it copies no `Link`.
+        var forwardTimers: [NodeID: (timer: Scheduled<Void>, at: NIODeadline)] = [:]
     }
 
     /// - Parameters:
@@ -309,10 +309,11 @@ public final class PeerTransport: Sendable {
                 state.isShutdown = true
                 for id in state.links.keys {
                     state.links[id]?.reconnectTimer?.cancel()
-                    state.links[id]?.forwardTimer?.cancel()
                     if let down = state.links[id]?.machine.shutdown() { downs.append(down) }
                 }
                 state.links.removeAll()
+                for (_, armed) in state.forwardTimers { armed.timer.cancel() }
+                state.forwardTimers.removeAll()
                 channels = Array(state.inbound.values)
                 state.inbound.removeAll()
             }
@@ -399,21 +400,17 @@ public final class PeerTransport: Sendable {
 
     /// Makes sure the peer's forward timer fires no later than `deadline`.
     private func armForwardTimer(peer: NodeID, at deadline: NIODeadline) {
-        guard state.value.links[peer] != nil else { return }
-        if let armed = state.value.links[peer]?.forwardTimerAt, armed <= deadline { return }
-        state.value.links[peer]?.forwardTimer?.cancel()
-        let timer = eventLoop.scheduleTask(deadline: deadline) { self.forwardTimerFired(peer: peer) }
-        state.withValue { state in
-            state.links[peer]?.forwardTimer = timer
-            state.links[peer]?.forwardTimerAt = deadline
+        if let armed = state.value.forwardTimers[peer] {
+            if armed.at <= deadline { return }
+            armed.timer.cancel()
         }
+        let timer = eventLoop.scheduleTask(deadline: deadline) { self.forwardTimerFired(peer: peer) }
+        state.value.forwardTimers[peer] = (timer, deadline)
     }
 
     private func forwardTimerFired(peer: NodeID) {
         let expired: (failures: [PeerLinkStateMachine.Failure], next: NIODeadline?)? = state.withValue { state in
-            guard state.links[peer] != nil else { return nil }
-            state.links[peer]?.forwardTimer = nil
-            state.links[peer]?.forwardTimerAt = nil
+            state.forwardTimers[peer] = nil
             return state.links[peer]?.machine.forwardsExpired(now: .now())
         }
         guard let expired else { return }
@@ -428,7 +425,7 @@ public final class PeerTransport: Sendable {
             guard !state.isShutdown else { return }
             for id in Array(state.links.keys) where wanted[id] == nil {
                 state.links[id]?.reconnectTimer?.cancel()
-                state.links[id]?.forwardTimer?.cancel()
+                state.forwardTimers.removeValue(forKey: id)?.timer.cancel()
                 if let down = state.links[id]?.machine.shutdown() { downs.append(down) }
                 state.links[id] = nil
             }
