@@ -169,7 +169,8 @@ struct PeerLinkStateMachineTests {
         #expect(link.queue.count == 1)
         swept.failures.forEach { $0.promise.fail($0.error) }
 
-        let answered = try #require(link.responseReceived(id: 2))
+        let answeredResult = link.responseReceived(id: 2)
+        let answered = try #require(answeredResult)
         answered.fail(ForwardError.connectionLost)
         let empty = link.forwardsExpired(now: at(1_000))
         #expect(empty.failures.isEmpty && empty.next == nil)
